@@ -1,0 +1,1 @@
+//! Deterministic built-in corpus (being written).

@@ -1,0 +1,2 @@
+//! jocky: a tantivy `Directory` over one append-only container.
+pub mod corpus;
