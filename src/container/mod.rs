@@ -1,0 +1,370 @@
+//! The container: an append-only log of records spread over numbered container
+//! files, each mapped once for reading.
+//!
+//! This layer owns the write position, the sequence numbers, rotation to a new
+//! container file, the durability watermark (group commit: concurrent sync requests
+//! share one `fdatasync`) and poisoning after a failed write or fsync. What the
+//! records mean is the file table's business; recovery on open is in [`recovery`].
+//!
+//! Lock order: `sync_lock` before `active`.
+
+mod recovery;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use ownedbytes::OwnedBytes;
+
+use crate::error::{Error, Result};
+use crate::format::file_header::{container_file_name, log_position, FileHeader, FILE_HEADER_LEN};
+use crate::format::record::{self, framed_len, Payload, HEADER_LEN};
+use crate::io::{ReadView, Storage, StorageFile};
+use crate::policy::SyncPolicy;
+
+pub(crate) use recovery::RecordRef;
+
+/// Where a run of file bytes lies in the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Extent {
+    pub file_no: u64,
+    pub offset: u64,
+    pub len: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerOptions {
+    /// The most bytes one container file holds before the log moves to a new one.
+    pub file_capacity: u64,
+    /// How far ahead of the write position disk space is reserved (fallocate).
+    pub grow_step: u64,
+    pub sync: SyncPolicy,
+}
+
+struct Active {
+    /// `None` only after a failed rotation, which also poisons the container.
+    file: Option<Arc<dyn StorageFile>>,
+    file_no: u64,
+    offset: u64,
+    allocated: u64,
+    next_seq: u64,
+    scratch: Vec<u8>,
+}
+
+struct MappedFile {
+    view: Arc<dyn ReadView>,
+    /// Bytes used (records end here); for sealed files this never changes.
+    end: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    bytes_appended: AtomicU64,
+    fsyncs: AtomicU64,
+}
+
+pub(crate) struct Container {
+    storage: Arc<dyn Storage>,
+    root: PathBuf,
+    opts: ContainerOptions,
+    sync_lock: Mutex<()>,
+    active: Mutex<Active>,
+    /// Log position up to which everything is known durable.
+    durable: AtomicU64,
+    files: RwLock<BTreeMap<u64, MappedFile>>,
+    poison: Mutex<Option<String>>,
+    counters: Counters,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counters a user can log; see `JockyDirectory::stats`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ContainerStats {
+    pub container_files: usize,
+    pub container_bytes: u64,
+    pub bytes_appended: u64,
+    pub fsyncs: u64,
+    pub fds_held: usize,
+    pub mappings: usize,
+    pub poisoned: bool,
+}
+
+impl Container {
+    /// Opens (or creates) the container in `storage`, replaying every record into
+    /// `apply` in log order.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        root: &Path,
+        opts: ContainerOptions,
+        apply: &mut dyn FnMut(RecordRef<'_>) -> std::result::Result<(), String>,
+    ) -> Result<Container> {
+        let rec = recovery::recover(&*storage, root, &opts, apply)?;
+        let files = rec
+            .files
+            .into_iter()
+            .map(|(no, view, end)| (no, MappedFile { view, end }))
+            .collect();
+        Ok(Container {
+            storage,
+            root: root.to_path_buf(),
+            durable: AtomicU64::new(log_position(rec.active_no, rec.active_end)),
+            active: Mutex::new(Active {
+                file: Some(rec.active_file),
+                file_no: rec.active_no,
+                offset: rec.active_end,
+                allocated: rec.active_end,
+                next_seq: rec.next_seq,
+                scratch: Vec::new(),
+            }),
+            opts,
+            sync_lock: Mutex::new(()),
+            files: RwLock::new(files),
+            poison: Mutex::new(None),
+            counters: Counters::default(),
+        })
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match &*lock(&self.poison) {
+            Some(msg) => Err(Error::Poisoned(msg.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn poison_with(&self, what: &str, file_no: u64, e: std::io::Error) -> Error {
+        let path = self.root.join(container_file_name(file_no));
+        let msg = format!("{what} failed on {}: {e}", path.display());
+        log::error!("jocky container poisoned: {msg}");
+        lock(&self.poison).get_or_insert(msg);
+        Error::io(path, e)
+    }
+
+    /// The largest payload one record may carry.
+    pub fn max_payload(&self) -> usize {
+        let room = self.opts.file_capacity - FILE_HEADER_LEN as u64 - HEADER_LEN as u64;
+        room.min(record::MAX_PAYLOAD_LEN as u64) as usize
+    }
+
+    /// Appends `payloads` as consecutive records in one write. Returns, for each
+    /// payload that carries file bytes (`Data`, `AtomicWrite`), where they landed.
+    pub fn append(&self, payloads: &[Payload<'_>]) -> Result<Vec<Option<Extent>>> {
+        let total: u64 = payloads.iter().map(|p| framed_len(p.encoded_len())).sum();
+        if total > self.opts.file_capacity - FILE_HEADER_LEN as u64 {
+            return Err(Error::TooLarge(format!(
+                "{total} bytes of records do not fit in a container file of {} bytes",
+                self.opts.file_capacity
+            )));
+        }
+        loop {
+            self.check_poison()?;
+            let mut a = lock(&self.active);
+            if a.offset + total > self.opts.file_capacity {
+                let seen = a.file_no;
+                drop(a);
+                self.rotate(seen)?;
+                continue;
+            }
+            let Some(file) = a.file.clone() else {
+                return Err(Error::Poisoned("no active container file".into()));
+            };
+            if a.offset + total > a.allocated {
+                let want = (a.offset + total).max(a.allocated + self.opts.grow_step);
+                let want = want.min(self.opts.file_capacity);
+                file.allocate(a.allocated, want - a.allocated)
+                    .map_err(|e| Error::io(self.root.join(container_file_name(a.file_no)), e))?;
+                a.allocated = want;
+            }
+            let durable = self.durable.load(Ordering::SeqCst);
+            let start = a.offset;
+            let mut extents = Vec::with_capacity(payloads.len());
+            let a = &mut *a;
+            a.scratch.clear();
+            for p in payloads {
+                let rec_start = start + a.scratch.len() as u64;
+                extents.push(p.bytes_offset_in_payload().map(|off| Extent {
+                    file_no: a.file_no,
+                    offset: rec_start + (HEADER_LEN + off) as u64,
+                    len: (p.encoded_len() - off) as u64,
+                }));
+                record::encode(&mut a.scratch, p, a.next_seq, durable);
+                a.next_seq += 1;
+            }
+            debug_assert_eq!(a.scratch.len() as u64, total);
+            if let Err(e) = file.write_at(start, &a.scratch) {
+                return Err(self.poison_with("write", a.file_no, e));
+            }
+            a.offset += total;
+            if a.scratch.capacity() > 4 << 20 {
+                a.scratch = Vec::new();
+            }
+            self.counters
+                .bytes_appended
+                .fetch_add(total, Ordering::Relaxed);
+            if let Some(f) = self
+                .files
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&a.file_no)
+            {
+                f.end = a.offset;
+            }
+            return Ok(extents);
+        }
+    }
+
+    /// Seals the active file and starts the next one, unless someone else already
+    /// moved past `seen_file_no`.
+    fn rotate(&self, seen_file_no: u64) -> Result<()> {
+        let _s = lock(&self.sync_lock);
+        let mut a = lock(&self.active);
+        if a.file_no != seen_file_no {
+            return Ok(());
+        }
+        self.check_poison()?;
+        let old_no = a.file_no;
+        if let Some(file) = a.file.take() {
+            // Give back the unused reservation, then make the sealed file durable:
+            // recovery relies on every file but the last being complete.
+            let sealed = file.truncate(a.offset).and_then(|_| self.sync_file(&*file));
+            if let Err(e) = sealed {
+                return Err(self.poison_with("sealing", old_no, e));
+            }
+            // `file` (the descriptor) is closed here, before the next one opens.
+        }
+        self.durable
+            .store(log_position(old_no, a.offset), Ordering::SeqCst);
+        let new_no = old_no + 1;
+        let header = FileHeader {
+            file_no: new_no,
+            first_sequence: a.next_seq,
+            capacity: self.opts.file_capacity,
+        };
+        let (file, view) =
+            match create_file(&*self.storage, &header, self.opts.grow_step, self.opts.sync) {
+                Ok(x) => x,
+                Err(e) => return Err(self.poison_with("creating", new_no, e)),
+            };
+        self.files
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                new_no,
+                MappedFile {
+                    view,
+                    end: FILE_HEADER_LEN as u64,
+                },
+            );
+        a.file = Some(file);
+        a.file_no = new_no;
+        a.offset = FILE_HEADER_LEN as u64;
+        a.allocated =
+            (FILE_HEADER_LEN as u64).max(self.opts.grow_step.min(self.opts.file_capacity));
+        self.durable
+            .store(log_position(new_no, a.offset), Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn sync_file(&self, file: &dyn StorageFile) -> std::io::Result<()> {
+        if self.opts.sync == SyncPolicy::Never {
+            return Ok(());
+        }
+        file.sync_data()?;
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable. Concurrent callers share one
+    /// `fdatasync`: a caller whose data a finished sync already covers returns at once.
+    pub fn sync(&self) -> Result<()> {
+        self.check_poison()?;
+        let target = {
+            let a = lock(&self.active);
+            log_position(a.file_no, a.offset)
+        };
+        if self.durable.load(Ordering::SeqCst) >= target {
+            return Ok(());
+        }
+        let _s = lock(&self.sync_lock);
+        self.check_poison()?;
+        if self.durable.load(Ordering::SeqCst) >= target {
+            return Ok(());
+        }
+        let (file, file_no, end) = {
+            let a = lock(&self.active);
+            (a.file.clone(), a.file_no, log_position(a.file_no, a.offset))
+        };
+        let Some(file) = file else {
+            return Err(Error::Poisoned("no active container file".into()));
+        };
+        if let Err(e) = self.sync_file(&*file) {
+            return Err(self.poison_with("fdatasync", file_no, e));
+        }
+        self.durable.fetch_max(end, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The bytes of `extent`, zero-copy from the file's mapping.
+    pub fn read(&self, extent: Extent) -> std::io::Result<OwnedBytes> {
+        let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+        let f = files.get(&extent.file_no).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("container file {} is gone", extent.file_no),
+            )
+        })?;
+        f.view.read(extent.offset..extent.offset + extent.len)
+    }
+
+    pub fn stats(&self) -> ContainerStats {
+        let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+        ContainerStats {
+            container_files: files.len(),
+            container_bytes: files.values().map(|f| f.end).sum(),
+            bytes_appended: self.counters.bytes_appended.load(Ordering::Relaxed),
+            fsyncs: self.counters.fsyncs.load(Ordering::Relaxed),
+            fds_held: self.storage.fds_held(),
+            mappings: files.len(),
+            poisoned: lock(&self.poison).is_some(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// Creates a container file: header written, space reserved, file and folder
+/// synced (per policy), and mapped.
+fn create_file(
+    storage: &dyn Storage,
+    header: &FileHeader,
+    grow_step: u64,
+    sync: SyncPolicy,
+) -> std::io::Result<(Arc<dyn StorageFile>, Arc<dyn ReadView>)> {
+    let name = container_file_name(header.file_no);
+    let file = storage.create(&name)?;
+    let result = (|| {
+        let initial = (FILE_HEADER_LEN as u64).max(grow_step.min(header.capacity));
+        file.allocate(0, initial)?;
+        file.write_at(0, &header.encode())?;
+        if sync != SyncPolicy::Never {
+            file.sync_data()?;
+            storage.sync_dir()?;
+        }
+        file.view(header.capacity)
+    })();
+    match result {
+        Ok(view) => Ok((file, view)),
+        Err(e) => {
+            drop(file);
+            // Best effort: a half-made file would be recognised as a torn rotation
+            // on the next open anyway.
+            let _ = storage.remove(&name);
+            Err(e)
+        }
+    }
+}

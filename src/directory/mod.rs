@@ -1,0 +1,327 @@
+//! `JockyDirectory`: tantivy's `Directory` trait over the engine (container + file
+//! table). This layer owns path validation, the mapping of jocky's errors onto
+//! tantivy's per-operation errors, and the options a user can set.
+
+mod handle;
+mod writer;
+
+use std::fmt;
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
+use tantivy::directory::{DirectoryLock, FileHandle, Lock, WatchCallback, WatchHandle, WritePtr};
+use tantivy::Directory;
+
+use crate::container::ContainerOptions;
+use crate::engine::{CreateError, Engine};
+use crate::error::{Error, Result};
+use crate::format::file_header::{FILE_HEADER_LEN, MAX_CAPACITY};
+use crate::io::fs::FsStorage;
+use crate::io::Storage;
+use crate::path::normalize;
+use crate::policy::SyncPolicy;
+
+use handle::ExtentsHandle;
+use writer::FileWriter;
+
+const META_FILE: &str = "meta.json";
+
+/// A tantivy [`Directory`] that keeps every file of an index in one append-only
+/// container. Cheap to clone; all clones share one container.
+#[derive(Clone)]
+pub struct JockyDirectory {
+    engine: Arc<Engine>,
+    opts: Arc<WriteOptions>,
+    ns: Arc<str>,
+}
+
+#[derive(Debug)]
+struct WriteOptions {
+    min_chunk: usize,
+    max_chunk: usize,
+}
+
+impl fmt::Debug for JockyDirectory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JockyDirectory")
+            .field("root", &self.engine.container.root())
+            .field("namespace", &&*self.ns)
+            .finish()
+    }
+}
+
+/// A snapshot of counters, for logs and dashboards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Virtual files in the table (all namespaces).
+    pub virtual_files: usize,
+    /// Container files on disk.
+    pub container_files: usize,
+    /// Bytes used in the container files.
+    pub container_bytes: u64,
+    /// Bytes appended to the container since open (records, headers, padding).
+    pub bytes_appended: u64,
+    /// Bytes of live virtual files.
+    pub bytes_live: u64,
+    /// `fdatasync` calls since open.
+    pub fsyncs: u64,
+    /// File descriptors held now.
+    pub fds_held: usize,
+    /// Memory mappings held now.
+    pub mappings: usize,
+    /// Whether a failed write or fsync made the container refuse further writes.
+    pub poisoned: bool,
+    /// Unterminated files dropped when the container was opened.
+    pub files_dropped_on_open: usize,
+}
+
+/// Options for opening a [`JockyDirectory`]; see [`JockyDirectory::builder`].
+#[derive(Debug)]
+pub struct Builder {
+    root: PathBuf,
+    storage: Option<Arc<dyn Storage>>,
+    file_capacity: u64,
+    grow_step: u64,
+    sync: SyncPolicy,
+    min_chunk: usize,
+    max_chunk: usize,
+}
+
+impl Builder {
+    /// The most bytes one container file holds before a new one is started
+    /// (default 256 MiB; at least 1 MiB). A virtual file may span container files.
+    pub fn container_file_size(mut self, bytes: u64) -> Self {
+        self.file_capacity = bytes;
+        self
+    }
+
+    /// How much disk space is reserved ahead of the write position (default 8 MiB).
+    pub fn preallocate(mut self, bytes: u64) -> Self {
+        self.grow_step = bytes;
+        self
+    }
+
+    /// When to fsync (default [`SyncPolicy::OnRequest`]).
+    pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
+        self.sync = policy;
+        self
+    }
+
+    /// The per-file write buffer: starts at `min`, doubles up to `max` (defaults
+    /// 64 KiB and 4 MiB). Each open writer holds at most `max` bytes.
+    pub fn write_buffer(mut self, min: usize, max: usize) -> Self {
+        self.min_chunk = min;
+        self.max_chunk = max;
+        self
+    }
+
+    /// Use this storage instead of the folder (for example
+    /// [`crate::io::sim::SimStorage`] to test crash handling).
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    pub fn open(self) -> Result<JockyDirectory> {
+        if !(1 << 20..=MAX_CAPACITY).contains(&self.file_capacity) {
+            return Err(Error::InvalidOption(format!(
+                "container file size {} is not between 1 MiB and 1 TiB",
+                self.file_capacity
+            )));
+        }
+        if self.min_chunk == 0
+            || self.min_chunk > self.max_chunk
+            || self.max_chunk as u64 > (self.file_capacity - FILE_HEADER_LEN as u64) / 4
+        {
+            return Err(Error::InvalidOption(format!(
+                "write buffer {}..{} must be non-empty, ordered, and at most a quarter of a container file",
+                self.min_chunk, self.max_chunk
+            )));
+        }
+        let storage: Arc<dyn Storage> = match self.storage {
+            Some(s) => s,
+            None => Arc::new(FsStorage::open(&self.root).map_err(|e| Error::io(&self.root, e))?),
+        };
+        let opts = ContainerOptions {
+            file_capacity: self.file_capacity,
+            grow_step: self.grow_step.min(self.file_capacity),
+            sync: self.sync,
+        };
+        let engine = Engine::open(storage, &self.root, opts)?;
+        Ok(JockyDirectory {
+            engine: Arc::new(engine),
+            opts: Arc::new(WriteOptions {
+                min_chunk: self.min_chunk,
+                max_chunk: self.max_chunk,
+            }),
+            ns: Arc::from(""),
+        })
+    }
+}
+
+impl JockyDirectory {
+    /// Opens the index folder at `path` with default options, creating the folder
+    /// and the container if missing.
+    pub fn open(path: impl AsRef<Path>) -> Result<JockyDirectory> {
+        Self::builder(path).open()
+    }
+
+    /// Options for opening the index folder at `path`.
+    pub fn builder(path: impl AsRef<Path>) -> Builder {
+        Builder {
+            root: path.as_ref().to_path_buf(),
+            storage: None,
+            file_capacity: 256 << 20,
+            grow_step: 8 << 20,
+            sync: SyncPolicy::OnRequest,
+            min_chunk: 64 << 10,
+            max_chunk: 4 << 20,
+        }
+    }
+
+    /// The folder holding the container.
+    pub fn root(&self) -> &Path {
+        self.engine.container.root()
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        let c = self.engine.container.stats();
+        let table = self.engine.table();
+        Stats {
+            virtual_files: table.file_count(),
+            container_files: c.container_files,
+            container_bytes: c.container_bytes,
+            bytes_appended: c.bytes_appended,
+            bytes_live: table.live_bytes(),
+            fsyncs: c.fsyncs,
+            fds_held: c.fds_held,
+            mappings: c.mappings,
+            poisoned: c.poisoned,
+            files_dropped_on_open: self.engine.dropped_on_open,
+        }
+    }
+
+    /// The virtual files of this directory, sorted.
+    pub fn list_files(&self) -> Vec<PathBuf> {
+        self.engine
+            .table()
+            .paths(&self.ns)
+            .into_iter()
+            .map(PathBuf::from)
+            .collect()
+    }
+}
+
+fn invalid(path: &Path, reason: &'static str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        Error::InvalidPath {
+            path: path.to_path_buf(),
+            reason,
+        },
+    )
+}
+
+impl Directory for JockyDirectory {
+    fn get_file_handle(&self, path: &Path) -> Result<Arc<dyn FileHandle>, OpenReadError> {
+        let key = normalize(path)
+            .map_err(|r| OpenReadError::wrap_io_error(invalid(path, r), path.to_path_buf()))?;
+        let entry = self
+            .engine
+            .entry(&self.ns, &key)
+            .ok_or_else(|| OpenReadError::FileDoesNotExist(path.to_path_buf()))?;
+        let bytes = self
+            .engine
+            .read_extents(&entry.extents)
+            .map_err(|e| OpenReadError::wrap_io_error(e, path.to_path_buf()))?;
+        Ok(Arc::new(ExtentsHandle::new(bytes)))
+    }
+
+    fn delete(&self, path: &Path) -> Result<(), DeleteError> {
+        let key = normalize(path).map_err(|r| DeleteError::IoError {
+            io_error: Arc::new(invalid(path, r)),
+            filepath: path.to_path_buf(),
+        })?;
+        match self.engine.delete(&self.ns, &key) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(DeleteError::FileDoesNotExist(path.to_path_buf())),
+            Err(e) => Err(DeleteError::IoError {
+                io_error: Arc::new(e.into()),
+                filepath: path.to_path_buf(),
+            }),
+        }
+    }
+
+    fn exists(&self, path: &Path) -> Result<bool, OpenReadError> {
+        let key = normalize(path)
+            .map_err(|r| OpenReadError::wrap_io_error(invalid(path, r), path.to_path_buf()))?;
+        Ok(self.engine.table().get(&self.ns, &key).is_some())
+    }
+
+    fn open_write(&self, path: &Path) -> Result<WritePtr, OpenWriteError> {
+        let key = normalize(path)
+            .map_err(|r| OpenWriteError::wrap_io_error(invalid(path, r), path.to_path_buf()))?;
+        let id = match self.engine.create(&self.ns, &key) {
+            Ok(id) => id,
+            Err(CreateError::Exists) => {
+                return Err(OpenWriteError::FileAlreadyExists(path.to_path_buf()))
+            }
+            Err(CreateError::Other(e)) => {
+                return Err(OpenWriteError::wrap_io_error(e.into(), path.to_path_buf()))
+            }
+        };
+        let writer = FileWriter::new(
+            self.engine.clone(),
+            id,
+            path.to_path_buf(),
+            self.opts.min_chunk,
+            self.opts.max_chunk,
+        );
+        // tantivy's own 8 KiB BufWriter in front of ours; ours decides the extents.
+        Ok(BufWriter::new(Box::new(writer)))
+    }
+
+    fn atomic_read(&self, path: &Path) -> Result<Vec<u8>, OpenReadError> {
+        let handle = self.get_file_handle(path)?;
+        let bytes = handle
+            .read_bytes(0..handle.len())
+            .map_err(|e| OpenReadError::wrap_io_error(e, path.to_path_buf()))?;
+        Ok(bytes.as_slice().to_vec())
+    }
+
+    fn atomic_write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let key = normalize(path).map_err(|r| invalid(path, r))?;
+        let max = self.engine.max_atomic_len(&self.ns, &key);
+        if data.len() > max {
+            return Err(Error::TooLarge(format!(
+                "atomic write of {} bytes to {path:?}: at most {max} fit in one container record",
+                data.len()
+            ))
+            .into());
+        }
+        self.engine.atomic_write(&self.ns, &key, data)?;
+        if key == META_FILE {
+            // Fire and forget, as tantivy's own directories do.
+            drop(self.engine.watchers(&self.ns).broadcast());
+        }
+        Ok(())
+    }
+
+    fn sync_directory(&self) -> io::Result<()> {
+        Ok(self.engine.container.sync()?)
+    }
+
+    fn acquire_lock(&self, lock: &Lock) -> Result<DirectoryLock, LockError> {
+        self.engine
+            .locks
+            .acquire(&self.ns, lock.filepath.clone(), lock.is_blocking)
+    }
+
+    fn watch(&self, watch_callback: WatchCallback) -> tantivy::Result<WatchHandle> {
+        Ok(self.engine.watch(&self.ns, watch_callback))
+    }
+}

@@ -1,0 +1,113 @@
+//! Writing a virtual file: bytes gather in a per-file buffer that grows from
+//! `min_chunk` to `max_chunk` and go to the container as one `Data` record each
+//! time it fills, so a file is a few large extents, not thousands of 8 KiB pieces.
+//! `terminate` appends the last chunk and the `Finish` record in one write.
+//! Memory per open writer is bounded by `max_chunk` (plus one incoming write).
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tantivy::directory::{AntiCallToken, TerminatingWrite};
+
+use crate::engine::Engine;
+
+pub(crate) struct FileWriter {
+    engine: Arc<Engine>,
+    id: u64,
+    path: PathBuf,
+    buf: Vec<u8>,
+    chunk: usize,
+    max_chunk: usize,
+    written: u64,
+    terminated: bool,
+}
+
+impl FileWriter {
+    pub fn new(
+        engine: Arc<Engine>,
+        id: u64,
+        path: PathBuf,
+        min_chunk: usize,
+        max_chunk: usize,
+    ) -> FileWriter {
+        FileWriter {
+            engine,
+            id,
+            path,
+            buf: Vec::new(),
+            chunk: min_chunk,
+            max_chunk,
+            written: 0,
+            terminated: false,
+        }
+    }
+
+    fn flush_chunk(&mut self, finish: bool) -> io::Result<()> {
+        let len = self.buf.len() as u64;
+        let finish_len = finish.then_some(self.written + len);
+        self.engine
+            .write_chunk(self.id, self.written, &self.buf, finish_len)
+            .map_err(|e| {
+                let e = io::Error::from(e);
+                io::Error::new(e.kind(), format!("writing {:?}: {e}", self.path))
+            })?;
+        self.written += len;
+        self.buf.clear();
+        if self.chunk < self.max_chunk {
+            self.chunk = (self.chunk * 2).min(self.max_chunk);
+            self.buf.shrink_to(self.chunk);
+        }
+        Ok(())
+    }
+}
+
+impl Write for FileWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.terminated {
+            return Err(io::Error::other(format!(
+                "write to {:?} after terminate",
+                self.path
+            )));
+        }
+        let room = self.chunk.saturating_sub(self.buf.len()).max(1);
+        let n = room.min(data.len());
+        if self.buf.capacity() < self.chunk {
+            self.buf.reserve_exact(self.chunk - self.buf.len());
+        }
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= self.chunk {
+            self.flush_chunk(false)?;
+        }
+        Ok(n)
+    }
+
+    /// Buffered bytes stay buffered: a record per `flush` would fragment the file.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TerminatingWrite for FileWriter {
+    fn terminate_ref(&mut self, _: AntiCallToken) -> io::Result<()> {
+        if self.terminated {
+            return Ok(());
+        }
+        self.flush_chunk(true)?;
+        self.terminated = true;
+        Ok(())
+    }
+}
+
+impl Drop for FileWriter {
+    /// A writer dropped without `terminate` still hands its bytes to the container
+    /// (readable in this process, as with `MmapDirectory`); the file was never
+    /// finished, so recovery drops it after a restart.
+    fn drop(&mut self) {
+        if !self.terminated && !self.buf.is_empty() {
+            if let Err(e) = self.flush_chunk(false) {
+                log::warn!("dropping unterminated {:?}: {e}", self.path);
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The engine: one container, its file table, the in-memory locks and the watch
+//! lists, shared by every directory opened over it. A `JockyDirectory` is an engine
+//! plus a namespace ("" for a plain directory); a store of many indexes (later) is
+//! one engine and many namespaces.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use ownedbytes::OwnedBytes;
+use tantivy::directory::{WatchCallback, WatchCallbackList, WatchHandle};
+
+use crate::container::{Container, ContainerOptions, Extent};
+use crate::error::{Error, Result};
+use crate::format::record::Payload;
+use crate::io::Storage;
+use crate::lock::LockTable;
+use crate::table::{Entry, FileTable};
+
+pub(crate) struct Engine {
+    pub container: Container,
+    table: RwLock<FileTable>,
+    pub locks: Arc<LockTable>,
+    watchers: Mutex<HashMap<String, Arc<WatchCallbackList>>>,
+    /// Files found unterminated on open and dropped.
+    pub dropped_on_open: usize,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why `open_write` failed.
+pub(crate) enum CreateError {
+    Exists,
+    Other(Error),
+}
+
+impl Engine {
+    pub fn open(storage: Arc<dyn Storage>, root: &Path, opts: ContainerOptions) -> Result<Engine> {
+        if !storage.try_lock().map_err(|e| Error::io(root, e))? {
+            return Err(Error::Locked {
+                path: root.to_path_buf(),
+            });
+        }
+        let mut table = FileTable::new();
+        let container = Container::open(storage, root, opts, &mut |rec| table.replay(rec))?;
+        let dropped_on_open = table.finish_replay();
+        if dropped_on_open > 0 {
+            log::info!("dropped {dropped_on_open} files that were never terminated before a crash");
+        }
+        Ok(Engine {
+            container,
+            table: RwLock::new(table),
+            locks: Arc::new(LockTable::default()),
+            watchers: Mutex::new(HashMap::new()),
+            dropped_on_open,
+        })
+    }
+
+    pub fn table(&self) -> RwLockReadGuard<'_, FileTable> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn table_mut(&self) -> RwLockWriteGuard<'_, FileTable> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new file and logs its creation.
+    pub fn create(&self, ns: &str, path: &str) -> std::result::Result<u64, CreateError> {
+        let mut table = self.table_mut();
+        if table.get(ns, path).is_some() {
+            return Err(CreateError::Exists);
+        }
+        let id = table.alloc_id();
+        self.container
+            .append(&[Payload::Create {
+                file_id: id,
+                namespace: ns,
+                path,
+            }])
+            .map_err(CreateError::Other)?;
+        let created = table.create_with_id(ns, path, id);
+        debug_assert!(created);
+        Ok(id)
+    }
+
+    /// Appends a chunk of file `id` at `file_offset`; with `finish_len`, the file is
+    /// terminated in the same write.
+    pub fn write_chunk(
+        &self,
+        id: u64,
+        file_offset: u64,
+        bytes: &[u8],
+        finish_len: Option<u64>,
+    ) -> Result<()> {
+        let mut payloads = Vec::with_capacity(2);
+        if !bytes.is_empty() {
+            payloads.push(Payload::Data {
+                file_id: id,
+                file_offset,
+                bytes,
+            });
+        }
+        if let Some(len) = finish_len {
+            payloads.push(Payload::Finish { file_id: id, len });
+        }
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let extents = self.container.append(&payloads)?;
+        let mut table = self.table_mut();
+        if let Some(Some(extent)) = extents.first() {
+            table.add_extent(id, *extent);
+        }
+        if finish_len.is_some() {
+            table.terminate(id);
+        }
+        Ok(())
+    }
+
+    /// Removes a file; its bytes stay readable through slices opened before.
+    /// Returns `false` if there was no such file.
+    pub fn delete(&self, ns: &str, path: &str) -> Result<bool> {
+        let mut table = self.table_mut();
+        let Some(entry) = table.get(ns, path) else {
+            return Ok(false);
+        };
+        self.container
+            .append(&[Payload::Delete { file_id: entry.id }])?;
+        table.remove(ns, path);
+        Ok(true)
+    }
+
+    /// Writes a whole file in one record and makes it durable before it replaces
+    /// the previous version in the table.
+    pub fn atomic_write(&self, ns: &str, path: &str, data: &[u8]) -> Result<()> {
+        let (id, extent) = {
+            let mut table = self.table_mut();
+            let id = table.alloc_id();
+            let extents = self.container.append(&[Payload::AtomicWrite {
+                file_id: id,
+                namespace: ns,
+                path,
+                bytes: data,
+            }])?;
+            let extent = extents
+                .first()
+                .copied()
+                .flatten()
+                .expect("an atomic write record carries bytes");
+            (id, extent)
+        };
+        self.container.sync()?;
+        self.table_mut().put_atomic_if_newer(ns, path, id, extent);
+        Ok(())
+    }
+
+    pub fn max_atomic_len(&self, ns: &str, path: &str) -> usize {
+        self.container
+            .max_payload()
+            .saturating_sub(20 + ns.len() + path.len())
+    }
+
+    pub fn entry(&self, ns: &str, path: &str) -> Option<Entry> {
+        self.table().get(ns, path).cloned()
+    }
+
+    /// The bytes of each extent of `entry`, zero-copy.
+    pub fn read_extents(&self, extents: &[Extent]) -> std::io::Result<Vec<OwnedBytes>> {
+        extents.iter().map(|e| self.container.read(*e)).collect()
+    }
+
+    pub fn watchers(&self, ns: &str) -> Arc<WatchCallbackList> {
+        lock(&self.watchers)
+            .entry(ns.to_string())
+            .or_default()
+            .clone()
+    }
+
+    pub fn watch(&self, ns: &str, cb: WatchCallback) -> WatchHandle {
+        self.watchers(ns).subscribe(cb)
+    }
+}

@@ -1,0 +1,118 @@
+//! Errors. Inside the crate one `#[non_exhaustive]` enum, [`Error`], with enough
+//! context to act on (which file, which offset); at the tantivy trait boundary it is
+//! turned into tantivy's per-operation errors.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in jocky.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("I/O error on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("corrupted container {file} at offset {offset}: {reason}")]
+    Corrupted {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("checksum mismatch in {file} at offset {offset}: expected {expected:#010x}, got {got:#010x}")]
+    ChecksumMismatch {
+        file: PathBuf,
+        offset: u64,
+        expected: u32,
+        got: u32,
+    },
+    #[error("unsupported format version in {file}: expected {expected}, got {got}")]
+    Version {
+        file: PathBuf,
+        expected: u32,
+        got: u32,
+    },
+    #[error("{path} is locked by another process (or another JockyDirectory in this one)")]
+    Locked { path: PathBuf },
+    #[error("{path} holds files that are not part of a jocky container (for example {example:?}); refusing to touch them")]
+    ForeignData { path: PathBuf, example: String },
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath { path: PathBuf, reason: &'static str },
+    #[error("the container refuses writes after an earlier failed write or fsync: {0}")]
+    Poisoned(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds the error for a record or header that failed to decode at `offset`.
+    pub(crate) fn decode(file: impl Into<PathBuf>, offset: u64, e: DecodeError) -> Error {
+        let file = file.into();
+        match e {
+            DecodeError::ChecksumMismatch { expected, got } => Error::ChecksumMismatch {
+                file,
+                offset,
+                expected,
+                got,
+            },
+            DecodeError::Version { expected, got } => Error::Version {
+                file,
+                expected,
+                got,
+            },
+            other => Error::Corrupted {
+                file,
+                offset,
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        let kind = match &e {
+            Error::Io { source, .. } => source.kind(),
+            Error::Corrupted { .. } | Error::ChecksumMismatch { .. } | Error::Version { .. } => {
+                io::ErrorKind::InvalidData
+            }
+            Error::Locked { .. } => io::ErrorKind::WouldBlock,
+            Error::InvalidPath { .. } | Error::InvalidOption(_) => io::ErrorKind::InvalidInput,
+            Error::TooLarge(_) => io::ErrorKind::FileTooLarge,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// Why bytes failed to decode; turned into an [`Error`] with file and offset by
+/// the caller, which knows them.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("truncated")]
+    Truncated,
+    #[error("bad magic")]
+    BadMagic,
+    #[error("unknown record kind {0}")]
+    BadKind(u8),
+    #[error("version {got}, expected {expected}")]
+    Version { expected: u32, got: u32 },
+    #[error("length {0} out of bounds")]
+    LengthOutOfBounds(u64),
+    #[error("checksum mismatch: expected {expected:#010x}, got {got:#010x}")]
+    ChecksumMismatch { expected: u32, got: u32 },
+    #[error("name is not valid UTF-8")]
+    BadName,
+    #[error("sequence number {got}, expected {expected}")]
+    Sequence { expected: u64, got: u64 },
+}

@@ -1,0 +1,432 @@
+//! Container records: framing, checksums and payload encoding. Bytes only, no I/O.
+//!
+//! Every record starts on an 8-byte boundary (offsets are relative to the start of
+//! the container file) and has a 32-byte header:
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  crc32      crc32fast over bytes 4..32 of the header and the payload
+//!      4     4  len        payload length in bytes (bounded by MAX_PAYLOAD_LEN)
+//!      8     1  kind       RecordKind
+//!      9     1  version    RECORD_VERSION
+//!     10     2  magic      RECORD_MAGIC, a cheap first filter while scanning
+//!     12     4  reserved   zero
+//!     16     8  sequence   strictly increasing by one across the whole container
+//!     24     8  durable    log position known durable (fdatasync returned) when the
+//!                          record was encoded; lets recovery tell a torn tail from
+//!                          damage inside durable data
+//!     32   len  payload    see `Payload`
+//!  32+len   ..  zero padding to the next multiple of 8
+//! ```
+//!
+//! Payloads (all integers little endian, strings are `u16 len + utf8`):
+//!
+//! ```text
+//! Create       file_id u64, namespace str, path str
+//! Data         file_id u64, file_offset u64, bytes..
+//! Finish       file_id u64, len u64
+//! Delete       file_id u64
+//! AtomicWrite  file_id u64, namespace str, path str, bytes..
+//! Padding      zero bytes (filler, e.g. for aligned writes)
+//! ```
+
+use crate::error::DecodeError;
+
+pub const HEADER_LEN: usize = 32;
+pub const ALIGN: u64 = 8;
+pub const RECORD_MAGIC: u16 = 0x4A4B; // "JK"
+pub const RECORD_VERSION: u8 = 1;
+/// Upper bound on a payload: a length read from disk above this is corruption.
+pub const MAX_PAYLOAD_LEN: u32 = 256 << 20;
+/// Upper bound on a namespace or path in a record.
+pub const MAX_NAME_LEN: usize = 4096;
+
+const OFF_CRC: usize = 0;
+const OFF_LEN: usize = 4;
+const OFF_KIND: usize = 8;
+const OFF_VERSION: usize = 9;
+const OFF_MAGIC: usize = 10;
+const OFF_SEQ: usize = 16;
+const OFF_DURABLE: usize = 24;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RecordKind {
+    Create = 1,
+    Data = 2,
+    Finish = 3,
+    Delete = 4,
+    AtomicWrite = 5,
+    Padding = 6,
+}
+
+impl RecordKind {
+    fn from_u8(b: u8) -> Option<RecordKind> {
+        Some(match b {
+            1 => RecordKind::Create,
+            2 => RecordKind::Data,
+            3 => RecordKind::Finish,
+            4 => RecordKind::Delete,
+            5 => RecordKind::AtomicWrite,
+            6 => RecordKind::Padding,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded record header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub kind: RecordKind,
+    pub len: u32,
+    pub sequence: u64,
+    pub durable: u64,
+}
+
+/// A record payload, borrowing its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload<'a> {
+    Create {
+        file_id: u64,
+        namespace: &'a str,
+        path: &'a str,
+    },
+    Data {
+        file_id: u64,
+        file_offset: u64,
+        bytes: &'a [u8],
+    },
+    Finish {
+        file_id: u64,
+        len: u64,
+    },
+    Delete {
+        file_id: u64,
+    },
+    AtomicWrite {
+        file_id: u64,
+        namespace: &'a str,
+        path: &'a str,
+        bytes: &'a [u8],
+    },
+    Padding {
+        len: usize,
+    },
+}
+
+impl Payload<'_> {
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Payload::Create { .. } => RecordKind::Create,
+            Payload::Data { .. } => RecordKind::Data,
+            Payload::Finish { .. } => RecordKind::Finish,
+            Payload::Delete { .. } => RecordKind::Delete,
+            Payload::AtomicWrite { .. } => RecordKind::AtomicWrite,
+            Payload::Padding { .. } => RecordKind::Padding,
+        }
+    }
+
+    /// Size of the encoded payload (without header and padding).
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Payload::Create {
+                namespace, path, ..
+            } => 8 + 2 + namespace.len() + 2 + path.len(),
+            Payload::Data { bytes, .. } => 16 + bytes.len(),
+            Payload::Finish { .. } => 16,
+            Payload::Delete { .. } => 8,
+            Payload::AtomicWrite {
+                namespace,
+                path,
+                bytes,
+                ..
+            } => 8 + 2 + namespace.len() + 2 + path.len() + bytes.len(),
+            Payload::Padding { len } => *len,
+        }
+    }
+
+    /// Offset of the raw file bytes inside the payload, for `Data` and `AtomicWrite`.
+    pub fn bytes_offset_in_payload(&self) -> Option<usize> {
+        match self {
+            Payload::Data { .. } => Some(16),
+            Payload::AtomicWrite {
+                namespace, path, ..
+            } => Some(8 + 2 + namespace.len() + 2 + path.len()),
+            _ => None,
+        }
+    }
+}
+
+/// Total on-disk size of a record with a payload of `payload_len` bytes.
+pub fn framed_len(payload_len: usize) -> u64 {
+    align_up((HEADER_LEN + payload_len) as u64)
+}
+
+pub fn align_up(x: u64) -> u64 {
+    x.div_ceil(ALIGN) * ALIGN
+}
+
+/// Appends the framed record (header, payload, padding) to `out`.
+pub fn encode(out: &mut Vec<u8>, payload: &Payload<'_>, sequence: u64, durable: u64) {
+    let start = out.len();
+    let payload_len = payload.encoded_len();
+    assert!(payload_len <= MAX_PAYLOAD_LEN as usize, "payload too large");
+    out.resize(start + HEADER_LEN, 0);
+    match payload {
+        Payload::Create {
+            file_id,
+            namespace,
+            path,
+        } => {
+            out.extend_from_slice(&file_id.to_le_bytes());
+            put_str(out, namespace);
+            put_str(out, path);
+        }
+        Payload::Data {
+            file_id,
+            file_offset,
+            bytes,
+        } => {
+            out.extend_from_slice(&file_id.to_le_bytes());
+            out.extend_from_slice(&file_offset.to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        Payload::Finish { file_id, len } => {
+            out.extend_from_slice(&file_id.to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+        }
+        Payload::Delete { file_id } => out.extend_from_slice(&file_id.to_le_bytes()),
+        Payload::AtomicWrite {
+            file_id,
+            namespace,
+            path,
+            bytes,
+        } => {
+            out.extend_from_slice(&file_id.to_le_bytes());
+            put_str(out, namespace);
+            put_str(out, path);
+            out.extend_from_slice(bytes);
+        }
+        Payload::Padding { len } => out.resize(out.len() + len, 0),
+    }
+    debug_assert_eq!(out.len() - start - HEADER_LEN, payload_len);
+    let header = &mut out[start..start + HEADER_LEN];
+    header[OFF_LEN..OFF_LEN + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    header[OFF_KIND] = payload.kind() as u8;
+    header[OFF_VERSION] = RECORD_VERSION;
+    header[OFF_MAGIC..OFF_MAGIC + 2].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
+    header[OFF_SEQ..OFF_SEQ + 8].copy_from_slice(&sequence.to_le_bytes());
+    header[OFF_DURABLE..OFF_DURABLE + 8].copy_from_slice(&durable.to_le_bytes());
+    let crc = crc32fast::hash(&out[start + 4..]);
+    out[start + OFF_CRC..start + OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+    let end = start as u64 + framed_len(payload_len);
+    out.resize(end as usize, 0);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    assert!(s.len() <= MAX_NAME_LEN, "name too long");
+    out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Decodes a header without checking the crc (the payload is needed for that).
+/// Rejects bad magic, unknown kind or version and lengths over the bound.
+pub fn decode_header(buf: &[u8]) -> Result<Header, DecodeError> {
+    if buf.len() < HEADER_LEN {
+        return Err(DecodeError::Truncated);
+    }
+    if u16_at(buf, OFF_MAGIC) != RECORD_MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    if buf[OFF_VERSION] != RECORD_VERSION {
+        return Err(DecodeError::Version {
+            expected: RECORD_VERSION as u32,
+            got: buf[OFF_VERSION] as u32,
+        });
+    }
+    let kind = RecordKind::from_u8(buf[OFF_KIND]).ok_or(DecodeError::BadKind(buf[OFF_KIND]))?;
+    let len = u32_at(buf, OFF_LEN);
+    if len > MAX_PAYLOAD_LEN {
+        return Err(DecodeError::LengthOutOfBounds(len as u64));
+    }
+    Ok(Header {
+        kind,
+        len,
+        sequence: u64_at(buf, OFF_SEQ),
+        durable: u64_at(buf, OFF_DURABLE),
+    })
+}
+
+/// Verifies the crc of a record whose header and payload are `buf[..HEADER_LEN + len]`.
+pub fn verify(buf: &[u8], header: &Header) -> Result<(), DecodeError> {
+    let end = HEADER_LEN + header.len as usize;
+    if buf.len() < end {
+        return Err(DecodeError::Truncated);
+    }
+    let expected = u32_at(buf, OFF_CRC);
+    let got = crc32fast::hash(&buf[4..end]);
+    if expected != got {
+        return Err(DecodeError::ChecksumMismatch { expected, got });
+    }
+    Ok(())
+}
+
+/// Decodes a verified payload.
+pub fn decode_payload<'a>(kind: RecordKind, p: &'a [u8]) -> Result<Payload<'a>, DecodeError> {
+    let mut r = Reader { buf: p, pos: 0 };
+    let payload = match kind {
+        RecordKind::Create => Payload::Create {
+            file_id: r.u64()?,
+            namespace: r.str()?,
+            path: r.str()?,
+        },
+        RecordKind::Data => Payload::Data {
+            file_id: r.u64()?,
+            file_offset: r.u64()?,
+            bytes: r.rest(),
+        },
+        RecordKind::Finish => Payload::Finish {
+            file_id: r.u64()?,
+            len: r.u64()?,
+        },
+        RecordKind::Delete => Payload::Delete { file_id: r.u64()? },
+        RecordKind::AtomicWrite => Payload::AtomicWrite {
+            file_id: r.u64()?,
+            namespace: r.str()?,
+            path: r.str()?,
+            bytes: r.rest(),
+        },
+        RecordKind::Padding => Payload::Padding { len: p.len() },
+    };
+    Ok(payload)
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
+        let s = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
+        self.pos = end;
+        Ok(s)
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64_at(self.take(8)?, 0))
+    }
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
+        let len = u16::from_le_bytes([self.take(1)?[0], self.take(1)?[0]]) as usize;
+        if len > MAX_NAME_LEN {
+            return Err(DecodeError::LengthOutOfBounds(len as u64));
+        }
+        std::str::from_utf8(self.take(len)?).map_err(|_| DecodeError::BadName)
+    }
+    fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        s
+    }
+}
+
+pub(crate) fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([b[off], b[off + 1]])
+}
+pub(crate) fn u32_at(b: &[u8], off: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[off..off + 4]);
+    u32::from_le_bytes(a)
+}
+pub(crate) fn u64_at(b: &[u8], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(p: Payload<'_>) {
+        let mut buf = vec![0xAA; 3]; // records may follow other bytes in a buffer
+        buf.truncate(0);
+        encode(&mut buf, &p, 42, 7);
+        assert_eq!(buf.len() as u64, framed_len(p.encoded_len()));
+        assert_eq!(buf.len() % ALIGN as usize, 0);
+        let h = decode_header(&buf).unwrap();
+        assert_eq!((h.kind, h.sequence, h.durable), (p.kind(), 42, 7));
+        verify(&buf, &h).unwrap();
+        let got = decode_payload(h.kind, &buf[HEADER_LEN..HEADER_LEN + h.len as usize]).unwrap();
+        assert_eq!(got, p);
+    }
+
+    #[test]
+    fn every_kind_roundtrips() {
+        roundtrip(Payload::Create {
+            file_id: 9,
+            namespace: "tenant",
+            path: "a.idx",
+        });
+        roundtrip(Payload::Data {
+            file_id: 1,
+            file_offset: 1 << 40,
+            bytes: b"hello world",
+        });
+        roundtrip(Payload::Finish {
+            file_id: 3,
+            len: 11,
+        });
+        roundtrip(Payload::Delete { file_id: 3 });
+        roundtrip(Payload::AtomicWrite {
+            file_id: 4,
+            namespace: "",
+            path: "meta.json",
+            bytes: b"{}",
+        });
+        roundtrip(Payload::Padding { len: 13 });
+    }
+
+    #[test]
+    fn any_flipped_bit_is_detected() {
+        let mut buf = Vec::new();
+        encode(
+            &mut buf,
+            &Payload::Data {
+                file_id: 1,
+                file_offset: 0,
+                bytes: b"0123456789",
+            },
+            1,
+            0,
+        );
+        let used = HEADER_LEN + 26;
+        for i in 0..used {
+            for bit in 0..8 {
+                let mut b = buf.clone();
+                b[i] ^= 1 << bit;
+                let ok = decode_header(&b).and_then(|h| verify(&b, &h));
+                assert!(ok.is_err(), "flip at byte {i} bit {bit} undetected");
+            }
+        }
+    }
+
+    #[test]
+    fn lengths_are_bounded_before_use() {
+        let mut buf = Vec::new();
+        encode(&mut buf, &Payload::Delete { file_id: 1 }, 1, 0);
+        buf[OFF_LEN..OFF_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_header(&buf),
+            Err(DecodeError::LengthOutOfBounds(_))
+        ));
+        // A name length pointing past the payload.
+        let p = [0u8, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0x0F];
+        assert!(decode_payload(RecordKind::Create, &p).is_err());
+    }
+
+    #[test]
+    fn zeros_are_not_a_record() {
+        assert!(decode_header(&[0u8; HEADER_LEN]).is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! The real storage: a folder on a local file system, through libc.
+//!
+//! This module and `export`'s mapping code are where jocky's `unsafe` lives: each
+//! block carries a `// SAFETY:` comment.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use memmap2::MmapOptions;
+use ownedbytes::OwnedBytes;
+
+use super::{ReadView, Storage, StorageFile};
+use crate::policy::Advice;
+
+/// A folder on disk. Holds one file descriptor (the folder itself, which also
+/// carries the `flock`) plus one per open [`FsFile`].
+#[derive(Debug)]
+pub struct FsStorage {
+    root: PathBuf,
+    dir: File,
+    open_files: Arc<AtomicUsize>,
+}
+
+impl FsStorage {
+    /// Opens (creating if missing) the folder at `root`.
+    pub fn open(root: &Path) -> io::Result<FsStorage> {
+        std::fs::create_dir_all(root)?;
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(root)?;
+        Ok(FsStorage {
+            root: root.to_path_buf(),
+            dir,
+            open_files: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn wrap(&self, file: File, name: &str) -> Arc<dyn StorageFile> {
+        self.open_files.fetch_add(1, Ordering::SeqCst);
+        Arc::new(FsFile {
+            file,
+            path: self.root.join(name),
+            open_files: self.open_files.clone(),
+        })
+    }
+}
+
+fn check_name(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad storage file name {name:?}"),
+        ));
+    }
+    Ok(())
+}
+
+impl Storage for FsStorage {
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.root)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            names.push(name);
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn create(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
+        check_name(name)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(self.root.join(name))?;
+        Ok(self.wrap(file, name))
+    }
+
+    fn open(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
+        check_name(name)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(self.root.join(name))?;
+        Ok(self.wrap(file, name))
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        check_name(name)?;
+        std::fs::remove_file(self.root.join(name))
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        self.dir.sync_all()
+    }
+
+    fn try_lock(&self) -> io::Result<bool> {
+        // SAFETY: flock on a descriptor we own and keep open for our lifetime; no
+        // memory is passed to the kernel.
+        let rc = unsafe { libc::flock(self.dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Ok(false)
+        } else {
+            Err(err)
+        }
+    }
+
+    fn fds_held(&self) -> usize {
+        1 + self.open_files.load(Ordering::SeqCst)
+    }
+}
+
+/// An open file in an [`FsStorage`].
+#[derive(Debug)]
+pub struct FsFile {
+    file: File,
+    path: PathBuf,
+    open_files: Arc<AtomicUsize>,
+}
+
+impl Drop for FsFile {
+    fn drop(&mut self) {
+        self.open_files.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl StorageFile for FsFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        // SAFETY: fallocate on a descriptor we own; plain integer arguments.
+        let rc = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                0,
+                offset as libc::off_t,
+                len as libc::off_t,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            // File systems without fallocate: grow the file instead.
+            let end = offset + len;
+            if self.len()? < end {
+                self.file.set_len(end)?;
+            }
+            return Ok(());
+        }
+        Err(err)
+    }
+
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+
+    fn view(&self, capacity: u64) -> io::Result<Arc<dyn ReadView>> {
+        let len = usize::try_from(capacity)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "view too large"))?;
+        // SAFETY: the mapping is read-only and jocky never rewrites a byte that it
+        // has handed out: container files are append-only, recovery cuts a torn
+        // tail before anything past it is served, and the folder is flock'ed so no
+        // other jocky process writes to it. Reads are only issued for ranges that
+        // were written (below the file's length), so the part of the mapping past
+        // the end of the file, reserved for appends, is never touched early.
+        let mmap = unsafe { MmapOptions::new().len(len).map(&self.file)? };
+        Ok(Arc::new(MmapView {
+            bytes: OwnedBytes::new(mmap),
+            path: self.path.clone(),
+        }))
+    }
+}
+
+/// A read-only mapping of a file.
+pub struct MmapView {
+    bytes: OwnedBytes,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for MmapView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MmapView")
+            .field("path", &self.path)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl ReadView for MmapView {
+    fn read(&self, range: Range<u64>) -> io::Result<OwnedBytes> {
+        if range.start > range.end || range.end > self.bytes.len() as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("read {range:?} outside the mapping of {:?}", self.path),
+            ));
+        }
+        Ok(self.bytes.slice(range.start as usize..range.end as usize))
+    }
+
+    fn advise(&self, range: Range<u64>, advice: Advice) {
+        let Some(code) = advice.to_libc() else { return };
+        let page = 4096u64;
+        let start = range.start / page * page;
+        let end = range.end.min(self.bytes.len() as u64);
+        if end <= start {
+            return;
+        }
+        // SAFETY: `start..end` lies inside our live mapping (bounded above by its
+        // length, start aligned down to a page that is still inside it); madvise
+        // with these advice values never changes the bytes seen through it.
+        let rc = unsafe {
+            libc::madvise(
+                self.bytes.as_slice().as_ptr().add(start as usize) as *mut libc::c_void,
+                (end - start) as usize,
+                code,
+            )
+        };
+        if rc != 0 {
+            log::debug!(
+                "madvise({advice:?}) on {:?} failed: {}",
+                self.path,
+                io::Error::last_os_error()
+            );
+        }
+    }
+}

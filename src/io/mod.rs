@@ -1,0 +1,63 @@
+//! The I/O layer: one small trait over the folder and its files, with a real
+//! implementation ([`fs`], libc + mmap) and a fault-injecting twin ([`sim`]) that
+//! keeps "written" apart from "durable" so tests can simulate power loss, ENOSPC
+//! and EIO.
+//!
+//! Everything above this layer does I/O only through these traits.
+
+pub mod fs;
+pub mod sim;
+
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+
+use ownedbytes::OwnedBytes;
+
+/// A folder that holds container files.
+pub trait Storage: Send + Sync + fmt::Debug + 'static {
+    /// Names of the regular files in the folder.
+    fn list(&self) -> io::Result<Vec<String>>;
+    /// Creates a new, empty file; fails if it exists.
+    fn create(&self, name: &str) -> io::Result<Arc<dyn StorageFile>>;
+    /// Opens an existing file for reading and writing.
+    fn open(&self, name: &str) -> io::Result<Arc<dyn StorageFile>>;
+    /// Removes a file. Views of it stay readable.
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// Makes creations and removals in the folder durable.
+    fn sync_dir(&self) -> io::Result<()>;
+    /// Takes an exclusive lock on the folder that other processes (and other
+    /// opens in this process) cannot take while this storage is alive.
+    /// Returns `false` when someone else holds it.
+    fn try_lock(&self) -> io::Result<bool>;
+    /// Number of file descriptors this storage holds now (folder and open files).
+    fn fds_held(&self) -> usize;
+}
+
+/// One open file. Dropping the last `Arc` closes it; views outlive it.
+pub trait StorageFile: Send + Sync + fmt::Debug {
+    fn len(&self) -> io::Result<u64>;
+    /// Writes all of `buf` at `offset`.
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Makes everything written so far durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
+    /// Reserves disk blocks for `offset..offset+len`, growing the file.
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Cuts or extends the file to `len` bytes.
+    fn truncate(&self, len: u64) -> io::Result<()>;
+    /// A read-only view of the first `capacity` bytes that stays valid after the
+    /// file is closed or removed. Only bytes below the file's length may be read.
+    fn view(&self, capacity: u64) -> io::Result<Arc<dyn ReadView>>;
+}
+
+/// Read access to a file's bytes, zero-copy where the implementation allows it.
+pub trait ReadView: Send + Sync + fmt::Debug {
+    /// The bytes in `range`; the caller guarantees `range` lies within what has
+    /// been written.
+    fn read(&self, range: Range<u64>) -> io::Result<OwnedBytes>;
+    /// Hints how a range will be accessed (no-op where unsupported).
+    fn advise(&self, _range: Range<u64>, _advice: crate::policy::Advice) {}
+}

@@ -1,0 +1,433 @@
+//! A simulated storage for tests: files in memory, with "written" kept apart from
+//! "durable" so a test can cut the power at any point, and with injectable faults
+//! (ENOSPC after a byte budget, EIO on write or on fsync).
+//!
+//! Model: every write, allocate or truncate goes into the file's visible bytes and
+//! into a global, ordered list of unsynced operations. `sync_data` makes the file's
+//! visible bytes durable and drops its operations from the list. A crash keeps the
+//! durable bytes plus, optionally, a prefix of the unsynced operations (the last of
+//! them possibly torn), which models a disk that persists writes in order.
+//! A file's creation is durable only after `sync_dir`; removal is immediate.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ownedbytes::OwnedBytes;
+
+use super::{ReadView, Storage, StorageFile};
+
+#[derive(Debug, Default)]
+struct FileData {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write(u64, Vec<u8>),
+    SetLen(u64),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    files: BTreeMap<String, Arc<Mutex<FileData>>>,
+    durable_names: BTreeSet<String>,
+    unsynced: Vec<(String, Op)>,
+    write_budget: Option<u64>,
+    fail_write: bool,
+    fail_sync: bool,
+    locked: bool,
+    syncs: u64,
+}
+
+/// In-memory storage with power-loss simulation and fault injection.
+#[derive(Debug)]
+pub struct SimStorage {
+    state: Arc<Mutex<State>>,
+    holds_lock: AtomicBool,
+    open_files: Arc<AtomicUsize>,
+}
+
+impl Clone for SimStorage {
+    /// A second handle on the same simulated disk (it does not share the lock).
+    fn clone(&self) -> Self {
+        SimStorage {
+            state: self.state.clone(),
+            holds_lock: AtomicBool::new(false),
+            open_files: self.open_files.clone(),
+        }
+    }
+}
+
+impl Default for SimStorage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for SimStorage {
+    fn drop(&mut self) {
+        if self.holds_lock.load(Ordering::SeqCst) {
+            lock(&self.state).locked = false;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn enospc() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENOSPC)
+}
+fn eio() -> io::Error {
+    io::Error::from_raw_os_error(libc::EIO)
+}
+
+fn apply(data: &mut Vec<u8>, op: &Op) {
+    match op {
+        Op::Write(off, bytes) => {
+            let end = *off as usize + bytes.len();
+            if data.len() < end {
+                data.resize(end, 0);
+            }
+            data[*off as usize..end].copy_from_slice(bytes);
+        }
+        Op::SetLen(len) => data.resize(*len as usize, 0),
+    }
+}
+
+impl SimStorage {
+    pub fn new() -> SimStorage {
+        SimStorage {
+            state: Arc::default(),
+            holds_lock: AtomicBool::new(false),
+            open_files: Arc::default(),
+        }
+    }
+
+    /// After `budget` more bytes written or allocated, writes fail with ENOSPC.
+    pub fn set_write_budget(&self, budget: Option<u64>) {
+        lock(&self.state).write_budget = budget;
+    }
+    /// Every write fails with EIO while set.
+    pub fn set_fail_write(&self, fail: bool) {
+        lock(&self.state).fail_write = fail;
+    }
+    /// Every fsync fails with EIO while set (and makes nothing durable).
+    pub fn set_fail_sync(&self, fail: bool) {
+        lock(&self.state).fail_sync = fail;
+    }
+    /// Number of successful `sync_data` + `sync_dir` calls so far.
+    pub fn syncs(&self) -> u64 {
+        lock(&self.state).syncs
+    }
+    /// Number of operations not yet covered by a sync.
+    pub fn unsynced_ops(&self) -> usize {
+        lock(&self.state).unsynced.len()
+    }
+
+    /// Power loss: a new disk holding only what was durable.
+    pub fn crash(&self) -> SimStorage {
+        self.crash_keeping(0, 0)
+    }
+
+    /// Power loss that also persisted the first `keep` unsynced operations, and
+    /// `torn` leading bytes of the next write.
+    pub fn crash_keeping(&self, keep: usize, torn: usize) -> SimStorage {
+        let st = lock(&self.state);
+        let mut files: BTreeMap<String, Vec<u8>> = st
+            .files
+            .iter()
+            .filter(|(name, _)| st.durable_names.contains(*name))
+            .map(|(name, f)| (name.clone(), lock(f).durable.clone()))
+            .collect();
+        for (i, (name, op)) in st.unsynced.iter().enumerate() {
+            let Some(data) = files.get_mut(name) else {
+                continue;
+            };
+            if i < keep {
+                apply(data, op);
+            } else if i == keep {
+                if let Op::Write(off, bytes) = op {
+                    apply(
+                        data,
+                        &Op::Write(*off, bytes[..torn.min(bytes.len())].to_vec()),
+                    );
+                }
+                break;
+            }
+        }
+        let new = SimStorage::new();
+        {
+            let mut ns = lock(&new.state);
+            for (name, data) in files {
+                ns.durable_names.insert(name.clone());
+                ns.files.insert(
+                    name,
+                    Arc::new(Mutex::new(FileData {
+                        durable: data.clone(),
+                        data,
+                    })),
+                );
+            }
+        }
+        new
+    }
+
+    /// The bytes of a file as written (not necessarily durable).
+    pub fn file_bytes(&self, name: &str) -> Option<Vec<u8>> {
+        let st = lock(&self.state);
+        st.files.get(name).map(|f| lock(f).data.clone())
+    }
+
+    /// Replaces a file's bytes, durably (to plant corruption or foreign files).
+    pub fn set_file_bytes(&self, name: &str, bytes: Vec<u8>) {
+        let mut st = lock(&self.state);
+        st.durable_names.insert(name.to_string());
+        st.files.insert(
+            name.to_string(),
+            Arc::new(Mutex::new(FileData {
+                durable: bytes.clone(),
+                data: bytes,
+            })),
+        );
+    }
+
+    fn file(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
+        let st = lock(&self.state);
+        let data = st
+            .files
+            .get(name)
+            .cloned()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        self.open_files.fetch_add(1, Ordering::SeqCst);
+        Ok(Arc::new(SimFile {
+            name: name.to_string(),
+            data,
+            state: self.state.clone(),
+            open_files: self.open_files.clone(),
+        }))
+    }
+}
+
+impl Storage for SimStorage {
+    fn list(&self) -> io::Result<Vec<String>> {
+        Ok(lock(&self.state).files.keys().cloned().collect())
+    }
+
+    fn create(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
+        {
+            let mut st = lock(&self.state);
+            if st.files.contains_key(name) {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            st.files.insert(name.to_string(), Arc::default());
+        }
+        self.file(name)
+    }
+
+    fn open(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
+        self.file(name)
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        let mut st = lock(&self.state);
+        st.files
+            .remove(name)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        st.durable_names.remove(name);
+        st.unsynced.retain(|(n, _)| n != name);
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        let mut st = lock(&self.state);
+        if st.fail_sync {
+            return Err(eio());
+        }
+        st.durable_names = st.files.keys().cloned().collect();
+        st.syncs += 1;
+        Ok(())
+    }
+
+    fn try_lock(&self) -> io::Result<bool> {
+        let mut st = lock(&self.state);
+        if st.locked {
+            return Ok(false);
+        }
+        st.locked = true;
+        self.holds_lock.store(true, Ordering::SeqCst);
+        Ok(true)
+    }
+
+    fn fds_held(&self) -> usize {
+        1 + self.open_files.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug)]
+struct SimFile {
+    name: String,
+    data: Arc<Mutex<FileData>>,
+    state: Arc<Mutex<State>>,
+    open_files: Arc<AtomicUsize>,
+}
+
+impl Drop for SimFile {
+    fn drop(&mut self) {
+        self.open_files.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl SimFile {
+    /// Applies `op`, charging `cost` bytes against the write budget; a write that
+    /// does not fit is applied partially, as a real ENOSPC may be.
+    fn mutate(&self, op: Op, cost: u64) -> io::Result<()> {
+        let mut st = lock(&self.state);
+        if st.fail_write {
+            return Err(eio());
+        }
+        let mut result = Ok(());
+        let op = match (st.write_budget, op) {
+            (Some(budget), Op::Write(off, mut bytes)) if cost > budget => {
+                bytes.truncate(budget as usize);
+                result = Err(enospc());
+                Op::Write(off, bytes)
+            }
+            (Some(budget), _) if cost > budget => return Err(enospc()),
+            (_, op) => op,
+        };
+        if let Some(b) = st.write_budget.as_mut() {
+            *b = b.saturating_sub(cost);
+        }
+        apply(&mut lock(&self.data).data, &op);
+        st.unsynced.push((self.name.clone(), op));
+        result
+    }
+}
+
+impl StorageFile for SimFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(lock(&self.data).data.len() as u64)
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.mutate(Op::Write(offset, buf.to_vec()), buf.len() as u64)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let d = lock(&self.data);
+        let end = offset as usize + buf.len();
+        if end > d.data.len() {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        buf.copy_from_slice(&d.data[offset as usize..end]);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let mut st = lock(&self.state);
+        if st.fail_sync {
+            return Err(eio());
+        }
+        let mut d = lock(&self.data);
+        d.durable = d.data.clone();
+        st.unsynced.retain(|(n, _)| *n != self.name);
+        st.syncs += 1;
+        Ok(())
+    }
+
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        let cur = self.len()?;
+        let end = offset + len;
+        if end <= cur {
+            return Ok(());
+        }
+        self.mutate(Op::SetLen(end), end - cur)
+    }
+
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        self.mutate(Op::SetLen(len), 0)
+    }
+
+    fn view(&self, _capacity: u64) -> io::Result<Arc<dyn ReadView>> {
+        Ok(Arc::new(SimView {
+            data: self.data.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct SimView {
+    data: Arc<Mutex<FileData>>,
+}
+
+impl ReadView for SimView {
+    fn read(&self, range: Range<u64>) -> io::Result<OwnedBytes> {
+        let d = lock(&self.data);
+        let bytes = d
+            .data
+            .get(range.start as usize..range.end as usize)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "read past the end"))?;
+        Ok(OwnedBytes::new(bytes.to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_keeps_only_durable_bytes() {
+        let s = SimStorage::new();
+        let f = s.create("a").unwrap();
+        s.sync_dir().unwrap();
+        f.write_at(0, b"hello").unwrap();
+        f.sync_data().unwrap();
+        f.write_at(5, b" world").unwrap();
+        assert_eq!(s.file_bytes("a").unwrap(), b"hello world");
+        assert_eq!(s.crash().file_bytes("a").unwrap(), b"hello");
+        assert_eq!(s.crash_keeping(0, 3).file_bytes("a").unwrap(), b"hello wo");
+        assert_eq!(
+            s.crash_keeping(1, 0).file_bytes("a").unwrap(),
+            b"hello world"
+        );
+    }
+
+    #[test]
+    fn creation_needs_a_dir_sync() {
+        let s = SimStorage::new();
+        let f = s.create("a").unwrap();
+        f.write_at(0, b"x").unwrap();
+        f.sync_data().unwrap();
+        assert!(s.crash().file_bytes("a").is_none());
+    }
+
+    #[test]
+    fn faults() {
+        let s = SimStorage::new();
+        let f = s.create("a").unwrap();
+        s.set_write_budget(Some(4));
+        let e = f.write_at(0, b"123456").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(s.file_bytes("a").unwrap(), b"1234");
+        s.set_write_budget(None);
+        s.set_fail_sync(true);
+        assert!(f.sync_data().is_err());
+        assert_eq!(s.crash().file_bytes("a"), None);
+    }
+
+    #[test]
+    fn lock_is_exclusive_until_dropped() {
+        let s = SimStorage::new();
+        assert!(s.try_lock().unwrap());
+        let other = s.clone();
+        assert!(!other.try_lock().unwrap());
+        drop(s);
+        assert!(other.try_lock().unwrap());
+    }
+}
