@@ -95,8 +95,14 @@ pub(super) fn recover(
             Ok(h) => h,
             Err(e) => {
                 // A last file whose header never became durable is a rotation (or
-                // first creation) cut short, if nothing valid follows the header.
-                if is_last && !holds_any_record(&*file, len, next_seq.unwrap_or(0)) {
+                // first creation) cut short: the header is partly written (each
+                // byte zero or what we would have written) and nothing follows.
+                let expected = FileHeader {
+                    file_no: no,
+                    first_sequence: next_seq.unwrap_or(1),
+                    capacity: opts.file_capacity,
+                };
+                if is_last && is_torn_creation(&*file, len, &expected) {
                     log::warn!(
                         "removing {} (creation cut short by a crash)",
                         path.display()
@@ -272,12 +278,20 @@ fn durable_past(view: &dyn ReadView, file_no: u64, bad: u64, len: u64, next_seq:
     find_records(view, bad + ALIGN, len, next_seq, |h| h.durable > bad_pos)
 }
 
-/// Whether a header-less file still holds a record worth keeping.
-fn holds_any_record(file: &dyn StorageFile, len: u64, min_seq: u64) -> bool {
-    match file.view(len.max(1)) {
-        Ok(view) => find_records(&*view, FILE_HEADER_LEN as u64, len, min_seq, |_| true),
-        Err(_) => true,
-    }
+/// Whether a file holds nothing but a partly written `expected` header.
+fn is_torn_creation(file: &dyn StorageFile, len: u64, expected: &FileHeader) -> bool {
+    let Ok(view) = file.view(len.max(1)) else {
+        return false;
+    };
+    let Ok(bytes) = view.read(0..len) else {
+        return false;
+    };
+    let want = expected.encode();
+    bytes
+        .as_slice()
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == 0 || want.get(i) == Some(b))
 }
 
 /// Looks at every aligned offset in `from..len` for a record that verifies, has a

@@ -31,6 +31,16 @@ enum Op {
     SetLen(u64),
 }
 
+/// Everything that happened to the disk, in order, for `crash_at`.
+#[derive(Debug, Clone)]
+enum Event {
+    Create(String),
+    Remove(String),
+    Mutate(String, Op),
+    SyncData(String),
+    SyncDir,
+}
+
 #[derive(Debug, Default)]
 struct State {
     files: BTreeMap<String, Arc<Mutex<FileData>>>,
@@ -41,6 +51,15 @@ struct State {
     fail_sync: bool,
     locked: bool,
     syncs: u64,
+    history: Option<Vec<Event>>,
+}
+
+impl State {
+    fn record(&mut self, e: Event) {
+        if let Some(h) = self.history.as_mut() {
+            h.push(e);
+        }
+    }
 }
 
 /// In-memory storage with power-loss simulation and fault injection.
@@ -178,6 +197,73 @@ impl SimStorage {
         new
     }
 
+    /// Starts recording every operation, so that [`Self::crash_at`] can cut the
+    /// power at any instant from now on. Files that exist now are taken as they
+    /// are durable now.
+    pub fn record_history(&self) {
+        let mut st = lock(&self.state);
+        let mut h = Vec::new();
+        for (name, f) in &st.files {
+            if st.durable_names.contains(name) {
+                h.push(Event::Create(name.clone()));
+                h.push(Event::Mutate(
+                    name.clone(),
+                    Op::Write(0, lock(f).durable.clone()),
+                ));
+                h.push(Event::SyncData(name.clone()));
+            }
+        }
+        h.push(Event::SyncDir);
+        st.history = Some(h);
+    }
+
+    /// Number of operations recorded since [`Self::record_history`].
+    pub fn history_len(&self) -> usize {
+        lock(&self.state).history.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Power loss right after the first `n` recorded operations: a new disk with
+    /// what was durable at that instant (files whose creation was synced, with the
+    /// bytes their last `sync_data` covered).
+    pub fn crash_at(&self, n: usize) -> SimStorage {
+        let st = lock(&self.state);
+        let history = st.history.as_deref().unwrap_or(&[]);
+        let mut written: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut durable: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for e in &history[..n.min(history.len())] {
+            match e {
+                Event::Create(name) => {
+                    written.insert(name.clone(), Vec::new());
+                    durable.insert(name.clone(), Vec::new());
+                }
+                Event::Remove(name) => {
+                    written.remove(name);
+                    durable.remove(name);
+                    names.remove(name);
+                }
+                Event::Mutate(name, op) => {
+                    if let Some(w) = written.get_mut(name) {
+                        apply(w, op);
+                    }
+                }
+                Event::SyncData(name) => {
+                    if let Some(w) = written.get(name) {
+                        durable.insert(name.clone(), w.clone());
+                    }
+                }
+                Event::SyncDir => names = written.keys().cloned().collect(),
+            }
+        }
+        let new = SimStorage::new();
+        for name in names {
+            if let Some(bytes) = durable.remove(&name) {
+                new.set_file_bytes(&name, bytes);
+            }
+        }
+        new
+    }
+
     /// The bytes of a file as written (not necessarily durable).
     pub fn file_bytes(&self, name: &str) -> Option<Vec<u8>> {
         let st = lock(&self.state);
@@ -226,6 +312,7 @@ impl Storage for SimStorage {
                 return Err(io::Error::from(io::ErrorKind::AlreadyExists));
             }
             st.files.insert(name.to_string(), Arc::default());
+            st.record(Event::Create(name.to_string()));
         }
         self.file(name)
     }
@@ -241,6 +328,7 @@ impl Storage for SimStorage {
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         st.durable_names.remove(name);
         st.unsynced.retain(|(n, _)| n != name);
+        st.record(Event::Remove(name.to_string()));
         Ok(())
     }
 
@@ -251,6 +339,7 @@ impl Storage for SimStorage {
         }
         st.durable_names = st.files.keys().cloned().collect();
         st.syncs += 1;
+        st.record(Event::SyncDir);
         Ok(())
     }
 
@@ -305,6 +394,7 @@ impl SimFile {
             *b = b.saturating_sub(cost);
         }
         apply(&mut lock(&self.data).data, &op);
+        st.record(Event::Mutate(self.name.clone(), op.clone()));
         st.unsynced.push((self.name.clone(), op));
         result
     }
@@ -338,6 +428,7 @@ impl StorageFile for SimFile {
         d.durable = d.data.clone();
         st.unsynced.retain(|(n, _)| *n != self.name);
         st.syncs += 1;
+        st.record(Event::SyncData(self.name.clone()));
         Ok(())
     }
 
@@ -396,6 +487,21 @@ mod tests {
             s.crash_keeping(1, 0).file_bytes("a").unwrap(),
             b"hello world"
         );
+    }
+
+    #[test]
+    fn crash_at_any_instant() {
+        let s = SimStorage::new();
+        s.record_history();
+        let f = s.create("a").unwrap(); // 1
+        f.write_at(0, b"ab").unwrap(); // 2
+        s.sync_dir().unwrap(); // 3
+        f.sync_data().unwrap(); // 4
+        f.write_at(2, b"cd").unwrap(); // 5
+        assert_eq!(s.crash_at(2).file_bytes("a"), None);
+        assert_eq!(s.crash_at(4).file_bytes("a").unwrap(), b"");
+        assert_eq!(s.crash_at(5).file_bytes("a").unwrap(), b"ab");
+        assert_eq!(s.crash_at(6).file_bytes("a").unwrap(), b"ab");
     }
 
     #[test]

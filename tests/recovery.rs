@@ -1,0 +1,410 @@
+//! Crash consistency and bad input at the container level, driven through the
+//! simulated storage (power loss at any instant, torn tails, bit flips, ENOSPC,
+//! EIO) and the real file system (foreign folders, corrupt files).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use jocky::io::sim::SimStorage;
+use jocky::{Error, JockyDirectory};
+use tantivy::directory::{Directory, TerminatingWrite};
+
+const CONTAINER: &str = "jocky-0000000000.log";
+
+fn open_sim(s: &SimStorage) -> jocky::Result<JockyDirectory> {
+    JockyDirectory::builder("/sim")
+        .storage(Arc::new(s.clone()))
+        .container_file_size(1 << 20)
+        .preallocate(64 << 10)
+        .write_buffer(4 << 10, 64 << 10)
+        .open()
+}
+
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2654435761)
+                .wrapping_add(seed as u32) as u8
+        })
+        .collect()
+}
+
+fn write_file(dir: &dyn Directory, name: &str, data: &[u8]) {
+    let mut w = dir.open_write(Path::new(name)).unwrap();
+    for chunk in data.chunks(3000) {
+        w.write_all(chunk).unwrap();
+    }
+    w.terminate().unwrap();
+}
+
+fn read(dir: &dyn Directory, name: &str) -> Vec<u8> {
+    dir.open_read(Path::new(name))
+        .unwrap()
+        .read_bytes()
+        .unwrap()
+        .as_slice()
+        .to_vec()
+}
+
+/// "meta" names the files a commit references; they must all be intact.
+fn check_consistent(dir: &JockyDirectory, files: &[(&str, Vec<u8>)]) -> Option<String> {
+    let meta = match dir.atomic_read(Path::new("meta.json")) {
+        Ok(m) => String::from_utf8(m).unwrap(),
+        Err(_) => return None,
+    };
+    for name in meta.split(',').filter(|n| !n.is_empty()) {
+        let (_, want) = files.iter().find(|(n, _)| *n == name).unwrap();
+        assert_eq!(&read(dir, name), want, "{name} damaged under meta {meta:?}");
+    }
+    Some(meta)
+}
+
+/// Two commits, each a data file then meta.json naming it.
+fn two_commits(s: &SimStorage) -> Vec<(&'static str, Vec<u8>)> {
+    let files = vec![
+        ("a.bin", pattern(1, 150_000)),
+        ("b.bin", pattern(2, 90_000)),
+    ];
+    let dir = open_sim(s).unwrap();
+    write_file(&dir, "a.bin", &files[0].1);
+    dir.sync_directory().unwrap();
+    dir.atomic_write(Path::new("meta.json"), b"a.bin").unwrap();
+    write_file(&dir, "b.bin", &files[1].1);
+    dir.sync_directory().unwrap();
+    dir.atomic_write(Path::new("meta.json"), b"a.bin,b.bin")
+        .unwrap();
+    files
+}
+
+#[test]
+fn power_loss_at_every_instant_shows_a_durable_commit() {
+    let s = SimStorage::new();
+    s.record_history();
+    let files = two_commits(&s);
+    let n = s.history_len();
+    let mut seen = Vec::new();
+    for i in 0..=n {
+        let crashed = s.crash_at(i);
+        let dir = open_sim(&crashed).unwrap_or_else(|e| panic!("open after crash at {i}: {e}"));
+        let meta = check_consistent(&dir, &files);
+        // Commits never go backwards as the crash moves later.
+        if let Some(prev) = seen.last() {
+            assert!(meta.as_ref().map_or(0, |m| m.len()) >= *prev, "at {i}");
+        }
+        seen.push(meta.map_or(0, |m| m.len()));
+    }
+    assert_eq!(seen.last(), Some(&"a.bin,b.bin".len()));
+    assert!(seen.contains(&"a.bin".len()));
+}
+
+#[test]
+fn truncation_at_every_byte_of_the_tail() {
+    let s = SimStorage::new();
+    let files = two_commits(&s);
+    let full = s.file_bytes(CONTAINER).unwrap();
+    let end = {
+        let dir = open_sim(&s.crash()).unwrap();
+        dir.stats().container_bytes as usize
+    };
+    // The last commit's records: the end of b.bin's data, its finish, meta.json.
+    for cut in end.saturating_sub(6000)..=end {
+        let t = SimStorage::new();
+        t.set_file_bytes(CONTAINER, full[..cut].to_vec());
+        let dir = open_sim(&t).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let meta = check_consistent(&dir, &files).expect("first commit survives");
+        if cut == end {
+            assert_eq!(meta, "a.bin,b.bin");
+        }
+        // After the cut the container accepts writes and replays them.
+        write_file(&dir, "c.bin", b"after");
+        dir.sync_directory().unwrap();
+        drop(dir);
+        let dir = open_sim(&t).unwrap();
+        assert_eq!(read(&dir, "c.bin"), b"after");
+    }
+}
+
+#[test]
+fn flipped_bytes_are_cut_as_a_tail_or_reported_never_served() {
+    let s = SimStorage::new();
+    let files = two_commits(&s);
+    let full = s.file_bytes(CONTAINER).unwrap();
+    let mut reported = 0;
+    let mut step = 0;
+    for pos in (0..full.len()).rev() {
+        if full[pos] == 0 && pos > 4096 {
+            continue;
+        }
+        step += 1;
+        if step > 400 && step % 97 != 0 {
+            continue; // every byte near the end, a sample of the rest
+        }
+        let mut bytes = full.clone();
+        bytes[pos] ^= 0x5A;
+        let t = SimStorage::new();
+        t.set_file_bytes(CONTAINER, bytes);
+        match open_sim(&t) {
+            Ok(dir) => {
+                check_consistent(&dir, &files);
+            }
+            Err(e) => {
+                reported += 1;
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(CONTAINER),
+                    "error does not name the file: {msg}"
+                );
+                assert!(
+                    matches!(
+                        e,
+                        Error::Corrupted { .. }
+                            | Error::ChecksumMismatch { .. }
+                            | Error::Version { .. }
+                    ),
+                    "{e:?}"
+                );
+            }
+        }
+    }
+    assert!(reported > 0, "damage inside durable data must be reported");
+}
+
+#[test]
+fn damage_before_the_tail_names_file_and_offset() {
+    let s = SimStorage::new();
+    two_commits(&s);
+    let mut bytes = s.file_bytes(CONTAINER).unwrap();
+    // Inside a.bin's first data record, well before the last sync.
+    bytes[200] ^= 0xFF;
+    let t = SimStorage::new();
+    t.set_file_bytes(CONTAINER, bytes.clone());
+    match open_sim(&t) {
+        Err(Error::ChecksumMismatch { file, offset, .. }) => {
+            assert!(file.ends_with(CONTAINER));
+            // The data record holding byte 200 starts after the header (64 bytes)
+            // and a.bin's 56-byte creation record.
+            assert_eq!(offset, 120);
+        }
+        other => panic!("expected a checksum error, got {other:?}"),
+    }
+    // Nothing was changed by the failed open.
+    assert_eq!(t.file_bytes(CONTAINER).unwrap(), bytes);
+}
+
+#[test]
+fn drop_without_sync_keeps_everything_synced() {
+    let s = SimStorage::new();
+    {
+        let dir = open_sim(&s).unwrap();
+        write_file(&dir, "synced.bin", &pattern(3, 10_000));
+        dir.sync_directory().unwrap();
+        write_file(&dir, "unsynced.bin", &pattern(4, 10_000));
+        let mut w = dir.open_write(Path::new("unterminated.bin")).unwrap();
+        w.write_all(&pattern(5, 100_000)).unwrap();
+        std::mem::forget(w);
+    }
+    // Process death: the page cache survives, so everything written is there.
+    let dir = open_sim(&s.crash_keeping(usize::MAX, 0)).unwrap();
+    assert_eq!(read(&dir, "synced.bin"), pattern(3, 10_000));
+    assert_eq!(read(&dir, "unsynced.bin"), pattern(4, 10_000));
+    assert!(!dir.exists(Path::new("unterminated.bin")).unwrap());
+    assert_eq!(dir.stats().files_dropped_on_open, 1);
+    drop(dir);
+    // Power loss: only what was synced.
+    let dir = open_sim(&s.crash()).unwrap();
+    assert_eq!(read(&dir, "synced.bin"), pattern(3, 10_000));
+    assert!(!dir.exists(Path::new("unterminated.bin")).unwrap());
+}
+
+#[test]
+fn files_larger_than_a_container_file_span_several() {
+    let s = SimStorage::new();
+    let big = pattern(6, 3 << 20);
+    {
+        let dir = open_sim(&s).unwrap();
+        write_file(&dir, "big.bin", &big);
+        dir.sync_directory().unwrap();
+        assert!(dir.stats().container_files >= 3);
+        assert_eq!(read(&dir, "big.bin"), big);
+    }
+    let dir = open_sim(&s.crash()).unwrap();
+    assert_eq!(read(&dir, "big.bin"), big);
+    let slice = dir
+        .open_read(Path::new("big.bin"))
+        .unwrap()
+        .read_bytes_slice((1 << 20) - 100..(1 << 20) + 100)
+        .unwrap();
+    assert_eq!(slice.as_slice(), &big[(1 << 20) - 100..(1 << 20) + 100]);
+}
+
+#[test]
+fn a_crash_during_rotation_is_recovered() {
+    let s = SimStorage::new();
+    s.record_history();
+    let big = pattern(7, 2 << 20);
+    {
+        let dir = open_sim(&s).unwrap();
+        write_file(&dir, "big.bin", &big);
+        dir.sync_directory().unwrap();
+        dir.atomic_write(Path::new("meta.json"), b"big.bin")
+            .unwrap();
+    }
+    let files = vec![("big.bin", big)];
+    for i in 0..=s.history_len() {
+        let dir = open_sim(&s.crash_at(i)).unwrap_or_else(|e| panic!("crash at {i}: {e}"));
+        check_consistent(&dir, &files);
+    }
+}
+
+#[test]
+fn enospc_fails_the_write_and_keeps_what_was_synced() {
+    let s = SimStorage::new();
+    let dir = open_sim(&s).unwrap();
+    write_file(&dir, "before.bin", &pattern(8, 50_000));
+    dir.sync_directory().unwrap();
+    dir.atomic_write(Path::new("meta.json"), b"before.bin")
+        .unwrap();
+    s.set_write_budget(Some(20_000));
+    let mut w = dir.open_write(Path::new("after.bin")).unwrap();
+    let res = w
+        .write_all(&pattern(9, 400_000))
+        .and_then(|_| w.terminate());
+    let err = res.expect_err("the disk is full");
+    assert!(err.to_string().contains("after.bin"), "{err}");
+    drop(dir);
+    s.set_write_budget(None);
+    let dir = open_sim(&s.crash_keeping(usize::MAX, 0)).unwrap();
+    assert_eq!(read(&dir, "before.bin"), pattern(8, 50_000));
+    assert_eq!(
+        dir.atomic_read(Path::new("meta.json")).unwrap(),
+        b"before.bin"
+    );
+    assert!(!dir.exists(Path::new("after.bin")).unwrap());
+}
+
+#[test]
+fn a_failed_fsync_poisons_the_container() {
+    let s = SimStorage::new();
+    let dir = open_sim(&s).unwrap();
+    write_file(&dir, "a.bin", b"durable");
+    dir.atomic_write(Path::new("meta.json"), b"a.bin").unwrap();
+    s.set_fail_sync(true);
+    write_file(&dir, "b.bin", b"lost");
+    assert!(dir.sync_directory().is_err());
+    s.set_fail_sync(false);
+    // fsyncgate: no retry pretends success.
+    assert!(dir.sync_directory().is_err());
+    assert!(dir.atomic_write(Path::new("meta.json"), b"b.bin").is_err());
+    assert!(dir.open_write(Path::new("c.bin")).is_err());
+    assert!(dir.stats().poisoned);
+    // What was durable is still readable, now and after reopen.
+    assert_eq!(read(&dir, "a.bin"), b"durable");
+    drop(dir);
+    let dir = open_sim(&s.crash()).unwrap();
+    assert_eq!(dir.atomic_read(Path::new("meta.json")).unwrap(), b"a.bin");
+    assert_eq!(read(&dir, "a.bin"), b"durable");
+}
+
+#[test]
+fn a_failed_write_poisons_the_container() {
+    let s = SimStorage::new();
+    let dir = open_sim(&s).unwrap();
+    write_file(&dir, "a.bin", b"ok");
+    dir.sync_directory().unwrap();
+    s.set_fail_write(true);
+    // Creation itself is the first write that fails.
+    assert!(dir.open_write(Path::new("b.bin")).is_err());
+    s.set_fail_write(false);
+    assert!(dir.sync_directory().is_err());
+    assert!(dir.stats().poisoned);
+    assert_eq!(read(&dir, "a.bin"), b"ok");
+}
+
+#[test]
+fn foreign_and_corrupt_folders_are_refused_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A folder of someone else's files.
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("meta.json"), b"{}").unwrap();
+    match JockyDirectory::open(&foreign) {
+        Err(Error::ForeignData { example, .. }) => assert_eq!(example, "meta.json"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 1);
+    assert_eq!(std::fs::read(foreign.join("meta.json")).unwrap(), b"{}");
+
+    // A container file that is not one.
+    let garbage = tmp.path().join("garbage");
+    std::fs::create_dir(&garbage).unwrap();
+    let junk = pattern(10, 10_000);
+    std::fs::write(garbage.join(CONTAINER), &junk).unwrap();
+    let err = JockyDirectory::open(&garbage).unwrap_err();
+    assert!(matches!(err, Error::Corrupted { .. }), "{err:?}");
+    assert_eq!(std::fs::read(garbage.join(CONTAINER)).unwrap(), junk);
+
+    // A container from a future format version.
+    let future = tmp.path().join("future");
+    drop(JockyDirectory::open(&future).unwrap());
+    let mut bytes = std::fs::read(future.join(CONTAINER)).unwrap();
+    bytes[8] = 99;
+    std::fs::write(future.join(CONTAINER), &bytes).unwrap();
+    let err = JockyDirectory::open(&future).unwrap_err();
+    assert!(matches!(err, Error::Version { got: 99, .. }), "{err:?}");
+
+    // A path that is a file, not a folder.
+    let file = tmp.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    assert!(matches!(JockyDirectory::open(&file), Err(Error::Io { .. })));
+}
+
+#[test]
+fn a_second_open_of_the_same_folder_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = JockyDirectory::open(tmp.path()).unwrap();
+    match JockyDirectory::open(tmp.path()) {
+        Err(Error::Locked { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    drop(dir);
+    JockyDirectory::open(tmp.path()).unwrap();
+}
+
+#[test]
+fn bad_paths_get_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = JockyDirectory::open(tmp.path()).unwrap();
+    for bad in ["/etc/passwd", "../escape", "a/../../b", ""] {
+        let p = Path::new(bad);
+        match dir.open_write(p) {
+            Err(tantivy::directory::error::OpenWriteError::IoError { io_error, .. }) => {
+                assert_eq!(io_error.kind(), std::io::ErrorKind::InvalidInput, "{bad}");
+                assert!(io_error.to_string().contains("invalid path"), "{io_error}");
+            }
+            _ => panic!("{bad} accepted"),
+        }
+        assert!(dir.open_read(p).is_err());
+        assert!(dir.delete(p).is_err());
+        assert!(dir.exists(p).is_err());
+        assert!(dir.atomic_write(p, b"x").is_err());
+    }
+    // Nothing escaped into the folder.
+    let names: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, vec![CONTAINER.to_string()]);
+}
+
+#[test]
+fn an_atomic_write_too_large_for_a_record_is_refused() {
+    let s = SimStorage::new();
+    let dir = open_sim(&s).unwrap();
+    let err = dir
+        .atomic_write(Path::new("meta.json"), &vec![b'x'; 2 << 20])
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge);
+    assert!(!dir.exists(Path::new("meta.json")).unwrap());
+}
