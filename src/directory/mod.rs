@@ -86,8 +86,8 @@ pub struct Builder {
     file_capacity: u64,
     grow_step: u64,
     sync: SyncPolicy,
-    min_chunk: usize,
-    max_chunk: usize,
+    /// `None`: 64 KiB..4 MiB, clamped to a quarter of a container file.
+    write_buffer: Option<(usize, usize)>,
 }
 
 impl Builder {
@@ -113,8 +113,7 @@ impl Builder {
     /// The per-file write buffer: starts at `min`, doubles up to `max` (defaults
     /// 64 KiB and 4 MiB). Each open writer holds at most `max` bytes.
     pub fn write_buffer(mut self, min: usize, max: usize) -> Self {
-        self.min_chunk = min;
-        self.max_chunk = max;
+        self.write_buffer = Some((min, max));
         self
     }
 
@@ -132,13 +131,13 @@ impl Builder {
                 self.file_capacity
             )));
         }
-        if self.min_chunk == 0
-            || self.min_chunk > self.max_chunk
-            || self.max_chunk as u64 > (self.file_capacity - FILE_HEADER_LEN as u64) / 4
-        {
+        let quarter = ((self.file_capacity - FILE_HEADER_LEN as u64) / 4) as usize;
+        let (min_chunk, max_chunk) = self
+            .write_buffer
+            .unwrap_or((64 << 10, (4 << 20).min(quarter)));
+        if min_chunk == 0 || min_chunk > max_chunk || max_chunk > quarter {
             return Err(Error::InvalidOption(format!(
-                "write buffer {}..{} must be non-empty, ordered, and at most a quarter of a container file",
-                self.min_chunk, self.max_chunk
+                "write buffer {min_chunk}..{max_chunk} must be non-empty, ordered, and at most a quarter of a container file"
             )));
         }
         let storage: Arc<dyn Storage> = match self.storage {
@@ -154,8 +153,8 @@ impl Builder {
         Ok(JockyDirectory {
             engine: Arc::new(engine),
             opts: Arc::new(WriteOptions {
-                min_chunk: self.min_chunk,
-                max_chunk: self.max_chunk,
+                min_chunk,
+                max_chunk,
             }),
             ns: Arc::from(""),
         })
@@ -177,8 +176,7 @@ impl JockyDirectory {
             file_capacity: 256 << 20,
             grow_step: 8 << 20,
             sync: SyncPolicy::OnRequest,
-            min_chunk: 64 << 10,
-            max_chunk: 4 << 20,
+            write_buffer: None,
         }
     }
 

@@ -36,6 +36,7 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 }
 
 /// One open file. Dropping the last `Arc` closes it; views outlive it.
+#[allow(clippy::len_without_is_empty)]
 pub trait StorageFile: Send + Sync + fmt::Debug {
     fn len(&self) -> io::Result<u64>;
     /// Writes all of `buf` at `offset`.
