@@ -1,0 +1,336 @@
+//! Process resource figures from Linux `/proc/self`, for benchmarks and tests.
+//!
+//! All functions read the current process (all threads). On systems without `/proc`
+//! they return 0. [`Sampler`] polls the figures on a background thread so that peaks
+//! during a workload can be reported.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Number of open file descriptors of this process (entries of `/proc/self/fd`, not
+/// counting the descriptor used to list them).
+pub fn open_fds() -> usize {
+    match fs::read_dir("/proc/self/fd") {
+        // The listing includes the descriptor of the listing itself.
+        Ok(entries) => entries.count().saturating_sub(1),
+        Err(_) => 0,
+    }
+}
+
+/// Number of memory mappings (VMAs) of this process: lines of `/proc/self/maps`.
+/// `vm.max_map_count` limits this number.
+pub fn mappings() -> usize {
+    match fs::read("/proc/self/maps") {
+        Ok(bytes) => bytes.iter().filter(|&&b| b == b'\n').count(),
+        Err(_) => 0,
+    }
+}
+
+/// Reads one `key: value` counter of `/proc/self/io`.
+fn proc_io_field(key: &str) -> u64 {
+    let Ok(text) = fs::read_to_string("/proc/self/io") else {
+        return 0;
+    };
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(k, _)| k.trim() == key)
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Bytes this process caused to be sent to the storage layer (`write_bytes` of
+/// `/proc/self/io`; accounted when page-cache pages are dirtied).
+pub fn io_write_bytes() -> u64 {
+    proc_io_field("write_bytes")
+}
+
+/// Bytes whose write-out this process cancelled, e.g. by truncating or deleting dirty
+/// files before write-back (`cancelled_write_bytes` of `/proc/self/io`).
+pub fn io_cancelled_write_bytes() -> u64 {
+    proc_io_field("cancelled_write_bytes")
+}
+
+/// Bytes this process caused to be fetched from the storage layer (`read_bytes` of
+/// `/proc/self/io`; page-cache hits are not counted).
+pub fn io_read_bytes() -> u64 {
+    proc_io_field("read_bytes")
+}
+
+/// Resident set size of this process in bytes (second field of `/proc/self/statm`).
+pub fn rss_bytes() -> u64 {
+    let Ok(text) = fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: u64 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * page_size()
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 {
+        size as u64
+    } else {
+        4096
+    }
+}
+
+/// Sum of the lengths of all regular files under `path` (recursively, without following
+/// symbolic links). A single file gives its own length. Entries that vanish during the
+/// walk (e.g. deleted by a concurrent garbage collection) are ignored.
+pub fn dir_size(path: impl AsRef<Path>) -> io::Result<u64> {
+    walk_sum(path.as_ref(), &|meta| meta.len())
+}
+
+/// Like [`dir_size`] but counts allocated disk blocks (`st_blocks * 512`), which differs
+/// from the length for sparse or preallocated files.
+pub fn dir_disk_usage(path: impl AsRef<Path>) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    walk_sum(path.as_ref(), &|meta| meta.blocks() * 512)
+}
+
+fn walk_sum(path: &Path, size: &dyn Fn(&fs::Metadata) -> u64) -> io::Result<u64> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.is_file() {
+        return Ok(size(&meta));
+    }
+    if !meta.is_dir() {
+        return Ok(0);
+    }
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                total += size(&meta);
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// One sample taken by a [`Sampler`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    /// Time since the sampler started.
+    pub at: Duration,
+    /// Open file descriptors, see [`open_fds`].
+    pub fds: usize,
+    /// Memory mappings, see [`mappings`].
+    pub mappings: usize,
+    /// Resident set size in bytes, see [`rss_bytes`].
+    pub rss: u64,
+}
+
+impl Sample {
+    fn take(start: Instant) -> Sample {
+        Sample {
+            at: start.elapsed(),
+            fds: open_fds(),
+            mappings: mappings(),
+            rss: rss_bytes(),
+        }
+    }
+}
+
+/// What a [`Sampler`] saw between `start` and `stop`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamplerReport {
+    /// The sample taken by [`Sampler::start`] before the thread was spawned.
+    pub baseline: Sample,
+    /// Highest fd count seen.
+    pub peak_fds: usize,
+    /// Highest mapping count seen.
+    pub peak_mappings: usize,
+    /// Highest RSS seen.
+    pub peak_rss: u64,
+    /// All samples in time order, including the baseline and a final sample taken at stop.
+    pub samples: Vec<Sample>,
+}
+
+impl SamplerReport {
+    /// Peak fds above the baseline.
+    pub fn extra_fds(&self) -> usize {
+        self.peak_fds.saturating_sub(self.baseline.fds)
+    }
+
+    /// Peak mappings above the baseline.
+    pub fn extra_mappings(&self) -> usize {
+        self.peak_mappings.saturating_sub(self.baseline.mappings)
+    }
+
+    /// Peak RSS above the baseline.
+    pub fn extra_rss(&self) -> u64 {
+        self.peak_rss.saturating_sub(self.baseline.rss)
+    }
+}
+
+/// Background thread sampling [`open_fds`], [`mappings`] and [`rss_bytes`] at a fixed
+/// interval, so that peaks during a workload can be reported. The sampling thread itself
+/// holds a descriptor only briefly while it lists `/proc/self/fd` (not counted) and adds
+/// one stack mapping (present in every sample after the baseline).
+#[derive(Debug)]
+pub struct Sampler {
+    start: Instant,
+    stop_tx: mpsc::Sender<()>,
+    handle: thread::JoinHandle<Vec<Sample>>,
+    baseline: Sample,
+}
+
+impl Sampler {
+    /// Takes a baseline sample and starts sampling every `interval`.
+    pub fn start(interval: Duration) -> io::Result<Sampler> {
+        let start = Instant::now();
+        let baseline = Sample::take(start);
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let handle = thread::Builder::new()
+            .name("procstats-sampler".into())
+            .spawn(move || {
+                let mut samples = Vec::new();
+                loop {
+                    samples.push(Sample::take(start));
+                    match stop_rx.recv_timeout(interval) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                        // Stop requested, or the Sampler was dropped.
+                        _ => break,
+                    }
+                }
+                samples
+            })?;
+        Ok(Sampler {
+            start,
+            stop_tx,
+            handle,
+            baseline,
+        })
+    }
+
+    /// The baseline sample taken by [`Sampler::start`].
+    pub fn baseline(&self) -> Sample {
+        self.baseline
+    }
+
+    /// Stops the thread, takes a final sample and returns the peaks and the time series.
+    pub fn stop(self) -> SamplerReport {
+        // The receiver is only gone if the thread already ended; either way it ends now.
+        let _ = self.stop_tx.send(());
+        let mut samples = vec![self.baseline];
+        // A panic in the sampling thread only loses its samples.
+        samples.extend(self.handle.join().unwrap_or_default());
+        samples.push(Sample::take(self.start));
+        SamplerReport {
+            baseline: self.baseline,
+            peak_fds: samples.iter().map(|s| s.fds).max().unwrap_or(0),
+            peak_mappings: samples.iter().map(|s| s.mappings).max().unwrap_or(0),
+            peak_rss: samples.iter().map(|s| s.rss).max().unwrap_or(0),
+            samples,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Other tests of the same binary run concurrently and open files too, so a delta is
+    /// accepted if one of several attempts sees exactly the expected change.
+    fn eventually(mut attempt: impl FnMut() -> bool) -> bool {
+        (0..50).any(|_| attempt())
+    }
+
+    #[test]
+    fn three_files_raise_open_fds_by_three() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = eventually(|| {
+            let before = open_fds();
+            let files: Vec<fs::File> = (0..3)
+                .map(|i| fs::File::create(dir.path().join(format!("f{i}"))).unwrap())
+                .collect();
+            let during = open_fds();
+            drop(files);
+            let after = open_fds();
+            during == before + 3 && after == before
+        });
+        assert!(ok);
+    }
+
+    #[test]
+    fn mapping_a_file_raises_mappings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        fs::write(&path, vec![7u8; 3 * 4096]).unwrap();
+        let file = fs::File::open(&path).unwrap();
+        let ok = eventually(|| {
+            let before = mappings();
+            // SAFETY: the file is private to this test and not modified while mapped.
+            let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+            let during = mappings();
+            assert_eq!(map[4096], 7);
+            drop(map);
+            let after = mappings();
+            during == before + 1 && after == before
+        });
+        assert!(ok);
+    }
+
+    #[test]
+    fn io_and_rss_are_readable() {
+        assert!(rss_bytes() > 0);
+        // Counters exist (they may legitimately be 0 on tmpfs or without task accounting).
+        let _ = io_write_bytes() + io_read_bytes() + io_cancelled_write_bytes();
+        assert!(open_fds() >= 3);
+        assert!(mappings() > 5);
+    }
+
+    #[test]
+    fn dir_size_sums_files_recursively() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        fs::write(dir.path().join("x"), [0u8; 100]).unwrap();
+        fs::write(dir.path().join("a/b/y"), [0u8; 23]).unwrap();
+        assert_eq!(dir_size(dir.path()).unwrap(), 123);
+        assert_eq!(dir_size(dir.path().join("x")).unwrap(), 100);
+        assert!(dir_disk_usage(dir.path()).is_ok());
+        assert!(dir_size(dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn sampler_sees_a_peak() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = eventually(|| {
+            let sampler = Sampler::start(Duration::from_millis(2)).unwrap();
+            let files: Vec<fs::File> = (0..20)
+                .map(|i| fs::File::create(dir.path().join(format!("s{i}"))).unwrap())
+                .collect();
+            thread::sleep(Duration::from_millis(30));
+            drop(files);
+            let report = sampler.stop();
+            assert!(report.samples.len() >= 3, "{}", report.samples.len());
+            assert!(report.samples.windows(2).all(|w| w[0].at <= w[1].at));
+            assert!(report.peak_rss > 0);
+            report.extra_fds() >= 20
+        });
+        assert!(ok);
+    }
+}
