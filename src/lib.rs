@@ -1,4 +1,43 @@
-//! jocky: a tantivy `Directory` over one append-only container.
+//! # jocky
+//!
+//! A tantivy [`Directory`](tantivy::Directory) that keeps a whole index in **one
+//! append-only container** with an in-memory file table: two file descriptors per
+//! index whatever the number of segments, writers and readers; one mapping per
+//! container file; every record checksummed; crash recovery on open.
+//!
+//! ```
+//! use tantivy::schema::{Schema, TEXT};
+//! use tantivy::{doc, Index, IndexWriter};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let tmp = tempfile::tempdir()?;
+//! # let path = tmp.path().join("my-index");
+//! let mut schema = Schema::builder();
+//! let body = schema.add_text_field("body", TEXT);
+//! let schema = schema.build();
+//!
+//! let dir = jocky::JockyDirectory::open(&path)?; // creates the folder and container
+//! let index = Index::open_or_create(dir.clone(), schema)?;
+//! let mut writer: IndexWriter = index.writer(15_000_000)?;
+//! writer.add_document(doc!(body => "one container, two file descriptors"))?;
+//! writer.commit()?;
+//! assert_eq!(index.reader()?.searcher().num_docs(), 1);
+//! assert!(dir.stats().fds_held <= 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Layers (bottom up)
+//! - [`io`]: the one I/O trait, a real implementation (libc, mmap) and a
+//!   fault-injecting twin for power-loss and EIO/ENOSPC tests.
+//! - [`format`]: bytes only — container file header and records.
+//! - `container`: the append-only log: write position, rotation, group commit,
+//!   poisoning, and recovery on open.
+//! - `table`: the in-memory file table rebuilt by replay.
+//! - `engine` + `directory`: tantivy's `Directory` trait over all of the above.
+//! - [`policy`]: when to fsync, which access advice.
+//!
+//! `docs/format.md` in the repository has the byte layout and its version history.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 mod container;

@@ -337,6 +337,21 @@ impl Container {
     }
 }
 
+impl Drop for Container {
+    /// Gives back the disk space reserved past the last record. Nothing depends on
+    /// it: recovery treats the zeros of a reservation like the end of the log.
+    fn drop(&mut self) {
+        let a = lock(&self.active);
+        if lock(&self.poison).is_none() {
+            if let Some(file) = &a.file {
+                if let Err(e) = file.truncate(a.offset) {
+                    log::debug!("could not trim the active container file: {e}");
+                }
+            }
+        }
+    }
+}
+
 /// Creates a container file: header written, space reserved, file and folder
 /// synced (per policy), and mapped.
 fn create_file(
