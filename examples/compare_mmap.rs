@@ -36,7 +36,7 @@ const SAMPLE_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The directory under test. Switch this to `jocky::JockyDirectory::open(path)`.
 fn open_candidate(path: &Path) -> BoxResult<Box<dyn Directory>> {
-    Ok(Box::new(MmapDirectory::open(path)?))
+    Ok(Box::new(jocky::JockyDirectory::open(path)?))
 }
 
 fn open_mmap(path: &Path) -> BoxResult<Box<dyn Directory>> {
@@ -44,7 +44,7 @@ fn open_mmap(path: &Path) -> BoxResult<Box<dyn Directory>> {
 }
 
 #[derive(Parser, Debug)]
-#[command(about = "Index and search the same corpus with MmapDirectory and a candidate directory")]
+#[command(about = "Index and search the same corpus with MmapDirectory and JockyDirectory")]
 struct Args {
     /// Number of documents: generated ones (default 160,000, about 250 MB of text), or
     /// the first N of --corpus (default all).
@@ -94,7 +94,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Mmap => "mmap",
-            Kind::Candidate => "candidate",
+            Kind::Candidate => "jocky",
         }
     }
 
@@ -449,10 +449,10 @@ fn cell(values: Vec<f64>) -> String {
 fn print_summary(mmap: &[Measurement], candidate: &[Measurement]) {
     println!();
     println!(
-        "summary over {} round(s): median [min–max]; ratio = candidate/mmap per round",
+        "summary over {} round(s): median [min–max]; ratio = jocky/mmap per round",
         mmap.len()
     );
-    let header = ("metric", "mmap", "candidate", "candidate/mmap");
+    let header = ("metric", "mmap", "jocky", "jocky/mmap");
     let rows: Vec<(String, String, String, String)> = METRICS
         .iter()
         .map(|(label, get)| {
