@@ -360,16 +360,53 @@ fn foreign_and_corrupt_folders_are_refused_untouched() {
     assert!(matches!(JockyDirectory::open(&file), Err(Error::Io { .. })));
 }
 
+/// Runs as the child of `a_second_process_is_refused`.
 #[test]
-fn a_second_open_of_the_same_folder_is_refused() {
+fn child_opens_folder() {
+    let Ok(path) = std::env::var("JOCKY_LOCK_CHILD_DIR") else {
+        return; // only meaningful as a child process
+    };
+    match JockyDirectory::open(&path) {
+        Err(Error::Locked { .. }) => println!("CHILD: LOCKED"),
+        other => println!("CHILD: {other:?}"),
+    }
+}
+
+#[test]
+fn a_second_process_is_refused_and_this_one_shares() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = JockyDirectory::open(tmp.path()).unwrap();
-    match JockyDirectory::open(tmp.path()) {
-        Err(Error::Locked { .. }) => {}
-        other => panic!("{other:?}"),
-    }
+    write_file(&dir, "a.bin", b"shared");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_opens_folder",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("JOCKY_LOCK_CHILD_DIR", tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("CHILD: LOCKED"), "{stdout}");
+    // In this process a second open shares the open container.
+    let again = JockyDirectory::open(tmp.path()).unwrap();
+    assert_eq!(read(&again, "a.bin"), b"shared");
     drop(dir);
-    JockyDirectory::open(tmp.path()).unwrap();
+    drop(again);
+    // Once every handle is gone, the folder can be opened by another process.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_opens_folder",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("JOCKY_LOCK_CHILD_DIR", tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("CHILD: Ok("), "{stdout}");
 }
 
 #[test]

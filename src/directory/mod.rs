@@ -3,6 +3,7 @@
 //! tantivy's per-operation errors, and the options a user can set.
 
 mod handle;
+mod registry;
 mod writer;
 
 use std::fmt;
@@ -18,7 +19,6 @@ use crate::container::ContainerOptions;
 use crate::engine::{CreateError, Engine};
 use crate::error::{Error, Result};
 use crate::format::file_header::{FILE_HEADER_LEN, MAX_CAPACITY};
-use crate::io::fs::FsStorage;
 use crate::io::Storage;
 use crate::path::normalize;
 use crate::policy::SyncPolicy;
@@ -140,18 +140,17 @@ impl Builder {
                 "write buffer {min_chunk}..{max_chunk} must be non-empty, ordered, and at most a quarter of a container file"
             )));
         }
-        let storage: Arc<dyn Storage> = match self.storage {
-            Some(s) => s,
-            None => Arc::new(FsStorage::open(&self.root).map_err(|e| Error::io(&self.root, e))?),
-        };
         let opts = ContainerOptions {
             file_capacity: self.file_capacity,
             grow_step: self.grow_step.min(self.file_capacity),
             sync: self.sync,
         };
-        let engine = Engine::open(storage, &self.root, opts)?;
+        let engine = match self.storage {
+            Some(storage) => Arc::new(Engine::open(storage, &self.root, opts)?),
+            None => registry::open_shared(&self.root, opts)?,
+        };
         Ok(JockyDirectory {
-            engine: Arc::new(engine),
+            engine,
             opts: Arc::new(WriteOptions {
                 min_chunk,
                 max_chunk,
@@ -164,6 +163,10 @@ impl Builder {
 impl JockyDirectory {
     /// Opens the index folder at `path` with default options, creating the folder
     /// and the container if missing.
+    ///
+    /// Within one process, opening a folder that is already open shares the open
+    /// container (like cloning the first directory; its options stay in force).
+    /// Another process gets [`Error::Locked`].
     pub fn open(path: impl AsRef<Path>) -> Result<JockyDirectory> {
         Self::builder(path).open()
     }
