@@ -1,0 +1,650 @@
+//! Model-based test: random sequences of directory operations, process deaths and
+//! power losses, applied both to a `JockyDirectory` over the simulated disk and to
+//! an in-memory model, and compared after every step.
+//!
+//! The model keeps two maps of name -> content: `current` (what the directory must
+//! show now) and `durable` (what it must show after a power loss). `durable` is a
+//! snapshot of `current` taken whenever the directory promises durability
+//! (`sync_directory`, `atomic_write`), and also whenever the disk saw an fsync in
+//! the middle of a write or delete: the container seals (syncs) a container file
+//! before it starts the next one, which makes everything appended before that op
+//! durable. Deletes are not durable until the next sync. A file that was never
+//! terminated is readable in the process that wrote it and never survives a reopen.
+//!
+//! After a process death (`Reopen`) the directory shows exactly the terminated
+//! files of `current`; after a power loss (`Crash`) exactly those of `durable`.
+//! A power loss at an arbitrary instant (`CrashAt`) must show what was durable at
+//! that instant: exactly the `durable` of the op boundary it falls on, or, inside
+//! an op, the `durable` or the `current` from before that op. A power loss that
+//! kept a prefix of the unsynced writes, the last one torn (`TornCrash`), must
+//! show the `current` of some op boundary since `durable` was taken. Whatever it
+//! shows becomes the model. Slices opened earlier never change.
+//!
+//! Contents are `(version, len)` pairs; the bytes are a pseudo-random pattern of
+//! the version, unique per write.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use jocky::io::sim::SimStorage;
+use jocky::JockyDirectory;
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use tantivy::directory::error::{DeleteError, OpenReadError, OpenWriteError};
+use tantivy::directory::{Directory, FileSlice, TerminatingWrite};
+use tantivy::HasLen;
+
+/// Names for `Write`, `Delete`, `Read` and `HoldSlice`; the last two are also the
+/// names `AtomicWrite` uses, so atomic and streamed files replace each other.
+const NAMES: [&str; 6] = [
+    "a.idx",
+    "b.pos",
+    "c.store",
+    "seg/d.term",
+    "meta.json",
+    "other.json",
+];
+const FIRST_ATOMIC: usize = 4;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// `open_write` + writes in irregular chunks (+ `terminate`, or a plain drop).
+    Write {
+        name: usize,
+        len: usize,
+        seed: u64,
+        terminate: bool,
+    },
+    Delete {
+        name: usize,
+    },
+    AtomicWrite {
+        name: usize,
+        len: usize,
+    },
+    /// `sync_directory`.
+    Sync,
+    Read {
+        name: usize,
+    },
+    /// Keeps an opened `FileSlice`, whose bytes must never change afterwards.
+    HoldSlice {
+        name: usize,
+    },
+    /// Process death: the page cache survives (`crash_keeping(usize::MAX, 0)`).
+    /// `graceful`: the directory is dropped before the snapshot (else after, as
+    /// with SIGKILL).
+    Reopen {
+        graceful: bool,
+    },
+    /// Power loss: only what was durable.
+    Crash,
+    /// Power loss at an instant inside the history since the last open
+    /// (`frac` of the way through it).
+    CrashAt {
+        frac: u16,
+    },
+    /// Power loss that persisted a prefix of the unsynced writes (`frac` of
+    /// them), the last one torn after `torn` bytes.
+    TornCrash {
+        frac: u16,
+        torn: u32,
+    },
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let name = 0..NAMES.len();
+    let atomic_name = FIRST_ATOMIC..NAMES.len();
+    let len = prop_oneof![
+        2 => 0..64usize,
+        2 => 0..20_000usize,
+        5 => 0..200_000usize,
+        // Now and then a file a good part of a container file long, so that
+        // the log moves on to new container files within a case.
+        2 => 200_000..1_200_000usize,
+    ];
+    let terminate = prop_oneof![9 => Just(true), 1 => Just(false)];
+    prop_oneof![
+        8 => (name.clone(), len, any::<u64>(), terminate).prop_map(|(name, len, seed, terminate)| {
+            Op::Write { name, len, seed, terminate }
+        }),
+        4 => name.clone().prop_map(|name| Op::Delete { name }),
+        3 => (atomic_name, 0..5000usize).prop_map(|(name, len)| Op::AtomicWrite { name, len }),
+        2 => Just(Op::Sync),
+        3 => name.clone().prop_map(|name| Op::Read { name }),
+        2 => name.prop_map(|name| Op::HoldSlice { name }),
+        1 => any::<bool>().prop_map(|graceful| Op::Reopen { graceful }),
+        1 => Just(Op::Crash),
+        1 => any::<u16>().prop_map(|frac| Op::CrashAt { frac }),
+        1 => (any::<u16>(), 0..70_000u32).prop_map(|(frac, torn)| Op::TornCrash { frac, torn }),
+    ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Content {
+    version: u64,
+    len: usize,
+    terminated: bool,
+}
+
+type State = BTreeMap<String, Content>;
+
+/// What a reopen finds of `state`: the files that were terminated.
+fn recovered(state: &State) -> State {
+    state
+        .iter()
+        .filter(|(_, c)| c.terminated)
+        .map(|(n, c)| (n.clone(), *c))
+        .collect()
+}
+
+fn describe(state: &State) -> String {
+    let mut s = String::from("{");
+    for (name, c) in state {
+        let t = if c.terminated { "" } else { " unterminated" };
+        let _ = write!(s, " {name}: v{} {}B{t};", c.version, c.len);
+    }
+    s.push_str(" }");
+    s
+}
+
+fn describe_real(real: &BTreeMap<String, Vec<u8>>) -> String {
+    let mut s = String::from("{");
+    for (name, bytes) in real {
+        let _ = write!(s, " {name}: {}B;", bytes.len());
+    }
+    s.push_str(" }");
+    s
+}
+
+fn splitmix(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The bytes of version `version`, `len` long.
+fn pattern(version: u64, len: usize) -> Vec<u8> {
+    let mut x = version.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        out.extend_from_slice(&splitmix(&mut x).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn bytes_of(c: &Content) -> Vec<u8> {
+    pattern(c.version, c.len)
+}
+
+/// Streams `data` into a new file in irregular pieces (1 byte to 70 KB, with
+/// flushes now and then).
+fn write_file(
+    dir: &JockyDirectory,
+    path: &Path,
+    data: &[u8],
+    seed: u64,
+    terminate: bool,
+) -> Result<(), String> {
+    let mut w = dir
+        .open_write(path)
+        .map_err(|e| format!("open_write: {e}"))?;
+    let mut rng = seed;
+    let mut off = 0;
+    while off < data.len() {
+        let r = splitmix(&mut rng);
+        let max = match r % 4 {
+            0 => 16,
+            1 => 4096,
+            2 => 9000,
+            _ => 70_000,
+        };
+        let n = (1 + (r >> 8) as usize % max).min(data.len() - off);
+        w.write_all(&data[off..off + n])
+            .map_err(|e| format!("write: {e}"))?;
+        if (r >> 40).is_multiple_of(7) {
+            w.flush().map_err(|e| format!("flush: {e}"))?;
+        }
+        off += n;
+    }
+    if terminate {
+        w.terminate().map_err(|e| format!("terminate: {e}"))?;
+    }
+    Ok(())
+}
+
+fn open_sim(s: &SimStorage) -> Result<JockyDirectory, String> {
+    JockyDirectory::builder("/sim")
+        .storage(Arc::new(s.clone()))
+        .container_file_size(1 << 20)
+        .preallocate(64 << 10)
+        .write_buffer(4 << 10, 64 << 10)
+        .open()
+        .map_err(|e| format!("open: {e}"))
+}
+
+fn slice_bytes(slice: &FileSlice) -> Result<Vec<u8>, String> {
+    slice
+        .read_bytes()
+        .map(|b| b.as_slice().to_vec())
+        .map_err(|e| format!("read_bytes: {e}"))
+}
+
+/// The model's states at one op boundary, and where the sim's history was then.
+struct Boundary {
+    pos: usize,
+    durable: State,
+    current: State,
+}
+
+struct Harness {
+    s: SimStorage,
+    dir: Option<JockyDirectory>,
+    current: State,
+    durable: State,
+    /// `current` at each op boundary since `durable` was taken (`durable` first):
+    /// a power loss that kept some unsynced writes lands on one of them.
+    since_durable: Vec<State>,
+    /// Op boundaries since the last open, for `CrashAt`.
+    boundaries: Vec<Boundary>,
+    held: Vec<(String, FileSlice, Vec<u8>)>,
+    next_version: u64,
+    /// Paths of unterminated files whose creation is still in the log (recovery
+    /// drops them from the table, not from the log, so every open counts them
+    /// again until a new file of the same path replaces them); `None` when a
+    /// power loss left it unknown.
+    ghosts: Option<BTreeSet<String>>,
+}
+
+impl Harness {
+    fn new() -> Result<Harness, String> {
+        let s = SimStorage::new();
+        let dir = open_sim(&s)?;
+        let mut h = Harness {
+            s,
+            dir: Some(dir),
+            current: State::new(),
+            durable: State::new(),
+            since_durable: Vec::new(),
+            boundaries: Vec::new(),
+            held: Vec::new(),
+            next_version: 1,
+            ghosts: Some(BTreeSet::new()),
+        };
+        h.install(State::new());
+        Ok(h)
+    }
+
+    fn dir(&self) -> &JockyDirectory {
+        self.dir.as_ref().expect("directory is open")
+    }
+
+    fn new_version(&mut self) -> u64 {
+        self.next_version += 1;
+        self.next_version
+    }
+
+    fn set_durable(&mut self, state: State) {
+        self.durable = state.clone();
+        self.since_durable = vec![state];
+    }
+
+    /// After an open: the model is `state`, all of it durable, and the sim starts
+    /// recording a history.
+    fn install(&mut self, state: State) {
+        self.current = state.clone();
+        self.set_durable(state.clone());
+        self.s.record_history();
+        self.boundaries = vec![Boundary {
+            pos: self.s.history_len(),
+            durable: state.clone(),
+            current: state,
+        }];
+    }
+
+    /// Replaces the directory by one opened over `next`; `graceful` drops the
+    /// old one first (else the old one is dropped only after `make_next` took the
+    /// disk's snapshot).
+    fn reopen(
+        &mut self,
+        graceful: bool,
+        make_next: impl FnOnce(&SimStorage) -> SimStorage,
+    ) -> Result<(), String> {
+        if graceful {
+            self.dir = None;
+        }
+        let next = make_next(&self.s);
+        self.dir = None;
+        let dir = open_sim(&next)?;
+        self.s = next;
+        self.dir = Some(dir);
+        Ok(())
+    }
+
+    /// After an open that followed a power loss: which unterminated files were
+    /// left in the log is known only if there were none.
+    fn after_power_loss(&mut self) {
+        self.ghosts = match self.dir().stats().files_dropped_on_open {
+            0 => Some(BTreeSet::new()),
+            _ => None,
+        };
+    }
+
+    fn read_all(&self) -> Result<BTreeMap<String, Vec<u8>>, String> {
+        let mut out = BTreeMap::new();
+        for p in self.dir().list_files() {
+            let slice = self
+                .dir()
+                .open_read(&p)
+                .map_err(|e| format!("open_read of listed {p:?}: {e}"))?;
+            out.insert(p.to_string_lossy().into_owned(), slice_bytes(&slice)?);
+        }
+        Ok(out)
+    }
+
+    fn step(&mut self, op: &Op) -> Result<(), String> {
+        match *op {
+            Op::Write {
+                name,
+                len,
+                seed,
+                terminate,
+            } => {
+                let name = NAMES[name];
+                let path = Path::new(name);
+                if self.current.contains_key(name) {
+                    match self.dir().open_write(path) {
+                        Err(OpenWriteError::FileAlreadyExists(_)) => {}
+                        Err(e) => return Err(format!("open_write of existing {name}: {e}")),
+                        Ok(_) => return Err(format!("open_write of existing {name} succeeded")),
+                    }
+                } else {
+                    let before = self.current.clone();
+                    let syncs = self.s.syncs();
+                    let version = self.new_version();
+                    if let Some(g) = self.ghosts.as_mut() {
+                        g.remove(name);
+                    }
+                    write_file(self.dir(), path, &pattern(version, len), seed, terminate)
+                        .map_err(|e| format!("writing {name}: {e}"))?;
+                    self.current.insert(
+                        name.to_string(),
+                        Content {
+                            version,
+                            len,
+                            terminated: terminate,
+                        },
+                    );
+                    if self.s.syncs() != syncs {
+                        // A container file was sealed while this file was being
+                        // written: everything before it is durable, it is not.
+                        self.set_durable(before);
+                    }
+                }
+            }
+            Op::Delete { name } => {
+                let name = NAMES[name];
+                let before = self.current.clone();
+                let syncs = self.s.syncs();
+                match (
+                    self.current.contains_key(name),
+                    self.dir().delete(Path::new(name)),
+                ) {
+                    (true, Ok(())) => {
+                        self.current.remove(name);
+                        if self.s.syncs() != syncs {
+                            self.set_durable(before);
+                        }
+                    }
+                    (false, Err(DeleteError::FileDoesNotExist(_))) => {}
+                    (had, res) => {
+                        return Err(format!("delete of {name} (model has it: {had}): {res:?}"))
+                    }
+                }
+            }
+            Op::AtomicWrite { name, len } => {
+                let name = NAMES[name];
+                let version = self.new_version();
+                if let Some(g) = self.ghosts.as_mut() {
+                    g.remove(name);
+                }
+                self.dir()
+                    .atomic_write(Path::new(name), &pattern(version, len))
+                    .map_err(|e| format!("atomic_write of {name}: {e}"))?;
+                self.current.insert(
+                    name.to_string(),
+                    Content {
+                        version,
+                        len,
+                        terminated: true,
+                    },
+                );
+                self.set_durable(self.current.clone());
+            }
+            Op::Sync => {
+                self.dir()
+                    .sync_directory()
+                    .map_err(|e| format!("sync_directory: {e}"))?;
+                self.set_durable(self.current.clone());
+            }
+            Op::Read { name } | Op::HoldSlice { name } => {
+                let name = NAMES[name];
+                let path = Path::new(name);
+                match (self.current.get(name), self.dir().open_read(path)) {
+                    (Some(c), Ok(slice)) => {
+                        let want = bytes_of(c);
+                        if slice_bytes(&slice)? != want {
+                            return Err(format!("{name} does not read back as {c:?}"));
+                        }
+                        if name.ends_with(".json") {
+                            let got = self
+                                .dir()
+                                .atomic_read(path)
+                                .map_err(|e| format!("atomic_read of {name}: {e}"))?;
+                            if got != want {
+                                return Err(format!("atomic_read of {name} differs from {c:?}"));
+                            }
+                        }
+                        if matches!(op, Op::HoldSlice { .. }) {
+                            self.held.push((name.to_string(), slice, want));
+                        }
+                    }
+                    (None, Err(OpenReadError::FileDoesNotExist(_))) => {}
+                    (c, res) => {
+                        return Err(format!(
+                            "open_read of {name} (model: {c:?}): {:?}",
+                            res.map(|s| s.len())
+                        ))
+                    }
+                }
+            }
+            Op::Reopen { graceful } => {
+                let expected = recovered(&self.current);
+                let unterminated: Vec<String> = self
+                    .current
+                    .iter()
+                    .filter(|(_, c)| !c.terminated)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                self.reopen(graceful, |s| s.crash_keeping(usize::MAX, 0))?;
+                let dropped = self.dir().stats().files_dropped_on_open;
+                let known = self.ghosts.as_ref().map_or(0, BTreeSet::len);
+                let ok = match self.ghosts {
+                    Some(_) => dropped == known + unterminated.len(),
+                    None => dropped >= unterminated.len(),
+                };
+                if !ok {
+                    return Err(format!(
+                        "{dropped} files dropped on open; the model had {unterminated:?} \
+                         unterminated and {:?} dropped before",
+                        self.ghosts
+                    ));
+                }
+                match self.ghosts.as_mut() {
+                    Some(g) => g.extend(unterminated),
+                    None if dropped == unterminated.len() => {
+                        self.ghosts = Some(unterminated.into_iter().collect())
+                    }
+                    None => {}
+                }
+                // The simulated disk keeps the page cache as durable bytes.
+                self.install(expected);
+                self.check_contents()?;
+            }
+            Op::Crash => {
+                let expected = recovered(&self.durable);
+                self.reopen(false, |s| s.crash())?;
+                self.after_power_loss();
+                self.install(expected);
+                self.check_contents()?;
+            }
+            Op::CrashAt { frac } => {
+                let lo = self.boundaries[0].pos;
+                let hi = self.s.history_len();
+                let n = lo + ((hi - lo) as u64 * frac as u64 / u16::MAX as u64) as usize;
+                let at: Vec<&Boundary> = self.boundaries.iter().filter(|b| b.pos == n).collect();
+                let candidates: Vec<State> = if !at.is_empty() {
+                    // Between two ops: exactly what was durable then.
+                    at.iter().map(|b| recovered(&b.durable)).collect()
+                } else {
+                    // Inside an op: what was durable before it, or (if it sealed a
+                    // container file) everything before it.
+                    let k = self.boundaries.iter().position(|b| b.pos > n).unwrap();
+                    let b = &self.boundaries[k - 1];
+                    vec![recovered(&b.durable), recovered(&b.current)]
+                };
+                self.reopen(false, |s| s.crash_at(n))?;
+                self.after_power_loss();
+                self.install_matching(&candidates, &format!("crash at {n} of {lo}..{hi}"))?;
+            }
+            Op::TornCrash { frac, torn } => {
+                let unsynced = self.s.unsynced_ops();
+                let keep = ((unsynced as u64 + 1) * frac as u64 / (u16::MAX as u64 + 1)) as usize;
+                let candidates: Vec<State> = self.since_durable.iter().map(recovered).collect();
+                self.reopen(false, |s| s.crash_keeping(keep, torn as usize))?;
+                self.after_power_loss();
+                self.install_matching(
+                    &candidates,
+                    &format!("crash keeping {keep} of {unsynced} unsynced writes, torn at {torn}"),
+                )?;
+            }
+        }
+        if self.since_durable.last() != Some(&self.current) {
+            self.since_durable.push(self.current.clone());
+        }
+        self.boundaries.push(Boundary {
+            pos: self.s.history_len(),
+            durable: self.durable.clone(),
+            current: self.current.clone(),
+        });
+        self.check_visible()
+    }
+
+    /// After a power loss with several possible outcomes: the directory shows one
+    /// of `candidates` exactly, which becomes the model.
+    fn install_matching(&mut self, candidates: &[State], what: &str) -> Result<(), String> {
+        let real = self.read_all()?;
+        let found = candidates.iter().find(|c| {
+            c.len() == real.len()
+                && c.iter()
+                    .all(|(name, content)| real.get(name) == Some(&bytes_of(content)))
+        });
+        match found {
+            Some(state) => {
+                self.install(state.clone());
+                Ok(())
+            }
+            None => {
+                let mut msg = format!(
+                    "after {what} the directory shows {}, none of:",
+                    describe_real(&real)
+                );
+                for c in candidates {
+                    let _ = write!(msg, "\n  {}", describe(c));
+                }
+                Err(msg)
+            }
+        }
+    }
+
+    /// Cheap checks, after every step.
+    fn check_visible(&self) -> Result<(), String> {
+        let dir = self.dir();
+        let stats = dir.stats();
+        if stats.fds_held > 2 {
+            return Err(format!("{} fds held", stats.fds_held));
+        }
+        if stats.poisoned {
+            return Err("container poisoned".into());
+        }
+        for name in NAMES {
+            let exists = dir
+                .exists(Path::new(name))
+                .map_err(|e| format!("exists({name}): {e}"))?;
+            if exists != self.current.contains_key(name) {
+                return Err(format!(
+                    "exists({name}) = {exists}, model: {}",
+                    describe(&self.current)
+                ));
+            }
+        }
+        let listed: Vec<String> = dir
+            .list_files()
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let model: Vec<String> = self.current.keys().cloned().collect();
+        if listed != model {
+            return Err(format!("list_files {listed:?}, model {model:?}"));
+        }
+        for (name, slice, want) in &self.held {
+            if slice_bytes(slice)? != *want {
+                return Err(format!("a held slice of {name} changed"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every file reads back byte-identical to the model, and there is no other.
+    fn check_contents(&self) -> Result<(), String> {
+        let real = self.read_all()?;
+        let same = real.len() == self.current.len()
+            && self
+                .current
+                .iter()
+                .all(|(name, c)| real.get(name) == Some(&bytes_of(c)));
+        if !same {
+            return Err(format!(
+                "directory shows {}, model {}",
+                describe_real(&real),
+                describe(&self.current)
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut h = Harness::new().map_err(TestCaseError::fail)?;
+    for (i, op) in ops.iter().enumerate() {
+        h.step(op)
+            .map_err(|e| TestCaseError::fail(format!("step {i}, {op:?}: {e}")))?;
+    }
+    h.check_contents()
+        .map_err(|e| TestCaseError::fail(format!("at the end: {e}")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn directory_matches_model(ops in prop::collection::vec(op_strategy(), 1..40)) {
+        run(&ops)?;
+    }
+}
