@@ -2,10 +2,11 @@
 //! instant of an indexing session through the simulated storage, and a real
 //! SIGKILL of a child process writing to a real folder.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use jocky::io::sim::SimStorage;
 use jocky::JockyDirectory;
@@ -38,13 +39,7 @@ fn add_docs(writer: &IndexWriter, schema: &Schema, from: u64, count: u64) {
 }
 
 fn open_sim(s: &SimStorage) -> JockyDirectory {
-    JockyDirectory::builder("/sim")
-        .storage(Arc::new(s.clone()))
-        .container_file_size(1 << 20)
-        .preallocate(64 << 10)
-        .write_buffer(4 << 10, 64 << 10)
-        .open()
-        .unwrap()
+    common::open_sim(s).unwrap()
 }
 
 /// Number of docs the index shows, after checking every file it references.

@@ -23,11 +23,12 @@
 //! Contents are `(version, len)` pairs; the bytes are a pseudo-random pattern of
 //! the version, unique per write.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 
 use jocky::io::sim::SimStorage;
 use jocky::JockyDirectory;
@@ -220,13 +221,7 @@ fn write_file(
 }
 
 fn open_sim(s: &SimStorage) -> Result<JockyDirectory, String> {
-    JockyDirectory::builder("/sim")
-        .storage(Arc::new(s.clone()))
-        .container_file_size(1 << 20)
-        .preallocate(64 << 10)
-        .write_buffer(4 << 10, 64 << 10)
-        .open()
-        .map_err(|e| format!("open: {e}"))
+    common::open_sim(s).map_err(|e| format!("open: {e}"))
 }
 
 fn slice_bytes(slice: &FileSlice) -> Result<Vec<u8>, String> {

@@ -2,24 +2,18 @@
 //! simulated storage (power loss at any instant, torn tails, bit flips, ENOSPC,
 //! EIO) and the real file system (foreign folders, corrupt files).
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
+
+use common::{open_sim, run_child};
 
 use jocky::io::sim::SimStorage;
 use jocky::{Error, JockyDirectory};
 use tantivy::directory::{Directory, TerminatingWrite};
 
 const CONTAINER: &str = "jocky-0000000000.log";
-
-fn open_sim(s: &SimStorage) -> jocky::Result<JockyDirectory> {
-    JockyDirectory::builder("/sim")
-        .storage(Arc::new(s.clone()))
-        .container_file_size(1 << 20)
-        .preallocate(64 << 10)
-        .write_buffer(4 << 10, 64 << 10)
-        .open()
-}
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
@@ -377,17 +371,7 @@ fn a_second_process_is_refused_and_this_one_shares() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = JockyDirectory::open(tmp.path()).unwrap();
     write_file(&dir, "a.bin", b"shared");
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_opens_folder",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("JOCKY_LOCK_CHILD_DIR", tmp.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = run_child("child_opens_folder", ("JOCKY_LOCK_CHILD_DIR", tmp.path()));
     assert!(stdout.contains("CHILD: LOCKED"), "{stdout}");
     // In this process a second open shares the open container.
     let again = JockyDirectory::open(tmp.path()).unwrap();
@@ -395,17 +379,7 @@ fn a_second_process_is_refused_and_this_one_shares() {
     drop(dir);
     drop(again);
     // Once every handle is gone, the folder can be opened by another process.
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_opens_folder",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("JOCKY_LOCK_CHILD_DIR", tmp.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = run_child("child_opens_folder", ("JOCKY_LOCK_CHILD_DIR", tmp.path()));
     assert!(stdout.contains("CHILD: Ok("), "{stdout}");
 }
 

@@ -4,3 +4,30 @@
 #![allow(dead_code)]
 
 pub mod contract;
+
+use std::sync::Arc;
+
+use jocky::io::sim::SimStorage;
+use jocky::JockyDirectory;
+
+/// A directory over simulated storage, with container files small enough (1 MiB)
+/// that tests rotate through several, and small write buffers.
+pub fn open_sim(s: &SimStorage) -> jocky::Result<JockyDirectory> {
+    JockyDirectory::builder("/sim")
+        .storage(Arc::new(s.clone()))
+        .container_file_size(1 << 20)
+        .preallocate(64 << 10)
+        .write_buffer(4 << 10, 64 << 10)
+        .open()
+}
+
+/// Runs test `name` of this test binary as a child process with `env` set, and
+/// returns its standard output.
+pub fn run_child(name: &str, env: (&str, &std::path::Path)) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(env.0, env.1)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
