@@ -36,6 +36,8 @@ pub enum Error {
     ForeignData { path: PathBuf, example: String },
     #[error("invalid path {path:?}: {reason}")]
     InvalidPath { path: PathBuf, reason: &'static str },
+    #[error("invalid tenant name {name:?}: {reason}")]
+    InvalidTenant { name: String, reason: &'static str },
     #[error("the container refuses writes after an earlier failed write or fsync: {0}")]
     Poisoned(String),
     #[error("{0}")]
@@ -86,7 +88,9 @@ impl From<Error> for io::Error {
                 io::ErrorKind::InvalidData
             }
             Error::Locked { .. } => io::ErrorKind::WouldBlock,
-            Error::InvalidPath { .. } | Error::InvalidOption(_) => io::ErrorKind::InvalidInput,
+            Error::InvalidPath { .. } | Error::InvalidOption(_) | Error::InvalidTenant { .. } => {
+                io::ErrorKind::InvalidInput
+            }
             Error::TooLarge(_) => io::ErrorKind::FileTooLarge,
             _ => io::ErrorKind::Other,
         };

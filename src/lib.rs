@@ -52,8 +52,10 @@ mod lock;
 mod path;
 pub mod policy;
 pub mod procstats;
+mod store;
 mod table;
 
 pub use directory::{Builder, JockyDirectory, Stats};
 pub use error::{Error, Result};
 pub use policy::{Advice, SyncPolicy};
+pub use store::{Store, MAX_TENANT_LEN};

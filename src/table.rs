@@ -240,6 +240,27 @@ impl FileTable {
         self.entries.values().map(|(_, e)| e.len).sum()
     }
 
+    /// Namespaces that hold at least one file, sorted.
+    pub fn namespaces(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<&String> =
+            self.by_path.keys().map(|(n, _)| n).collect();
+        set.into_iter().cloned().collect()
+    }
+
+    /// Ids of the files of one namespace.
+    pub fn ids_in(&self, ns: &str) -> Vec<u64> {
+        self.by_path
+            .iter()
+            .filter(|((n, _), _)| n == ns)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    /// Removes a file by id (after its deletion was logged).
+    pub fn remove_by_id(&mut self, id: u64) -> bool {
+        self.remove_id(id).is_some()
+    }
+
     /// Paths of one namespace, sorted.
     pub fn paths(&self, ns: &str) -> Vec<String> {
         let mut v: Vec<String> = self

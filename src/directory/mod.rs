@@ -38,7 +38,7 @@ pub struct JockyDirectory {
 }
 
 #[derive(Debug)]
-struct WriteOptions {
+pub(crate) struct WriteOptions {
     min_chunk: usize,
     max_chunk: usize,
 }
@@ -124,7 +124,19 @@ impl Builder {
         self
     }
 
+    /// Opens the folder as one index.
     pub fn open(self) -> Result<JockyDirectory> {
+        let (engine, opts) = self.open_engine()?;
+        Ok(JockyDirectory::over(engine, opts, ""))
+    }
+
+    /// Opens the folder as a store of many indexes (see [`crate::Store`]).
+    pub fn open_store(self) -> Result<crate::Store> {
+        let (engine, opts) = self.open_engine()?;
+        Ok(crate::store::Store::over(engine, opts))
+    }
+
+    fn open_engine(self) -> Result<(Arc<Engine>, Arc<WriteOptions>)> {
         if !(1 << 20..=MAX_CAPACITY).contains(&self.file_capacity) {
             return Err(Error::InvalidOption(format!(
                 "container file size {} is not between 1 MiB and 1 TiB",
@@ -149,18 +161,24 @@ impl Builder {
             Some(storage) => Arc::new(Engine::open(storage, &self.root, opts)?),
             None => registry::open_shared(&self.root, opts)?,
         };
-        Ok(JockyDirectory {
-            engine,
-            opts: Arc::new(WriteOptions {
-                min_chunk,
-                max_chunk,
-            }),
-            ns: Arc::from(""),
-        })
+        let opts = Arc::new(WriteOptions {
+            min_chunk,
+            max_chunk,
+        });
+        Ok((engine, opts))
     }
 }
 
 impl JockyDirectory {
+    /// The directory of namespace `ns` over an open engine.
+    pub(crate) fn over(engine: Arc<Engine>, opts: Arc<WriteOptions>, ns: &str) -> JockyDirectory {
+        JockyDirectory {
+            engine,
+            opts,
+            ns: Arc::from(ns),
+        }
+    }
+
     /// Opens the index folder at `path` with default options, creating the folder
     /// and the container if missing.
     ///
@@ -188,22 +206,9 @@ impl JockyDirectory {
         self.engine.container.root()
     }
 
-    /// Current counters.
+    /// Current counters (of the whole container, shared with other namespaces).
     pub fn stats(&self) -> Stats {
-        let c = self.engine.container.stats();
-        let table = self.engine.table();
-        Stats {
-            virtual_files: table.file_count(),
-            container_files: c.container_files,
-            container_bytes: c.container_bytes,
-            bytes_appended: c.bytes_appended,
-            bytes_live: table.live_bytes(),
-            fsyncs: c.fsyncs,
-            fds_held: c.fds_held,
-            mappings: c.mappings,
-            poisoned: c.poisoned,
-            files_dropped_on_open: self.engine.dropped_on_open,
-        }
+        stats_of(&self.engine)
     }
 
     /// The virtual files of this directory, sorted.
@@ -214,6 +219,23 @@ impl JockyDirectory {
             .into_iter()
             .map(PathBuf::from)
             .collect()
+    }
+}
+
+pub(crate) fn stats_of(engine: &Engine) -> Stats {
+    let c = engine.container.stats();
+    let table = engine.table();
+    Stats {
+        virtual_files: table.file_count(),
+        container_files: c.container_files,
+        container_bytes: c.container_bytes,
+        bytes_appended: c.bytes_appended,
+        bytes_live: table.live_bytes(),
+        fsyncs: c.fsyncs,
+        fds_held: c.fds_held,
+        mappings: c.mappings,
+        poisoned: c.poisoned,
+        files_dropped_on_open: engine.dropped_on_open,
     }
 }
 

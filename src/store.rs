@@ -1,0 +1,125 @@
+//! A store of many indexes (tenants) in one container: every tenant's files live
+//! in the same container files, keyed by `(tenant, path)` in the file table. The
+//! whole store holds two file descriptors and one mapping per container file,
+//! whatever the number of tenants; commits of different tenants share `fdatasync`s
+//! (group commit).
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::directory::{stats_of, Builder, JockyDirectory, Stats, WriteOptions};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// The longest tenant name, in bytes.
+pub const MAX_TENANT_LEN: usize = 255;
+
+/// Many tantivy indexes in one container. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    engine: Arc<Engine>,
+    opts: Arc<WriteOptions>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.engine.container.root())
+            .finish()
+    }
+}
+
+fn check_tenant(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "tenant name is empty"
+    } else if name.len() > MAX_TENANT_LEN {
+        "tenant name is longer than 255 bytes"
+    } else if name.contains('/') || name.contains('\\') {
+        "tenant name contains a path separator"
+    } else if name.contains('\0') {
+        "tenant name contains NUL"
+    } else if name == "." || name == ".." {
+        "tenant name is `.` or `..`"
+    } else if name.chars().any(char::is_control) {
+        "tenant name contains a control character"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidTenant {
+        name: name.chars().take(64).collect(),
+        reason,
+    })
+}
+
+impl Store {
+    pub(crate) fn over(engine: Arc<Engine>, opts: Arc<WriteOptions>) -> Store {
+        Store { engine, opts }
+    }
+
+    /// Opens (creating if missing) the store in the folder at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        JockyDirectory::builder(path).open_store()
+    }
+
+    /// Options, as for a single directory; finish with [`Builder::open_store`].
+    pub fn builder(path: impl AsRef<Path>) -> Builder {
+        JockyDirectory::builder(path)
+    }
+
+    /// The tantivy `Directory` of `tenant`; the tenant comes into existence with its
+    /// first file. Tenant names: 1 to 255 bytes, no `/`, `\`, NUL, control
+    /// characters, and not `.` or `..`.
+    pub fn directory(&self, tenant: &str) -> Result<JockyDirectory> {
+        check_tenant(tenant)?;
+        Ok(JockyDirectory::over(
+            self.engine.clone(),
+            self.opts.clone(),
+            tenant,
+        ))
+    }
+
+    /// Tenants that hold at least one file, sorted.
+    pub fn tenants(&self) -> Vec<String> {
+        let mut t = self.engine.table().namespaces();
+        t.retain(|n| !n.is_empty());
+        t
+    }
+
+    /// Deletes every file of `tenant`, durably. Readers of the tenant that are open
+    /// keep working until dropped. Returns how many files were removed (0 for an
+    /// unknown tenant).
+    pub fn remove_tenant(&self, tenant: &str) -> Result<usize> {
+        check_tenant(tenant)?;
+        self.engine.remove_namespace(tenant)
+    }
+
+    /// Counters of the whole store.
+    pub fn stats(&self) -> Stats {
+        stats_of(&self.engine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_tenant;
+
+    #[test]
+    fn tenant_names() {
+        for ok in ["customer-42", "a", "ünïcode", &"x".repeat(255)] {
+            assert!(check_tenant(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a\\b",
+            "a\0b",
+            "tab\tname",
+            &"x".repeat(256),
+        ] {
+            assert!(check_tenant(bad).is_err(), "{bad:?}");
+        }
+    }
+}

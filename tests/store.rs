@@ -1,0 +1,287 @@
+//! The multi-tenant store: the contract suite on store-backed directories (beside
+//! a neighbour tenant that holds the same file names), isolation, many tenants
+//! committing concurrently, removal under an open reader, crash recovery with many
+//! tenants, and the lifecycle comparison with MmapDirectory.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use common::contract::TestDirectory;
+use jocky::io::sim::SimStorage;
+use jocky::{Error, JockyDirectory, Store};
+use tantivy::directory::{Directory, Lock, TerminatingWrite, WatchCallback};
+use tantivy::schema::{Schema, STORED, TEXT};
+use tantivy::{doc, Index, IndexWriter};
+
+/// A tenant's directory in a store where another tenant already holds files under
+/// the names the contract functions use.
+fn store_tenant() -> TestDirectory {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let neighbour = store.directory("neighbour").unwrap();
+    for name in ["some_path_for_test", "meta.json", "a.lock"] {
+        let mut w = neighbour.open_write(Path::new(name)).unwrap();
+        w.write_all(b"the neighbour's bytes").unwrap();
+        w.terminate().unwrap();
+    }
+    TestDirectory::with_guard(store.directory("tenant-a").unwrap(), (store, tmp))
+}
+
+mod contract_on_store {
+    use super::*;
+    crate::contract_tests!(store_tenant());
+}
+
+fn write(dir: &dyn Directory, name: &str, data: &[u8]) {
+    let mut w = dir.open_write(Path::new(name)).unwrap();
+    w.write_all(data).unwrap();
+    w.terminate().unwrap();
+}
+
+fn read(dir: &dyn Directory, name: &str) -> Vec<u8> {
+    dir.open_read(Path::new(name))
+        .unwrap()
+        .read_bytes()
+        .unwrap()
+        .as_slice()
+        .to_vec()
+}
+
+#[test]
+fn tenants_are_isolated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let a = store.directory("a").unwrap();
+    let b = store.directory("b").unwrap();
+    write(&a, "x.idx", b"from a");
+    write(&b, "x.idx", b"from b");
+    assert_eq!(read(&a, "x.idx"), b"from a");
+    assert_eq!(read(&b, "x.idx"), b"from b");
+    a.delete(Path::new("x.idx")).unwrap();
+    assert!(!a.exists(Path::new("x.idx")).unwrap());
+    assert_eq!(read(&b, "x.idx"), b"from b");
+    assert_eq!(b.list_files(), vec![Path::new("x.idx")]);
+    assert!(a.list_files().is_empty());
+
+    // Locks of one tenant do not block another.
+    let lock = Lock {
+        filepath: ".tantivy-writer.lock".into(),
+        is_blocking: false,
+    };
+    let _held = a.acquire_lock(&lock).unwrap();
+    assert!(b.acquire_lock(&lock).is_ok());
+    assert!(a.acquire_lock(&lock).is_err());
+
+    // meta.json of one tenant wakes only that tenant's watchers.
+    let fired = Arc::new(AtomicUsize::new(0));
+    let f = fired.clone();
+    let (tx, rx) = mpsc::channel();
+    let _watch = a
+        .watch(WatchCallback::new(move || {
+            f.fetch_add(1, Ordering::SeqCst);
+            let _ = tx.send(());
+        }))
+        .unwrap();
+    b.atomic_write(Path::new("meta.json"), b"b").unwrap();
+    assert!(rx.recv_timeout(Duration::from_millis(500)).is_err());
+    a.atomic_write(Path::new("meta.json"), b"a").unwrap();
+    rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(fired.load(Ordering::SeqCst), 1);
+
+    assert_eq!(store.tenants(), vec!["a".to_string(), "b".to_string()]);
+}
+
+#[test]
+fn bad_tenant_names_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    for bad in ["", "..", "a/b", "nul\0", &"x".repeat(300)] {
+        match store.directory(bad) {
+            Err(Error::InvalidTenant { .. }) => {}
+            other => panic!("{bad:?}: {other:?}"),
+        }
+        assert!(store.remove_tenant(bad).is_err());
+    }
+}
+
+fn schema() -> Schema {
+    let mut b = Schema::builder();
+    b.add_text_field("body", TEXT | STORED);
+    b.build()
+}
+
+/// 3 commits of 5 documents, as a small tenant does.
+fn small_tenant_index(dir: JockyDirectory, tenant: usize) -> Index {
+    let schema = schema();
+    let body = schema.get_field("body").unwrap();
+    let index = Index::open_or_create(dir, schema).unwrap();
+    let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+    for c in 0..3 {
+        for d in 0..5 {
+            writer
+                .add_document(doc!(body => format!("tenant{tenant} commit{c} doc{d} common")))
+                .unwrap();
+        }
+        writer.commit().unwrap();
+    }
+    index
+}
+
+fn hits(index: &Index, query: &str) -> usize {
+    let reader = index.reader().unwrap();
+    let parser = tantivy::query::QueryParser::for_index(
+        index,
+        vec![index.schema().get_field("body").unwrap()],
+    );
+    reader
+        .searcher()
+        .search(
+            &parser.parse_query(query).unwrap(),
+            &tantivy::collector::Count,
+        )
+        .unwrap()
+}
+
+#[test]
+fn sixteen_threads_commit_to_their_own_tenants() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let handles: Vec<_> = (0..16)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for k in 0..4 {
+                    let tenant = t * 4 + k;
+                    let index =
+                        small_tenant_index(store.directory(&format!("t{tenant}")).unwrap(), tenant);
+                    assert_eq!(hits(&index, &format!("tenant{tenant}")), 15);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(store.tenants().len(), 64);
+    let stats = store.stats();
+    assert_eq!(stats.fds_held, 2);
+    drop(store);
+    // After a restart every tenant has its own documents and only those.
+    let store = Store::open(tmp.path()).unwrap();
+    for tenant in 0..64 {
+        let index = Index::open(store.directory(&format!("t{tenant}")).unwrap()).unwrap();
+        assert_eq!(hits(&index, "common"), 15, "t{tenant}");
+        assert_eq!(hits(&index, &format!("tenant{tenant}")), 15);
+        assert_eq!(hits(&index, &format!("tenant{}", (tenant + 1) % 64)), 0);
+    }
+}
+
+#[test]
+fn removing_a_tenant_under_an_open_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let index = small_tenant_index(store.directory("doomed").unwrap(), 1);
+    let _other = small_tenant_index(store.directory("kept").unwrap(), 2);
+    let reader = index.reader().unwrap();
+    let searcher = reader.searcher();
+    let removed = store.remove_tenant("doomed").unwrap();
+    assert!(removed > 0);
+    assert_eq!(store.tenants(), vec!["kept".to_string()]);
+    // The open searcher keeps working on the bytes it had.
+    let parser = tantivy::query::QueryParser::for_index(
+        &index,
+        vec![index.schema().get_field("body").unwrap()],
+    );
+    let q = parser.parse_query("tenant1").unwrap();
+    assert_eq!(searcher.search(&q, &tantivy::collector::Count).unwrap(), 15);
+    drop(searcher);
+    drop(reader);
+    drop(index);
+    // The name can be used again, from scratch.
+    let dir = store.directory("doomed").unwrap();
+    assert!(!Index::exists(&dir).unwrap());
+    drop(store);
+    let store = Store::open(tmp.path()).unwrap();
+    assert_eq!(store.tenants(), vec!["kept".to_string()]);
+    assert_eq!(store.remove_tenant("never-existed").unwrap(), 0);
+}
+
+#[test]
+fn power_loss_with_many_tenants() {
+    let s = SimStorage::new();
+    s.record_history();
+    let open = |s: &SimStorage| {
+        JockyDirectory::builder("/sim")
+            .storage(Arc::new(s.clone()))
+            .container_file_size(1 << 20)
+            .preallocate(64 << 10)
+            .open_store()
+            .unwrap()
+    };
+    {
+        let store = open(&s);
+        for t in 0..12 {
+            small_tenant_index(store.directory(&format!("t{t}")).unwrap(), t);
+        }
+    }
+    let n = s.history_len();
+    let mut last_total = 0;
+    for i in (0..=n).step_by((n / 60).max(1)).chain([n]) {
+        let store = open(&s.crash_at(i));
+        let mut total = 0;
+        for t in 0..12 {
+            let dir = store.directory(&format!("t{t}")).unwrap();
+            if !Index::exists(&dir).unwrap() {
+                continue;
+            }
+            let index = Index::open(dir).unwrap();
+            assert!(index.validate_checksum().unwrap().is_empty());
+            let docs = index.reader().unwrap().searcher().num_docs();
+            assert!(
+                [0, 5, 10, 15].contains(&docs),
+                "crash at {i}: t{t} has {docs}"
+            );
+            total += docs;
+        }
+        assert!(total >= last_total, "crash at {i}: commits went backwards");
+        last_total = total;
+    }
+    assert_eq!(last_total, 12 * 15);
+}
+
+#[test]
+fn lifecycle_on_a_store_tenant_equals_mmap() {
+    use jocky::harness::{run_lifecycle, LifecycleConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = LifecycleConfig {
+        num_docs: 3000,
+        ..LifecycleConfig::default()
+    };
+    let mmap_path = tmp.path().join("mmap");
+    std::fs::create_dir_all(&mmap_path).unwrap();
+    let reopen_mmap = || -> tantivy::Result<Box<dyn Directory>> {
+        Ok(Box::new(tantivy::directory::MmapDirectory::open(
+            &mmap_path,
+        )?))
+    };
+    let expected = run_lifecycle(reopen_mmap().unwrap(), &reopen_mmap, &cfg).unwrap();
+
+    let store_path = tmp.path().join("store");
+    {
+        // A neighbour with its own index in the same container.
+        let store = Store::open(&store_path).unwrap();
+        small_tenant_index(store.directory("neighbour").unwrap(), 0);
+    }
+    let reopen = || -> tantivy::Result<Box<dyn Directory>> {
+        let store = Store::open(&store_path)
+            .map_err(|e| tantivy::TantivyError::SystemError(e.to_string()))?;
+        Ok(Box::new(store.directory("tenant").unwrap()))
+    };
+    let got = run_lifecycle(reopen().unwrap(), &reopen, &cfg).unwrap();
+    assert_eq!(got, expected);
+}
