@@ -155,9 +155,9 @@ impl Engine {
         Ok(removed)
     }
 
-    /// Writes a whole file in one record and makes it durable before it replaces
-    /// the previous version in the table.
-    pub fn atomic_write(&self, ns: &str, path: &str, data: &[u8]) -> Result<()> {
+    /// Writes a whole file in one record and (if `durable`) makes it durable before
+    /// it replaces the previous version in the table.
+    pub fn atomic_write(&self, ns: &str, path: &str, data: &[u8], durable: bool) -> Result<()> {
         let (id, extent) = {
             let mut table = self.table_mut();
             let id = table.alloc_id();
@@ -174,7 +174,9 @@ impl Engine {
                 .expect("an atomic write record carries bytes");
             (id, extent)
         };
-        self.container.sync()?;
+        if durable {
+            self.container.sync()?;
+        }
         self.table_mut().put_atomic_if_newer(ns, path, id, extent);
         Ok(())
     }
@@ -192,6 +194,10 @@ impl Engine {
     /// The bytes of each extent of `entry`, zero-copy.
     pub fn read_extents(&self, extents: &[Extent]) -> std::io::Result<Vec<OwnedBytes>> {
         extents.iter().map(|e| self.container.read(*e)).collect()
+    }
+
+    pub fn sync_policy(&self) -> crate::policy::SyncPolicy {
+        self.container.sync_policy()
     }
 
     pub fn watchers(&self, ns: &str) -> Arc<WatchCallbackList> {

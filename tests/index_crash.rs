@@ -7,9 +7,10 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use jocky::io::sim::SimStorage;
-use jocky::JockyDirectory;
+use jocky::{JockyDirectory, SyncPolicy};
 use tantivy::schema::{Schema, FAST, INDEXED, STORED, TEXT};
 use tantivy::{doc, Index, IndexWriter};
 
@@ -38,8 +39,15 @@ fn add_docs(writer: &IndexWriter, schema: &Schema, from: u64, count: u64) {
     }
 }
 
-fn open_sim(s: &SimStorage) -> JockyDirectory {
-    common::open_sim(s).unwrap()
+fn open_sim(s: &SimStorage, policy: SyncPolicy) -> JockyDirectory {
+    JockyDirectory::builder("/sim")
+        .storage(Arc::new(s.clone()))
+        .container_file_size(1 << 20)
+        .preallocate(64 << 10)
+        .write_buffer(4 << 10, 64 << 10)
+        .sync_policy(policy)
+        .open()
+        .unwrap()
 }
 
 /// Number of docs the index shows, after checking every file it references.
@@ -55,11 +63,39 @@ fn committed_docs(dir: JockyDirectory) -> u64 {
 
 #[test]
 fn power_loss_at_any_instant_of_an_indexing_session() {
+    indexing_session_survives_power_loss(SyncPolicy::OnRequest);
+}
+
+#[test]
+fn power_loss_at_any_instant_with_commit_only_fsyncs() {
+    indexing_session_survives_power_loss(SyncPolicy::OnCommit);
+}
+
+#[test]
+fn commit_only_policy_costs_one_fsync_per_commit() {
+    let s = SimStorage::new();
+    let schema = schema();
+    let dir = JockyDirectory::builder("/sim")
+        .storage(Arc::new(s.clone()))
+        .sync_policy(SyncPolicy::OnCommit)
+        .open()
+        .unwrap();
+    let index = Index::create(dir, schema.clone(), Default::default()).unwrap();
+    let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+    for c in 0..3 {
+        add_docs(&writer, &schema, c * 5, 5);
+        let before = s.syncs();
+        writer.commit().unwrap();
+        assert_eq!(s.syncs() - before, 1, "commit {c}");
+    }
+}
+
+fn indexing_session_survives_power_loss(policy: SyncPolicy) {
     let s = SimStorage::new();
     s.record_history();
     let schema = schema();
     {
-        let dir = open_sim(&s);
+        let dir = open_sim(&s, policy);
         let index = Index::create(dir, schema.clone(), Default::default()).unwrap();
         let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
         for c in 0..3 {
@@ -78,7 +114,7 @@ fn power_loss_at_any_instant_of_an_indexing_session() {
     let mut last = 0;
     let mut seen = std::collections::BTreeSet::new();
     for i in (0..=n).step_by(stride).chain([n]) {
-        let docs = committed_docs(open_sim(&s.crash_at(i)));
+        let docs = committed_docs(open_sim(&s.crash_at(i), policy));
         assert!(
             [0, 300, 600, 900].contains(&docs),
             "crash at {i}: {docs} docs"

@@ -335,6 +335,10 @@ impl Container {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    pub fn sync_policy(&self) -> SyncPolicy {
+        self.opts.sync
+    }
 }
 
 impl Drop for Container {

@@ -21,12 +21,10 @@ use crate::error::{Error, Result};
 use crate::format::file_header::{FILE_HEADER_LEN, MAX_CAPACITY};
 use crate::io::Storage;
 use crate::path::normalize;
-use crate::policy::SyncPolicy;
+use crate::policy::{SyncPolicy, COMMIT_FILE};
 
 use handle::ExtentsHandle;
 use writer::FileWriter;
-
-const META_FILE: &str = "meta.json";
 
 /// A tantivy [`Directory`] that keeps every file of an index in one append-only
 /// container. Cheap to clone; all clones share one container.
@@ -326,8 +324,9 @@ impl Directory for JockyDirectory {
             ))
             .into());
         }
-        self.engine.atomic_write(&self.ns, &key, data)?;
-        if key == META_FILE {
+        let durable = self.engine.sync_policy().on_atomic_write(&key);
+        self.engine.atomic_write(&self.ns, &key, data, durable)?;
+        if key == COMMIT_FILE {
             // Fire and forget, as tantivy's own directories do.
             drop(self.engine.watchers(&self.ns).broadcast());
         }
@@ -335,7 +334,10 @@ impl Directory for JockyDirectory {
     }
 
     fn sync_directory(&self) -> io::Result<()> {
-        Ok(self.engine.container.sync()?)
+        if self.engine.sync_policy().on_sync_directory() {
+            self.engine.container.sync()?;
+        }
+        Ok(())
     }
 
     fn acquire_lock(&self, lock: &Lock) -> Result<DirectoryLock, LockError> {
