@@ -6,6 +6,21 @@
 //! candidate/mmap ratio is computed per round (paired) before taking its median, because
 //! these machines are noisy.
 //!
+//! While indexing, one sampling thread reads every 20 ms the process's open fds, memory
+//! mappings and RSS and two document counters, and about once a second the bytes of the
+//! index folder's files resident in the page cache (`mincore`; done after the fd and
+//! mapping counts of the same tick, so the descriptor and mapping it opens briefly are
+//! never counted). The counters are the documents handed to the writer and the documents
+//! the indexing threads have finished with (`harness::CountedDocument`). The second one
+//! is the throughput: tantivy queues up to 10,000 documents ahead of its indexing
+//! threads, so with a commit every 10,000 the first counter moves in jumps of 10,000 and
+//! its 1 s rates mostly measure how commits fall into windows. Throughput is taken over
+//! each whole 1 s window from the start of indexing until the last document is indexed
+//! (the final commit and the merges come after); the table reports the windows' mean,
+//! coefficient of variation (population stddev / mean) and minimum. A progress bar is
+//! drawn on stderr when it is a terminal, and a chart of throughput, RSS and page cache
+//! over time for both directories is written as SVG (`--chart`).
+//!
 //! ```text
 //! cargo run --release --example compare_mmap -- --docs 20000 --rounds 1
 //! cargo run --release --example compare_mmap -- --corpus wiki.jsonl
@@ -18,13 +33,19 @@
 use std::error::Error;
 use std::fs;
 use std::hint::black_box;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
 use jocky::corpus::{self, Doc};
-use jocky::harness::{self, QueryResult};
+use jocky::harness::{self, CountedDocument, QueryResult};
 use jocky::procstats::{self, Sampler};
+use plotters::prelude::*;
 use tantivy::directory::{Directory, MmapDirectory};
 use tantivy::{Index, IndexSettings, IndexWriter};
 
@@ -33,6 +54,12 @@ type BoxResult<T> = Result<T, Box<dyn Error>>;
 /// Generated documents by default: about 250 MB of text.
 const DEFAULT_DOCS: usize = 160_000;
 const SAMPLE_INTERVAL: Duration = Duration::from_millis(20);
+/// Length of the throughput windows, in seconds.
+const WINDOW_SECS: f64 = 1.0;
+/// How often the page-cache residency of the index folder is measured, in seconds.
+const PAGE_CACHE_EVERY_SECS: f64 = 1.0;
+/// Name of the chart written in the output folder when `--chart` is not given.
+const CHART_FILE: &str = "compare_mmap.svg";
 
 /// The directory under test. Switch this to `jocky::JockyDirectory::open(path)`.
 fn open_candidate(path: &Path) -> BoxResult<Box<dyn Directory>> {
@@ -82,6 +109,11 @@ struct Args {
     /// Commit after this many documents.
     #[arg(long, default_value_t = 10_000)]
     commit_every: usize,
+    /// Where the SVG chart of throughput, RSS and page cache over time is written
+    /// (default: compare_mmap.svg in the output folder, which is then kept even if it is
+    /// the temporary one).
+    #[arg(long)]
+    chart: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +127,13 @@ impl Kind {
         match self {
             Kind::Mmap => "mmap",
             Kind::Candidate => "jocky",
+        }
+    }
+
+    fn color(self) -> RGBColor {
+        match self {
+            Kind::Mmap => RGBColor(31, 119, 180),
+            Kind::Candidate => RGBColor(214, 39, 40),
         }
     }
 
@@ -124,6 +163,215 @@ struct Measurement {
     p50_ms: f64,
     p99_ms: f64,
     results: Vec<QueryResult>,
+    /// Mean docs/s over the whole 1 s windows before the last document was indexed.
+    window_mean: f64,
+    /// Coefficient of variation (population stddev / mean) of those windows.
+    window_cv: f64,
+    /// The slowest of those windows, docs/s.
+    window_min: f64,
+    page_cache_peak_mb: f64,
+    page_cache_end_mb: f64,
+    timeline: Timeline,
+}
+
+/// Document counters of one indexing run.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Documents handed to the writer (`add_document` returned).
+    handed: AtomicU64,
+    /// Documents the indexing threads have finished with (see `harness::CountedDocument`).
+    indexed: Arc<AtomicU64>,
+}
+
+/// One tick of the indexing sampler.
+#[derive(Debug, Clone, Copy)]
+struct Tick {
+    /// Seconds since the start of indexing.
+    at: f64,
+    /// Documents handed to the writer so far.
+    handed: u64,
+    /// Documents indexed by the indexing threads so far.
+    indexed: u64,
+    fds: usize,
+    mappings: usize,
+    rss: u64,
+}
+
+impl Tick {
+    fn take(start: Instant, progress: &Progress) -> Tick {
+        Tick {
+            at: start.elapsed().as_secs_f64(),
+            handed: progress.handed.load(Ordering::Relaxed),
+            indexed: progress.indexed.load(Ordering::Relaxed),
+            fds: procstats::open_fds(),
+            mappings: procstats::mappings(),
+            rss: procstats::rss_bytes(),
+        }
+    }
+}
+
+/// What the indexing sampler saw, in time order.
+#[derive(Debug, Clone, Default)]
+struct Timeline {
+    /// The baseline (taken before the sampling thread starts), every tick, and a final
+    /// tick taken after the writer is gone.
+    ticks: Vec<Tick>,
+    /// Page-cache residency about every second; the last entry is measured after the
+    /// writer is gone.
+    page_cache: Vec<PageCacheSample>,
+    /// Seconds at which the sampler first saw every document indexed by the indexing
+    /// threads (the final commit and the merges follow).
+    all_indexed_at: f64,
+    /// Documents indexed per second, for each whole 1 s window from 0 to the end of
+    /// indexing.
+    windows: Vec<f64>,
+    /// Documents handed to the writer per second, same windows.
+    handed_windows: Vec<f64>,
+}
+
+impl Timeline {
+    fn baseline(&self) -> Tick {
+        self.ticks[0]
+    }
+
+    /// A document counter at `t` seconds, interpolated linearly between ticks.
+    fn count_at(&self, count: fn(&Tick) -> u64, t: f64) -> f64 {
+        let ticks = &self.ticks;
+        let i = ticks.partition_point(|tick| tick.at <= t);
+        if i == 0 {
+            return count(&ticks[0]) as f64;
+        }
+        if i == ticks.len() {
+            return count(&ticks[i - 1]) as f64;
+        }
+        let (a, b) = (&ticks[i - 1], &ticks[i]);
+        let (ca, cb) = (count(a) as f64, count(b) as f64);
+        let span = b.at - a.at;
+        if span <= 0.0 {
+            return cb;
+        }
+        ca + (cb - ca) * (t - a.at) / span
+    }
+
+    /// Rate (docs/s) of a document counter over the whole `WINDOW_SECS` windows that end
+    /// by `until`.
+    fn windows_until(&self, count: fn(&Tick) -> u64, until: f64) -> Vec<f64> {
+        let n = (until / WINDOW_SECS).floor().max(0.0) as usize;
+        (0..n)
+            .map(|k| {
+                let t0 = k as f64 * WINDOW_SECS;
+                (self.count_at(count, t0 + WINDOW_SECS) - self.count_at(count, t0)) / WINDOW_SECS
+            })
+            .collect()
+    }
+
+    /// Number of steady-state windows: those that end before the last document was
+    /// indexed (the final commit and the merges after it are left out).
+    fn steady_len(&self) -> usize {
+        let n = (self.all_indexed_at / WINDOW_SECS).floor().max(0.0) as usize;
+        n.min(self.windows.len())
+    }
+
+    fn steady_windows(&self) -> &[f64] {
+        &self.windows[..self.steady_len()]
+    }
+
+    fn steady_handed_windows(&self) -> &[f64] {
+        &self.handed_windows[..self.steady_len()]
+    }
+}
+
+/// (seconds since the start of indexing, index folder bytes in the page cache).
+type PageCacheSample = (f64, u64);
+
+/// Samples fds, mappings, RSS and the document counters every [`SAMPLE_INTERVAL`], and
+/// the page-cache residency of the index folder every [`PAGE_CACHE_EVERY_SECS`], on one
+/// thread, and moves the progress bar.
+struct IndexSampler {
+    start: Instant,
+    baseline: Tick,
+    progress: Arc<Progress>,
+    path: PathBuf,
+    stop_tx: mpsc::Sender<()>,
+    handle: thread::JoinHandle<io::Result<(Vec<Tick>, Vec<PageCacheSample>)>>,
+}
+
+impl IndexSampler {
+    fn start(path: &Path, progress: Arc<Progress>, bar: ProgressBar) -> io::Result<IndexSampler> {
+        let start = Instant::now();
+        let baseline = Tick::take(start, &progress);
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let thread_progress = Arc::clone(&progress);
+        let thread_path = path.to_path_buf();
+        let handle = thread::Builder::new()
+            .name("index-sampler".into())
+            .spawn(move || {
+                let mut ticks = Vec::new();
+                let mut page_cache = Vec::new();
+                let mut next_page_cache = 0.0;
+                loop {
+                    // fds and mappings are read first; the residency walk below opens one
+                    // file and one mapping at a time and closes them before it returns, so
+                    // no tick ever counts them.
+                    let tick = Tick::take(start, &thread_progress);
+                    bar.set_position(tick.indexed);
+                    ticks.push(tick);
+                    if tick.at >= next_page_cache {
+                        let bytes = procstats::page_cache_bytes(&thread_path)?;
+                        page_cache.push((start.elapsed().as_secs_f64(), bytes));
+                        while next_page_cache <= tick.at {
+                            next_page_cache += PAGE_CACHE_EVERY_SECS;
+                        }
+                    }
+                    match stop_rx.recv_timeout(SAMPLE_INTERVAL) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                        // Stop requested, or the sampler was dropped.
+                        _ => break,
+                    }
+                }
+                Ok((ticks, page_cache))
+            })?;
+        Ok(IndexSampler {
+            start,
+            baseline,
+            progress,
+            path: path.to_path_buf(),
+            stop_tx,
+            handle,
+        })
+    }
+
+    /// Stops the thread, takes a final tick and residency figure, and derives the windows.
+    fn stop(self, total_docs: u64) -> BoxResult<Timeline> {
+        // The receiver is only gone if the thread already ended; either way it ends now.
+        let _ = self.stop_tx.send(());
+        let (samples, mut page_cache) = self
+            .handle
+            .join()
+            .map_err(|_| "the index sampler panicked")??;
+        let mut ticks = vec![self.baseline];
+        ticks.extend(samples);
+        ticks.push(Tick::take(self.start, &self.progress));
+        page_cache.push((
+            self.start.elapsed().as_secs_f64(),
+            procstats::page_cache_bytes(&self.path)?,
+        ));
+        let end = ticks.last().map_or(0.0, |t| t.at);
+        let all_indexed_at = ticks
+            .iter()
+            .find(|t| t.indexed >= total_docs)
+            .map_or(end, |t| t.at);
+        let mut timeline = Timeline {
+            ticks,
+            page_cache,
+            all_indexed_at,
+            windows: Vec::new(),
+            handed_windows: Vec::new(),
+        };
+        timeline.windows = timeline.windows_until(|t| t.indexed, end);
+        timeline.handed_windows = timeline.windows_until(|t| t.handed, end);
+        Ok(timeline)
+    }
 }
 
 /// (label, accessor) of a row of the summary table.
@@ -144,6 +392,11 @@ const METRICS: &[Metric] = &[
     ("maps held by reader", |m| m.reader_maps),
     ("search p50 ms", |m| m.p50_ms),
     ("search p99 ms", |m| m.p99_ms),
+    ("docs/s, mean of 1 s windows", |m| m.window_mean),
+    ("docs/s CV of 1 s windows", |m| m.window_cv),
+    ("docs/s, slowest 1 s window", |m| m.window_min),
+    ("peak page cache MB (index)", |m| m.page_cache_peak_mb),
+    ("page cache MB at end of index", |m| m.page_cache_end_mb),
 ];
 
 fn main() {
@@ -178,7 +431,7 @@ fn run(args: &Args) -> BoxResult<()> {
         args.query_repeats
     );
 
-    let _tmp_guard;
+    let mut tmp_guard = None;
     let out = match &args.out {
         Some(out) => {
             fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -187,10 +440,17 @@ fn run(args: &Args) -> BoxResult<()> {
         None => {
             let tmp = tempfile::Builder::new().prefix("compare_mmap").tempdir()?;
             let path = tmp.path().to_path_buf();
-            _tmp_guard = tmp;
+            tmp_guard = Some(tmp);
             path
         }
     };
+    let chart_path = args.chart.clone().unwrap_or_else(|| out.join(CHART_FILE));
+    if args.chart.is_none() {
+        // The chart lives in the output folder: keep it even if it is the temporary one.
+        if let Some(tmp) = tmp_guard.as_mut() {
+            tmp.disable_cleanup(true);
+        }
+    }
     println!(
         "out: {}; {} indexing threads, {} MB heap, commit every {} docs, {} round(s)",
         out.display(),
@@ -219,8 +479,17 @@ fn run(args: &Args) -> BoxResult<()> {
                 fs::remove_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             }
             fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let m = measure(kind, &path, &docs, text_bytes as u64, &queries, args)
-                .map_err(|e| format!("{} round {round}: {e}", kind.name()))?;
+            let label = format!("round {round} {:<5}", kind.name());
+            let m = measure(
+                kind,
+                &path,
+                &docs,
+                text_bytes as u64,
+                &queries,
+                args,
+                &label,
+            )
+            .map_err(|e| format!("{} round {round}: {e}", kind.name()))?;
             println!(
                 "round {round} {:<9}: index {:.2} s ({:.0} docs/s, {:.1} MB/s), written {:.0} MB, \
                  index {:.0} MB, fds +{}, maps +{}, p50 {:.3} ms, p99 {:.3} ms",
@@ -234,6 +503,21 @@ fn run(args: &Args) -> BoxResult<()> {
                 m.peak_maps,
                 m.p50_ms,
                 m.p99_ms
+            );
+            let (_, handed_cv) = mean_cv(m.timeline.steady_handed_windows());
+            println!(
+                "round {round} {:<9}: {} 1 s windows until the last doc was indexed at {:.1} s: \
+                 mean {:.0} docs/s, CV {:.3} (of docs handed to the writer: {:.3}), slowest \
+                 {:.0} docs/s; page cache peak {:.0} MB, at end {:.0} MB",
+                kind.name(),
+                m.timeline.steady_len(),
+                m.timeline.all_indexed_at,
+                m.window_mean,
+                m.window_cv,
+                handed_cv,
+                m.window_min,
+                m.page_cache_peak_mb,
+                m.page_cache_end_mb
             );
             if !args.keep {
                 fs::remove_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -259,6 +543,13 @@ fn run(args: &Args) -> BoxResult<()> {
     }
 
     print_summary(&mmap_runs, &candidate_runs);
+    write_chart(&chart_path, &mmap_runs, &candidate_runs)
+        .map_err(|e| format!("chart {}: {e}", chart_path.display()))?;
+    println!();
+    println!(
+        "chart: {} (thin light lines: every round; thick lines: the median round by docs/s)",
+        chart_path.display()
+    );
     Ok(())
 }
 
@@ -317,6 +608,27 @@ fn load_queries(args: &Args, docs: &[Doc]) -> BoxResult<Vec<String>> {
     Ok(corpus::queries_from_ranked_terms(&refs))
 }
 
+/// A progress bar of documents handed to the writer, on stderr; hidden when stderr is
+/// not a terminal. It has no ticker thread (it would add a mapping to the figures): the
+/// index sampler moves it.
+fn progress_bar(total: usize, label: &str) -> ProgressBar {
+    let style = ProgressStyle::with_template(
+        "{prefix} [{wide_bar}] {pos}/{len} docs {rate} {elapsed:>3} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:>6.0}/s", state.per_sec());
+        },
+    )
+    .progress_chars("=> ");
+    let bar = ProgressBar::new(total as u64).with_style(style);
+    bar.set_prefix(label.to_string());
+    bar.set_message("indexing");
+    bar
+}
+
 fn measure(
     kind: Kind,
     path: &Path,
@@ -324,22 +636,48 @@ fn measure(
     text_bytes: u64,
     queries: &[String],
     args: &Args,
+    label: &str,
 ) -> BoxResult<Measurement> {
     // Indexing.
-    let sampler = Sampler::start(SAMPLE_INTERVAL)?;
+    let bar = progress_bar(docs.len(), label);
+    let progress = Arc::new(Progress::default());
+    let sampler = IndexSampler::start(path, Arc::clone(&progress), bar.clone())?;
     let written_before = procstats::io_write_bytes();
     let start = Instant::now();
     {
         let (schema, fields) = harness::schema();
         let index = Index::create(kind.open(path)?, schema, IndexSettings::default())?;
-        let mut writer: IndexWriter =
+        let mut writer: IndexWriter<CountedDocument> =
             index.writer_with_num_threads(args.threads, args.heap_mb * 1_000_000)?;
-        harness::index_docs(&mut writer, &fields, docs, args.commit_every)?;
+        harness::index_docs_as(
+            &mut writer,
+            docs,
+            args.commit_every,
+            |doc| {
+                CountedDocument::new(
+                    harness::to_tantivy(&fields, doc),
+                    Arc::clone(&progress.indexed),
+                )
+            },
+            Some(&progress.handed),
+        )?;
+        bar.set_message("merging");
         writer.wait_merging_threads()?;
     }
     let index_secs = start.elapsed().as_secs_f64();
     let written = procstats::io_write_bytes().saturating_sub(written_before);
-    let index_report = sampler.stop();
+    let timeline = sampler.stop(docs.len() as u64)?;
+    bar.set_position(docs.len() as u64);
+    bar.set_message("searching");
+    let index_base = timeline.baseline();
+    let peak_fds = timeline.ticks.iter().map(|t| t.fds).max().unwrap_or(0);
+    let peak_maps = timeline.ticks.iter().map(|t| t.mappings).max().unwrap_or(0);
+    let peak_rss = timeline.ticks.iter().map(|t| t.rss).max().unwrap_or(0);
+    let page_cache_peak = timeline.page_cache.iter().map(|p| p.1).max().unwrap_or(0);
+    let page_cache_end = timeline.page_cache.last().map_or(0, |p| p.1);
+    let steady = timeline.steady_windows();
+    let (window_mean, window_cv) = mean_cv(steady);
+    let window_min = steady.iter().copied().reduce(f64::min).unwrap_or(f64::NAN);
     let index_bytes = procstats::dir_size(path)?;
     let disk_bytes = procstats::dir_disk_usage(path)?;
 
@@ -372,6 +710,7 @@ fn measure(
     drop(reader);
     drop(index);
     sampler.stop();
+    bar.finish_and_clear();
     latencies.sort();
 
     Ok(Measurement {
@@ -379,9 +718,9 @@ fn measure(
         docs_per_sec: docs.len() as f64 / index_secs,
         input_mb_per_sec: mb(text_bytes) / index_secs,
         written_mb: mb(written),
-        peak_fds: index_report.extra_fds() as f64,
-        peak_maps: index_report.extra_mappings() as f64,
-        peak_rss_mb: mb(index_report.extra_rss()),
+        peak_fds: peak_fds.saturating_sub(index_base.fds) as f64,
+        peak_maps: peak_maps.saturating_sub(index_base.mappings) as f64,
+        peak_rss_mb: mb(peak_rss.saturating_sub(index_base.rss)),
         index_mb: mb(index_bytes),
         disk_mb: mb(disk_bytes),
         open_ms,
@@ -390,7 +729,24 @@ fn measure(
         p50_ms: ms(percentile(&latencies, 0.50)),
         p99_ms: ms(percentile(&latencies, 0.99)),
         results,
+        window_mean,
+        window_cv,
+        window_min,
+        page_cache_peak_mb: mb(page_cache_peak),
+        page_cache_end_mb: mb(page_cache_end),
+        timeline,
     })
+}
+
+/// (mean, population stddev / mean); NaN for no values.
+fn mean_cv(values: &[f64]) -> (f64, f64) {
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt() / mean)
 }
 
 /// Nearest-rank percentile of sorted durations.
@@ -499,4 +855,181 @@ fn print_summary(mmap: &[Measurement], candidate: &[Measurement]) {
     for (label, a, b, ratio) in rows {
         println!("{label:<w0$}  {a:>w1$}  {b:>w2$}  {ratio}");
     }
+}
+
+/// Index of the round whose overall docs/s is the median (the lower one of the middle two
+/// for an even number of rounds).
+fn median_round(runs: &[Measurement]) -> usize {
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|&a, &b| runs[a].docs_per_sec.total_cmp(&runs[b].docs_per_sec));
+    order[(runs.len() - 1) / 2]
+}
+
+/// One line of a panel: (directory, round, is the median round, points).
+type Line = (Kind, usize, bool, Vec<(f64, f64)>);
+
+/// Extra RSS over the baseline in MB, thinned to the maximum of each 100 ms bucket.
+fn rss_points(timeline: &Timeline) -> Vec<(f64, f64)> {
+    let base = timeline.baseline().rss;
+    let mut points: Vec<(f64, f64)> = Vec::new();
+    for tick in &timeline.ticks {
+        let value = mb(tick.rss.saturating_sub(base));
+        let bucket = (tick.at * 10.0).floor() / 10.0;
+        match points.last_mut() {
+            Some(last) if last.0 == bucket => last.1 = last.1.max(value),
+            _ => points.push((bucket, value)),
+        }
+    }
+    points
+}
+
+fn lines(
+    mmap: &[Measurement],
+    candidate: &[Measurement],
+    points: fn(&Timeline) -> Vec<(f64, f64)>,
+) -> Vec<Line> {
+    let mut out = Vec::new();
+    for (kind, runs) in [(Kind::Mmap, mmap), (Kind::Candidate, candidate)] {
+        let median = median_round(runs);
+        for (round, m) in runs.iter().enumerate() {
+            out.push((kind, round, round == median, points(&m.timeline)));
+        }
+    }
+    // Median rounds last, so that they are drawn on top.
+    out.sort_by_key(|line| line.2);
+    out
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    y_desc: &str,
+    x_max: f64,
+    lines: &[Line],
+    legend: SeriesLabelPosition,
+    headroom: f64,
+) -> BoxResult<()>
+where
+    DB::ErrorType: 'static,
+{
+    let y_max = lines
+        .iter()
+        .flat_map(|l| l.3.iter().map(|p| p.1))
+        .fold(0.0f64, f64::max)
+        .max(1.0)
+        * headroom;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(8)
+        .x_label_area_size(34)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the start of indexing")
+        .y_desc(y_desc)
+        .x_label_formatter(&|x| {
+            if x_max >= 10.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.1}")
+            }
+        })
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    for (kind, round, median, points) in lines {
+        let color = kind.color();
+        let style = if *median {
+            color.stroke_width(2)
+        } else {
+            color.mix(0.3).stroke_width(1)
+        };
+        let series = chart.draw_series(LineSeries::new(points.iter().copied(), style))?;
+        if *median {
+            series
+                .label(format!("{} (round {round})", kind.name()))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(legend)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    Ok(())
+}
+
+/// Three stacked panels over time: throughput of each 1 s window, extra RSS, page cache
+/// of the index folder; one colour per directory, a thick line for its median round and
+/// thin light lines for the other rounds.
+fn write_chart(path: &Path, mmap: &[Measurement], candidate: &[Measurement]) -> BoxResult<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)?;
+    }
+    let x_max = mmap
+        .iter()
+        .chain(candidate)
+        .filter_map(|m| m.timeline.ticks.last().map(|t| t.at))
+        .fold(1.0f64, f64::max);
+    // Drawn as steps: each window's rate over its whole second.
+    let throughput = lines(mmap, candidate, |t| {
+        t.windows
+            .iter()
+            .enumerate()
+            .flat_map(|(k, v)| {
+                let t0 = k as f64 * WINDOW_SECS;
+                [(t0, *v), (t0 + WINDOW_SECS, *v)]
+            })
+            .collect()
+    });
+    let rss = lines(mmap, candidate, rss_points);
+    let page_cache = lines(mmap, candidate, |t| {
+        t.page_cache.iter().map(|&(at, b)| (at, mb(b))).collect()
+    });
+
+    let root = SVGBackend::new(path, (1100, 1000)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        &format!(
+            "compare_mmap: MmapDirectory vs JockyDirectory, {} round(s); thick = median round \
+             by docs/s, light = other rounds",
+            mmap.len()
+        ),
+        ("sans-serif", 20),
+    )?;
+    let panels = root.split_evenly((3, 1));
+    draw_panel(
+        &panels[0],
+        "indexing throughput (documents indexed per 1 s window)",
+        "docs/s",
+        x_max,
+        &throughput,
+        SeriesLabelPosition::UpperRight,
+        1.3,
+    )?;
+    draw_panel(
+        &panels[1],
+        "RSS above the pre-indexing baseline (max per 100 ms)",
+        "MB",
+        x_max,
+        &rss,
+        SeriesLabelPosition::UpperLeft,
+        1.08,
+    )?;
+    draw_panel(
+        &panels[2],
+        "index folder resident in the page cache (mincore, every 1 s)",
+        "MB",
+        x_max,
+        &page_cache,
+        SeriesLabelPosition::UpperLeft,
+        1.08,
+    )?;
+    root.present()?;
+    Ok(())
 }

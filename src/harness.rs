@@ -25,6 +25,8 @@
 //!   fieldnorms, which do not depend on the layout.
 
 use std::borrow::Borrow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tantivy::collector::sort_key::{SortBySimilarityScore, SortByStaticFastValue};
 use tantivy::collector::{Count, TopDocs};
@@ -33,8 +35,8 @@ use tantivy::indexer::NoMergePolicy;
 use tantivy::query::QueryParser;
 use tantivy::schema::{Field, Schema, Value, FAST, INDEXED, STORED, TEXT};
 use tantivy::{
-    Index, IndexReader, IndexSettings, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument,
-    TantivyError, Term,
+    Document, Index, IndexReader, IndexSettings, IndexWriter, Order, ReloadPolicy, Searcher,
+    TantivyDocument, TantivyError, Term,
 };
 
 use crate::corpus::{self, Doc};
@@ -110,11 +112,100 @@ where
     I: IntoIterator,
     I::Item: Borrow<Doc>,
 {
+    index_docs_with_progress(writer, fields, docs, commit_every, None)
+}
+
+/// Like [`index_docs`], and adds 1 to `progress` (if given) as each document is handed
+/// to the writer.
+///
+/// `add_document` only queues the document for the indexing threads, and tantivy's queue
+/// holds up to 10,000 documents, so this counter runs ahead of the documents actually
+/// indexed, in jumps: with `commit_every` ≤ 10,000 it rises by a whole commit's worth
+/// at once and then stays still while `commit` waits for the queue to drain. To sample
+/// the indexing rate, count the documents the indexing threads have finished with
+/// [`CountedDocument`] and [`index_docs_as`].
+pub fn index_docs_with_progress<I>(
+    writer: &mut IndexWriter,
+    fields: &Fields,
+    docs: I,
+    commit_every: usize,
+    progress: Option<&AtomicU64>,
+) -> tantivy::Result<IndexingStats>
+where
+    I: IntoIterator,
+    I::Item: Borrow<Doc>,
+{
+    index_docs_as(
+        writer,
+        docs,
+        commit_every,
+        |doc| to_tantivy(fields, doc),
+        progress,
+    )
+}
+
+/// A [`TantivyDocument`] that adds 1 to a shared counter when it is dropped. An
+/// `IndexWriter<CountedDocument>` indexes it like the document it wraps, and its
+/// indexing thread drops it right after adding it to the segment being built, so the
+/// counter tells how many documents the indexing threads have processed (those in a
+/// writer dropped without commit, or rolled back, are counted too).
+pub struct CountedDocument {
+    doc: TantivyDocument,
+    counter: Arc<AtomicU64>,
+}
+
+impl CountedDocument {
+    /// Wraps `doc`; dropping the result adds 1 to `counter`.
+    pub fn new(doc: TantivyDocument, counter: Arc<AtomicU64>) -> CountedDocument {
+        CountedDocument { doc, counter }
+    }
+}
+
+impl std::fmt::Debug for CountedDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountedDocument")
+            .field("doc", &self.doc)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for CountedDocument {
+    fn drop(&mut self) {
+        self.counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Document for CountedDocument {
+    type Value<'a> = <TantivyDocument as Document>::Value<'a>;
+    type FieldsValuesIter<'a> = <TantivyDocument as Document>::FieldsValuesIter<'a>;
+
+    fn iter_fields_and_values(&self) -> Self::FieldsValuesIter<'_> {
+        self.doc.iter_fields_and_values()
+    }
+}
+
+/// Like [`index_docs_with_progress`], for a writer of any document type: `make` builds
+/// the document to add from each corpus document.
+pub fn index_docs_as<D, I>(
+    writer: &mut IndexWriter<D>,
+    docs: I,
+    commit_every: usize,
+    mut make: impl FnMut(&Doc) -> D,
+    progress: Option<&AtomicU64>,
+) -> tantivy::Result<IndexingStats>
+where
+    D: Document,
+    I: IntoIterator,
+    I::Item: Borrow<Doc>,
+{
     let mut stats = IndexingStats::default();
     let mut since_commit = 0usize;
     for doc in docs {
         let doc = doc.borrow();
-        writer.add_document(to_tantivy(fields, doc))?;
+        writer.add_document(make(doc))?;
+        if let Some(progress) = progress {
+            progress.fetch_add(1, Ordering::Relaxed);
+        }
         stats.docs += 1;
         stats.text_bytes += doc.text_len() as u64;
         since_commit += 1;
@@ -425,6 +516,58 @@ mod tests {
         let b = run_ram(&cfg);
         check_sane(&b, &cfg);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn progress_counter_counts_every_document() {
+        let (schema, fields) = schema();
+        let index = Index::create_in_ram(schema);
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        let docs: Vec<Doc> = corpus::generate(7, 250).collect();
+        let progress = AtomicU64::new(0);
+        let stats =
+            index_docs_with_progress(&mut writer, &fields, &docs, 100, Some(&progress)).unwrap();
+        assert_eq!(progress.load(Ordering::Relaxed), 250);
+        assert_eq!(stats.docs, 250);
+        assert_eq!(stats.commits, 3);
+        let reader = manual_reader(&index).unwrap();
+        assert_eq!(reader.searcher().num_docs(), 250);
+    }
+
+    #[test]
+    fn counted_documents_are_counted_once_indexed() {
+        let (schema, fields) = schema();
+        let index = Index::create_in_ram(schema);
+        let mut writer: IndexWriter<CountedDocument> =
+            index.writer_with_num_threads(2, 30_000_000).unwrap();
+        let docs: Vec<Doc> = corpus::generate(7, 300).collect();
+        let indexed = Arc::new(AtomicU64::new(0));
+        let handed = AtomicU64::new(0);
+        let stats = index_docs_as(
+            &mut writer,
+            &docs,
+            120,
+            |d| CountedDocument::new(to_tantivy(&fields, d), Arc::clone(&indexed)),
+            Some(&handed),
+        )
+        .unwrap();
+        // Every commit waits for the queued documents to be indexed.
+        assert_eq!(indexed.load(Ordering::Relaxed), 300);
+        assert_eq!(handed.load(Ordering::Relaxed), 300);
+        assert_eq!(stats.commits, 3);
+        writer.wait_merging_threads().unwrap();
+        let reader = manual_reader(&index).unwrap();
+        let searcher = reader.searcher();
+        assert_eq!(searcher.num_docs(), 300);
+        // The stored documents are the wrapped ones.
+        let outcome = search_all(&index, &fields, &corpus::default_queries()).unwrap();
+        let reference = {
+            let plain = Index::create_in_ram(index.schema());
+            let mut w: IndexWriter = plain.writer_with_num_threads(1, 15_000_000).unwrap();
+            index_docs(&mut w, &fields, &docs, 120).unwrap();
+            search_all(&plain, &fields, &corpus::default_queries()).unwrap()
+        };
+        assert_eq!(outcome, reference);
     }
 
     #[test]

@@ -97,15 +97,84 @@ pub fn dir_disk_usage(path: impl AsRef<Path>) -> io::Result<u64> {
     walk_sum(path.as_ref(), &|meta| meta.blocks() * 512)
 }
 
-fn walk_sum(path: &Path, size: &dyn Fn(&fs::Metadata) -> u64) -> io::Result<u64> {
-    let meta = fs::symlink_metadata(path)?;
-    if meta.is_file() {
-        return Ok(size(&meta));
-    }
-    if !meta.is_dir() {
+/// Bytes of the regular files under `path` (recursively, without following symbolic
+/// links; a single file gives its own figure) that are resident in the page cache, as
+/// reported by `mincore(2)` on a read-only mapping of each file. Counted in whole pages,
+/// except that a file's last page counts only up to the file's length.
+///
+/// Each non-empty file is opened, mapped and closed at once, then the mapping is
+/// inspected and unmapped: while this runs, the process briefly holds one extra
+/// descriptor and one extra mapping. Nothing is read through the mapping, so no page is
+/// faulted in. Files that vanish during the walk are ignored.
+pub fn page_cache_bytes(path: impl AsRef<Path>) -> io::Result<u64> {
+    let mut total = 0;
+    walk_files(path.as_ref(), &mut |file_path, _| {
+        total += file_page_cache_bytes(file_path)?;
+        Ok(())
+    })?;
+    Ok(total)
+}
+
+fn file_page_cache_bytes(path: &Path) -> io::Result<u64> {
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if len == 0 {
         return Ok(0);
     }
+    let map_len = usize::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large to map"))?;
+    // SAFETY: a shared read-only mapping whose memory is never read or written here:
+    // only `mincore` inspects it, and it does not touch the pages. So another process
+    // writing or truncating the file cannot cause a data race or a SIGBUS through it.
+    let map = unsafe { memmap2::MmapOptions::new().len(map_len).map(&file) }?;
+    // The mapping stays valid without the descriptor.
+    drop(file);
+    let page = page_size();
+    let pages = len.div_ceil(page) as usize;
+    let mut residency = vec![0u8; pages];
+    // SAFETY: `map.as_ptr()` is the page-aligned start of a live mapping of `map.len()`
+    // bytes (offset 0, so memmap2 returns mmap's own address), and `residency` has one
+    // byte for each of its ceil(len / page size) pages, which is what mincore writes.
+    let rc = unsafe {
+        libc::mincore(
+            map.as_ptr() as *mut libc::c_void,
+            map.len(),
+            residency.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let resident = residency.iter().filter(|&&v| v & 1 != 0).count() as u64;
+    Ok((resident * page).min(len))
+}
+
+fn walk_sum(path: &Path, size: &dyn Fn(&fs::Metadata) -> u64) -> io::Result<u64> {
     let mut total = 0;
+    walk_files(path, &mut |_, meta| {
+        total += size(meta);
+        Ok(())
+    })?;
+    Ok(total)
+}
+
+/// Calls `visit` for every regular file under `path` (or `path` itself if it is a
+/// file), without following symbolic links; entries that vanish are skipped.
+fn walk_files(
+    path: &Path,
+    visit: &mut dyn FnMut(&Path, &fs::Metadata) -> io::Result<()>,
+) -> io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.is_file() {
+        return visit(path, &meta);
+    }
+    if !meta.is_dir() {
+        return Ok(());
+    }
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let entries = match fs::read_dir(&dir) {
@@ -123,11 +192,11 @@ fn walk_sum(path: &Path, size: &dyn Fn(&fs::Metadata) -> u64) -> io::Result<u64>
             if meta.is_dir() {
                 stack.push(entry.path());
             } else if meta.is_file() {
-                total += size(&meta);
+                visit(&entry.path(), &meta)?;
             }
         }
     }
-    Ok(total)
+    Ok(())
 }
 
 /// One sample taken by a [`Sampler`].
@@ -313,6 +382,73 @@ mod tests {
         assert_eq!(dir_size(dir.path().join("x")).unwrap(), 100);
         assert!(dir_disk_usage(dir.path()).is_ok());
         assert!(dir_size(dir.path().join("missing")).is_err());
+    }
+
+    /// True if `path` is on tmpfs or ramfs, where the page cache is the storage and
+    /// cannot be dropped.
+    fn on_memory_fs(path: &Path) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: statfs is plain old data, for which all-zero bytes are a valid value.
+        let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `c_path` is a NUL-terminated string and `buf` a valid, writable statfs
+        // that outlives the call.
+        if unsafe { libc::statfs(c_path.as_ptr(), &mut buf) } != 0 {
+            return false;
+        }
+        // ramfs's magic number (linux/magic.h), which libc does not export.
+        const RAMFS_MAGIC: u32 = 0x8584_58f6;
+        // f_type's integer type varies by platform; the magic numbers fit in 32 bits.
+        let magic = buf.f_type as u32;
+        magic == libc::TMPFS_MAGIC as u32 || magic == RAMFS_MAGIC
+    }
+
+    #[test]
+    fn page_cache_residency_rises_on_read_and_drops_after_dontneed() {
+        use std::io::Read;
+        use std::os::unix::io::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cached");
+        let len = 1 << 20;
+        fs::write(&path, vec![3u8; len]).unwrap();
+        let mut file = fs::File::open(&path).unwrap();
+        let mut back = Vec::new();
+        file.read_to_end(&mut back).unwrap();
+        assert_eq!(back.len(), len);
+
+        let before = page_cache_bytes(&path).unwrap();
+        assert!(before > 0, "nothing resident right after reading");
+        assert!(before <= len as u64);
+        assert_eq!(page_cache_bytes(dir.path()).unwrap(), before);
+        if on_memory_fs(dir.path()) {
+            return; // tmpfs pages cannot be dropped
+        }
+
+        // Dirty pages are not dropped: write them back first.
+        file.sync_data().unwrap();
+        // SAFETY: the descriptor is open for the duration of the call; fadvise only
+        // gives the kernel a hint about the file's cached pages.
+        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(rc, 0);
+        let after = page_cache_bytes(&path).unwrap();
+        // The kernel may keep a few pages (e.g. ones mapped or locked elsewhere).
+        assert!(after < before, "before {before}, after {after}");
+    }
+
+    #[test]
+    fn page_cache_walk_skips_empty_files_and_recurses() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        fs::write(dir.path().join("empty"), []).unwrap();
+        fs::write(dir.path().join("a/b/small"), [1u8; 100]).unwrap();
+        let bytes = page_cache_bytes(dir.path()).unwrap();
+        // Freshly written data is in the page cache, and at most the file's length counts.
+        assert!(bytes <= 100, "{bytes}");
+        if !on_memory_fs(dir.path()) {
+            assert_eq!(bytes, 100);
+        }
+        assert_eq!(page_cache_bytes(dir.path().join("empty")).unwrap(), 0);
+        assert!(page_cache_bytes(dir.path().join("missing")).is_err());
     }
 
     #[test]
