@@ -285,3 +285,36 @@ fn lifecycle_on_a_store_tenant_equals_mmap() {
     let got = run_lifecycle(reopen().unwrap(), &reopen, &cfg).unwrap();
     assert_eq!(got, expected);
 }
+
+#[test]
+fn removing_tenants_while_others_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    for t in 0..8 {
+        small_tenant_index(store.directory(&format!("old{t}")).unwrap(), 100 + t);
+    }
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let index = small_tenant_index(store.directory(&format!("live{t}")).unwrap(), t);
+                assert_eq!(hits(&index, &format!("tenant{t}")), 15);
+            })
+        })
+        .collect();
+    for t in 0..8 {
+        assert!(store.remove_tenant(&format!("old{t}")).unwrap() > 0);
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    let expected: Vec<String> = (0..4).map(|t| format!("live{t}")).collect();
+    assert_eq!(store.tenants(), expected);
+    drop(store);
+    let store = Store::open(tmp.path()).unwrap();
+    assert_eq!(store.tenants(), expected);
+    for t in 0..4 {
+        let index = Index::open(store.directory(&format!("live{t}")).unwrap()).unwrap();
+        assert_eq!(hits(&index, "common"), 15);
+    }
+}
