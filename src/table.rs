@@ -50,10 +50,7 @@ impl FileTable {
                 namespace,
                 path,
             } => {
-                if file_id < self.next_id {
-                    return Err(format!("file id {file_id} created twice"));
-                }
-                self.next_id = file_id + 1;
+                self.claim_id(file_id)?;
                 self.insert(
                     (namespace.to_string(), path.to_string()),
                     Entry {
@@ -107,10 +104,7 @@ impl FileTable {
                 path,
                 ..
             } => {
-                if file_id < self.next_id {
-                    return Err(format!("file id {file_id} created twice"));
-                }
-                self.next_id = file_id + 1;
+                self.claim_id(file_id)?;
                 let extent = rec.extent.ok_or("atomic write without bytes")?;
                 self.insert(
                     (namespace.to_string(), path.to_string()),
@@ -124,6 +118,15 @@ impl FileTable {
             }
             Payload::Padding { .. } => {}
         }
+        Ok(())
+    }
+
+    /// Takes a fresh id seen in the log: ids only ever grow.
+    fn claim_id(&mut self, id: u64) -> Result<(), String> {
+        if id < self.next_id {
+            return Err(format!("file id {id} created twice"));
+        }
+        self.next_id = id + 1;
         Ok(())
     }
 

@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::path::Path;
 
-use common::{open_sim, run_child};
+use common::{open_sim, read, run_child, write_file};
 
 use jocky::io::sim::SimStorage;
 use jocky::{Error, JockyDirectory};
@@ -23,23 +23,6 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
                 .wrapping_add(seed as u32) as u8
         })
         .collect()
-}
-
-fn write_file(dir: &dyn Directory, name: &str, data: &[u8]) {
-    let mut w = dir.open_write(Path::new(name)).unwrap();
-    for chunk in data.chunks(3000) {
-        w.write_all(chunk).unwrap();
-    }
-    w.terminate().unwrap();
-}
-
-fn read(dir: &dyn Directory, name: &str) -> Vec<u8> {
-    dir.open_read(Path::new(name))
-        .unwrap()
-        .read_bytes()
-        .unwrap()
-        .as_slice()
-        .to_vec()
 }
 
 /// "meta" names the files a commit references; they must all be intact.

@@ -12,6 +12,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use common::contract::TestDirectory;
+use common::{read, write_file as write};
 use jocky::io::sim::SimStorage;
 use jocky::{Error, JockyDirectory, Store};
 use tantivy::directory::{Directory, Lock, TerminatingWrite, WatchCallback};
@@ -35,21 +36,6 @@ fn store_tenant() -> TestDirectory {
 mod contract_on_store {
     use super::*;
     crate::contract_tests!(store_tenant());
-}
-
-fn write(dir: &dyn Directory, name: &str, data: &[u8]) {
-    let mut w = dir.open_write(Path::new(name)).unwrap();
-    w.write_all(data).unwrap();
-    w.terminate().unwrap();
-}
-
-fn read(dir: &dyn Directory, name: &str) -> Vec<u8> {
-    dir.open_read(Path::new(name))
-        .unwrap()
-        .read_bytes()
-        .unwrap()
-        .as_slice()
-        .to_vec()
 }
 
 #[test]

@@ -31,3 +31,24 @@ pub fn run_child(name: &str, env: (&str, &std::path::Path)) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Writes a whole file in 3,000-byte writes and terminates it.
+pub fn write_file(dir: &dyn tantivy::Directory, name: &str, data: &[u8]) {
+    use std::io::Write;
+    use tantivy::directory::TerminatingWrite;
+    let mut w = dir.open_write(std::path::Path::new(name)).unwrap();
+    for chunk in data.chunks(3000) {
+        w.write_all(chunk).unwrap();
+    }
+    w.terminate().unwrap();
+}
+
+/// The whole content of a file.
+pub fn read(dir: &dyn tantivy::Directory, name: &str) -> Vec<u8> {
+    dir.open_read(std::path::Path::new(name))
+        .unwrap()
+        .read_bytes()
+        .unwrap()
+        .as_slice()
+        .to_vec()
+}
