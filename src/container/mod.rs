@@ -54,7 +54,8 @@ struct Active {
 
 struct MappedFile {
     view: Arc<dyn ReadView>,
-    /// Bytes used (records end here); for sealed files this never changes.
+    /// Where the records of a sealed file end. For the active file the write
+    /// position (`Active::offset`) is the truth and this is stale.
     end: u64,
 }
 
@@ -204,14 +205,6 @@ impl Container {
             self.counters
                 .bytes_appended
                 .fetch_add(total, Ordering::Relaxed);
-            if let Some(f) = self
-                .files
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&a.file_no)
-            {
-                f.end = a.offset;
-            }
             return Ok(extents);
         }
     }
@@ -237,6 +230,14 @@ impl Container {
         }
         self.durable
             .store(log_position(old_no, a.offset), Ordering::SeqCst);
+        if let Some(f) = self
+            .files
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&old_no)
+        {
+            f.end = a.offset;
+        }
         let new_no = old_no + 1;
         let header = FileHeader {
             file_no: new_no,
@@ -320,10 +321,18 @@ impl Container {
     }
 
     pub fn stats(&self) -> ContainerStats {
+        // Lock order as in `rotate`: active, then files.
+        let (active_no, active_end) = {
+            let a = lock(&self.active);
+            (a.file_no, a.offset)
+        };
         let files = self.files.read().unwrap_or_else(|e| e.into_inner());
         ContainerStats {
             container_files: files.len(),
-            container_bytes: files.values().map(|f| f.end).sum(),
+            container_bytes: files
+                .iter()
+                .map(|(no, f)| if *no == active_no { active_end } else { f.end })
+                .sum(),
             bytes_appended: self.counters.bytes_appended.load(Ordering::Relaxed),
             fsyncs: self.counters.fsyncs.load(Ordering::Relaxed),
             fds_held: self.storage.fds_held(),
