@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ownedbytes::OwnedBytes;
@@ -12,18 +13,54 @@ use tantivy::directory::{WatchCallback, WatchCallbackList, WatchHandle};
 
 use crate::container::{Container, ContainerOptions, Extent};
 use crate::error::{Error, Result};
+use crate::export::segments::SegmentSet;
+use crate::export::worker::Worker;
 use crate::format::record::Payload;
+use crate::format::segment_file::segment_file_name;
 use crate::io::Storage;
 use crate::lock::LockTable;
-use crate::table::{Entry, FileTable};
+use crate::policy::{AdvicePolicy, ExportPolicy};
+use crate::table::{Entry, FileTable, Location};
 
 pub(crate) struct Engine {
     pub container: Container,
     table: RwLock<FileTable>,
+    pub segments: SegmentSet,
     pub locks: Arc<LockTable>,
     watchers: Mutex<HashMap<String, Arc<WatchCallbackList>>>,
     /// Files found unterminated on open and dropped.
     pub dropped_on_open: usize,
+    pub export_policy: ExportPolicy,
+    /// Number of the next segment file.
+    pub next_export_no: AtomicU64,
+    /// One export or reclamation pass at a time.
+    pub maintenance: Mutex<()>,
+    pub worker: Worker,
+    pub counters: MaintenanceCounters,
+}
+
+/// What export and reclamation did since open.
+#[derive(Debug, Default)]
+pub(crate) struct MaintenanceCounters {
+    pub segments_exported: AtomicU64,
+    pub bytes_exported: AtomicU64,
+    pub container_files_reclaimed: AtomicU64,
+    pub segment_files_removed: AtomicU64,
+    pub bytes_copied_forward: AtomicU64,
+    pub background_errors: AtomicU64,
+}
+
+impl MaintenanceCounters {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Options of the engine beyond the container's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EngineOptions {
+    pub export: ExportPolicy,
+    pub advice: AdvicePolicy,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -37,24 +74,63 @@ pub(crate) enum CreateError {
 }
 
 impl Engine {
-    pub fn open(storage: Arc<dyn Storage>, root: &Path, opts: ContainerOptions) -> Result<Engine> {
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        root: &Path,
+        opts: ContainerOptions,
+        eopts: EngineOptions,
+    ) -> Result<Engine> {
         if !storage.try_lock().map_err(|e| Error::io(root, e))? {
             return Err(Error::Locked {
                 path: root.to_path_buf(),
             });
         }
         let mut table = FileTable::new();
-        let container = Container::open(storage, root, opts, &mut |rec| table.replay(rec))?;
+        let (container, found) =
+            Container::open(storage.clone(), root, opts, &mut |rec| table.replay(rec))?;
         let dropped_on_open = table.finish_replay();
         if dropped_on_open > 0 {
             log::info!("dropped {dropped_on_open} files that were never terminated before a crash");
         }
+        container.note_file_id_floor(table.next_id());
+        // Segment files: those the log references are mapped (a missing or
+        // damaged one is an error); the others are exports a crash interrupted or
+        // dead ones whose removal it cut short.
+        let segments = SegmentSet::new(root, eopts.advice);
+        let live = table.live_segments();
+        for no in &live {
+            if !found.contains(no) {
+                return Err(Error::Corrupted {
+                    file: root.join(segment_file_name(*no)),
+                    offset: 0,
+                    reason: "segment file missing: the log still references it".into(),
+                });
+            }
+            segments.open_existing(&*storage, *no)?;
+        }
+        let mut removed = false;
+        for no in found.iter().filter(|n| !live.contains(n)) {
+            log::info!("removing unreferenced segment file {no}");
+            let name = segment_file_name(*no);
+            storage.remove(&name).map_err(|e| Error::io(root.join(&name), e))?;
+            removed = true;
+        }
+        if removed && container.sync_policy() != crate::policy::SyncPolicy::Never {
+            storage.sync_dir().map_err(|e| Error::io(root, e))?;
+        }
+        let next_export_no = found.iter().chain(&live).max().map_or(0, |n| n + 1);
         Ok(Engine {
             container,
             table: RwLock::new(table),
+            segments,
             locks: Arc::new(LockTable::default()),
             watchers: Mutex::new(HashMap::new()),
             dropped_on_open,
+            export_policy: eopts.export,
+            next_export_no: AtomicU64::new(next_export_no),
+            maintenance: Mutex::new(()),
+            worker: Worker::default(),
+            counters: MaintenanceCounters::default(),
         })
     }
 
@@ -62,7 +138,7 @@ impl Engine {
         self.table.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn table_mut(&self) -> RwLockWriteGuard<'_, FileTable> {
+    pub fn table_mut(&self) -> RwLockWriteGuard<'_, FileTable> {
         self.table.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -73,14 +149,15 @@ impl Engine {
             return Err(CreateError::Exists);
         }
         let id = table.alloc_id();
-        self.container
+        let appended = self
+            .container
             .append(&[Payload::Create {
                 file_id: id,
                 namespace: ns,
                 path,
             }])
             .map_err(CreateError::Other)?;
-        let created = table.create_with_id(ns, path, id);
+        let created = table.create_with_id(ns, path, id, appended.file_no);
         debug_assert!(created);
         Ok(id)
     }
@@ -108,13 +185,13 @@ impl Engine {
         if payloads.is_empty() {
             return Ok(());
         }
-        let extents = self.container.append(&payloads)?;
+        let appended = self.container.append(&payloads)?;
         let mut table = self.table_mut();
-        if let Some(Some(extent)) = extents.first() {
+        if let Some(Some(extent)) = appended.extents.first() {
             table.add_extent(id, *extent);
         }
         if finish_len.is_some() {
-            table.terminate(id);
+            table.terminate(id, appended.file_no);
         }
         Ok(())
     }
@@ -161,13 +238,14 @@ impl Engine {
         let (id, extent) = {
             let mut table = self.table_mut();
             let id = table.alloc_id();
-            let extents = self.container.append(&[Payload::AtomicWrite {
+            let appended = self.container.append(&[Payload::AtomicWrite {
                 file_id: id,
                 namespace: ns,
                 path,
                 bytes: data,
             }])?;
-            let extent = extents
+            let extent = appended
+                .extents
                 .first()
                 .copied()
                 .flatten()
@@ -194,6 +272,17 @@ impl Engine {
     /// The bytes of each extent of `entry`, zero-copy.
     pub fn read_extents(&self, extents: &[Extent]) -> std::io::Result<Vec<OwnedBytes>> {
         extents.iter().map(|e| self.container.read(*e)).collect()
+    }
+
+    /// The bytes of a file, zero-copy: one piece per extent in the container, one
+    /// piece for a file in a segment file.
+    pub fn read_entry(&self, entry: &Entry) -> std::io::Result<Vec<OwnedBytes>> {
+        match &entry.loc {
+            Location::Container(extents) => self.read_extents(extents),
+            Location::Segment { export_no, offset } => Ok(vec![self
+                .segments
+                .read(*export_no, *offset..*offset + entry.len)?]),
+        }
     }
 
     pub fn sync_policy(&self) -> crate::policy::SyncPolicy {

@@ -63,3 +63,76 @@ impl Advice {
         }
     }
 }
+
+/// When committed segments move out of the container into segment files of
+/// their own, and when dead space is reclaimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExportPolicy {
+    /// Only when [`crate::JockyDirectory::export_committed`] and
+    /// [`crate::JockyDirectory::reclaim`] are called.
+    Manual,
+    /// After each commit (`meta.json` written), one background worker per
+    /// container exports every committed segment of at least `min_segment_bytes`
+    /// and then reclaims dead space. Smaller segments stay in the container,
+    /// where they cost no file descriptor and no mapping of their own; the merge
+    /// policy usually merges them soon, and exporting them would write them twice.
+    OnCommit { min_segment_bytes: u64 },
+}
+
+impl Default for ExportPolicy {
+    fn default() -> Self {
+        ExportPolicy::OnCommit {
+            min_segment_bytes: DEFAULT_MIN_EXPORT_BYTES,
+        }
+    }
+}
+
+/// Segments below this size stay in the container by default.
+pub const DEFAULT_MIN_EXPORT_BYTES: u64 = 4 << 20;
+
+/// Which advice each file type of an exported segment gets, applied to that
+/// file's range of the segment file's mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvicePolicy {
+    by_ext: Vec<(String, Advice)>,
+    other: Advice,
+}
+
+impl AdvicePolicy {
+    /// The same advice for every file type.
+    pub fn uniform(advice: Advice) -> AdvicePolicy {
+        AdvicePolicy {
+            by_ext: Vec::new(),
+            other: advice,
+        }
+    }
+
+    /// Overrides the advice for one file type (the extension, without the dot:
+    /// `"store"`, `"idx"`, `"term"`, `"pos"`, `"fast"`, `"fieldnorm"`, `"del"`).
+    pub fn with(mut self, ext: &str, advice: Advice) -> AdvicePolicy {
+        let ext = ext.trim_start_matches('.');
+        self.by_ext.retain(|(e, _)| e != ext);
+        self.by_ext.push((ext.to_string(), advice));
+        self
+    }
+
+    /// The advice for the file at `path` (by its last extension).
+    pub fn advice_for(&self, path: &str) -> Advice {
+        let ext = path.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+        self.by_ext
+            .iter()
+            .find(|(e, _)| e == ext)
+            .map(|(_, a)| *a)
+            .unwrap_or(self.other)
+    }
+}
+
+impl Default for AdvicePolicy {
+    /// Random access for stored documents (a top-10 fetch touches a few blocks
+    /// scattered over the file, so read-ahead only wastes page cache); the kernel's
+    /// default for everything else.
+    fn default() -> Self {
+        AdvicePolicy::uniform(Advice::None).with("store", Advice::Random)
+    }
+}

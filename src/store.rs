@@ -91,7 +91,26 @@ impl Store {
     /// unknown tenant).
     pub fn remove_tenant(&self, tenant: &str) -> Result<usize> {
         check_tenant(tenant)?;
-        self.engine.remove_namespace(tenant)
+        let removed = self.engine.remove_namespace(tenant)?;
+        // Its space comes back at the next reclamation pass.
+        crate::export::worker::Worker::kick(&self.engine);
+        Ok(removed)
+    }
+
+    /// Exports committed segments of every tenant (see
+    /// [`JockyDirectory::export_committed`]).
+    pub fn export_committed(&self) -> Result<crate::ExportReport> {
+        self.engine.export_committed(0)
+    }
+
+    /// Removes dead container and segment files (see [`JockyDirectory::reclaim`]).
+    pub fn reclaim(&self) -> Result<crate::ReclaimReport> {
+        self.engine.reclaim()
+    }
+
+    /// Waits until the background worker is idle.
+    pub fn wait_for_background_work(&self) {
+        self.engine.worker.wait_idle();
     }
 
     /// Counters of the whole store.

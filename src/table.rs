@@ -2,19 +2,32 @@
 //! replaying the container's records, and kept in step with the log afterwards
 //! (each change is appended to the log while the table's lock is held, so log
 //! order and table order agree). `exists` and file lengths never touch the disk.
+//!
+//! The table also keeps the books reclamation needs: which container files hold
+//! records a live file still depends on (its *anchors*: the records replay needs
+//! to rebuild it) and how many live files each segment file serves.
 
 use std::collections::HashMap;
 
 use crate::container::{Extent, RecordRef};
-use crate::format::record::Payload;
+use crate::format::record::{decode_export_entries, Payload};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FileState {
     /// Opened for writing; dropped on recovery if never terminated.
     Writing,
     Terminated,
-    /// Written whole by `atomic_write`.
+    /// Written whole by one record (`atomic_write`, or copied forward).
     Atomic,
+}
+
+/// Where a file's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Location {
+    /// Runs of bytes in container files, in file order.
+    Container(Vec<Extent>),
+    /// One range of an exported segment file.
+    Segment { export_no: u64, offset: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -22,16 +35,38 @@ pub(crate) struct Entry {
     pub id: u64,
     pub state: FileState,
     pub len: u64,
-    pub extents: Vec<Extent>,
+    pub loc: Location,
+    /// Container files holding records that replay needs to rebuild this entry.
+    pub anchors: Vec<u64>,
+}
+
+impl Entry {
+    fn extents(&self) -> &[Extent] {
+        match &self.loc {
+            Location::Container(x) => x,
+            Location::Segment { .. } => &[],
+        }
+    }
 }
 
 pub(crate) type Key = (String, String);
+
+/// What live files use of one container file.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileUse {
+    /// Live files anchored in it.
+    pub files: usize,
+    /// Bytes of live file contents in it.
+    pub bytes: u64,
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct FileTable {
     by_path: HashMap<Key, u64>,
     entries: HashMap<u64, (Key, Entry)>,
     next_id: u64,
+    container_use: HashMap<u64, FileUse>,
+    segment_use: HashMap<u64, usize>,
 }
 
 impl FileTable {
@@ -44,6 +79,7 @@ impl FileTable {
 
     /// Replays one record. An error string names what is inconsistent.
     pub fn replay(&mut self, rec: RecordRef<'_>) -> Result<(), String> {
+        let at = rec.file_no;
         match rec.payload {
             Payload::Create {
                 file_id,
@@ -57,7 +93,8 @@ impl FileTable {
                         id: file_id,
                         state: FileState::Writing,
                         len: 0,
-                        extents: Vec::new(),
+                        loc: Location::Container(Vec::new()),
+                        anchors: vec![at],
                     },
                 );
             }
@@ -80,7 +117,7 @@ impl FileTable {
                             e.len
                         ))
                     }
-                    Some(e) => push_extent(e, extent),
+                    Some(_) => self.add_extent(file_id, extent),
                 }
             }
             Payload::Finish { file_id, len } => match self.known(file_id)? {
@@ -91,7 +128,7 @@ impl FileTable {
                         e.len
                     ))
                 }
-                Some(e) => e.state = FileState::Terminated,
+                Some(_) => self.terminate(file_id, at),
             },
             Payload::Delete { file_id } => {
                 if self.known(file_id)?.is_some() {
@@ -104,19 +141,38 @@ impl FileTable {
                 path,
                 ..
             } => {
-                self.claim_id(file_id)?;
+                // A copy forward reuses the id of the file it copies.
+                self.next_id = self.next_id.max(file_id + 1);
                 let extent = rec.extent.ok_or("atomic write without bytes")?;
-                self.insert(
-                    (namespace.to_string(), path.to_string()),
-                    Entry {
-                        id: file_id,
-                        state: FileState::Atomic,
-                        len: extent.len,
-                        extents: vec![extent],
-                    },
-                );
+                self.put_atomic(namespace, path, file_id, extent);
             }
-            Payload::Padding { .. } => {}
+            Payload::Export {
+                export_no,
+                namespace,
+                entries,
+            } => {
+                let entries = decode_export_entries(entries).map_err(|e| e.to_string())?;
+                for x in entries {
+                    self.next_id = self.next_id.max(x.file_id + 1);
+                    self.insert(
+                        (namespace.to_string(), x.path),
+                        Entry {
+                            id: x.file_id,
+                            state: FileState::Terminated,
+                            len: x.len,
+                            loc: Location::Segment {
+                                export_no,
+                                offset: x.offset,
+                            },
+                            anchors: vec![at],
+                        },
+                    );
+                }
+            }
+            Payload::Checkpoint { next_file_id, .. } => {
+                self.next_id = self.next_id.max(next_file_id);
+            }
+            Payload::Reclaim { .. } | Payload::Padding { .. } => {}
         }
         Ok(())
     }
@@ -152,19 +208,77 @@ impl FileTable {
         unfinished.len()
     }
 
+    /// Adds (`add`) or takes away an entry's share of the books.
+    fn account(&mut self, e: &Entry, add: bool) {
+        let mut anchors = e.anchors.clone();
+        anchors.sort_unstable();
+        anchors.dedup();
+        for no in anchors {
+            let bytes: u64 = e
+                .extents()
+                .iter()
+                .filter(|x| x.file_no == no)
+                .map(|x| x.len)
+                .sum();
+            let u = self.container_use.entry(no).or_default();
+            if add {
+                u.files += 1;
+                u.bytes += bytes;
+            } else {
+                u.files -= 1;
+                u.bytes -= bytes;
+                if u.files == 0 {
+                    self.container_use.remove(&no);
+                }
+            }
+        }
+        if let Location::Segment { export_no, .. } = e.loc {
+            let n = self.segment_use.entry(export_no).or_default();
+            if add {
+                *n += 1;
+            } else {
+                *n -= 1;
+                if *n == 0 {
+                    self.segment_use.remove(&export_no);
+                }
+            }
+        }
+    }
+
     fn insert(&mut self, key: Key, entry: Entry) {
         if let Some(old) = self.by_path.insert(key.clone(), entry.id) {
-            self.entries.remove(&old);
+            if old != entry.id {
+                if let Some((_, e)) = self.entries.remove(&old) {
+                    self.account(&e, false);
+                }
+            }
         }
+        if let Some((_, e)) = self.entries.remove(&entry.id) {
+            self.account(&e, false);
+        }
+        self.account(&entry, true);
         self.entries.insert(entry.id, (key, entry));
     }
 
     fn remove_id(&mut self, id: u64) -> Option<Entry> {
         let (key, entry) = self.entries.remove(&id)?;
+        self.account(&entry, false);
         if self.by_path.get(&key) == Some(&id) {
             self.by_path.remove(&key);
         }
         Some(entry)
+    }
+
+    /// Changes the entry `id` (if it is still there) with the books kept right.
+    fn update(&mut self, id: u64, f: impl FnOnce(&mut Entry)) -> bool {
+        let Some((key, mut entry)) = self.entries.remove(&id) else {
+            return false;
+        };
+        self.account(&entry, false);
+        f(&mut entry);
+        self.account(&entry, true);
+        self.entries.insert(id, (key, entry));
+        true
     }
 
     pub fn get(&self, ns: &str, path: &str) -> Option<&Entry> {
@@ -172,9 +286,9 @@ impl FileTable {
         self.entries.get(id).map(|(_, e)| e)
     }
 
-    /// Registers a new file being written under an id from [`Self::alloc_id`];
-    /// `false` if the path is taken.
-    pub fn create_with_id(&mut self, ns: &str, path: &str, id: u64) -> bool {
+    /// Registers a new file being written under an id from [`Self::alloc_id`],
+    /// created by a record in container file `at`; `false` if the path is taken.
+    pub fn create_with_id(&mut self, ns: &str, path: &str, id: u64, at: u64) -> bool {
         let key = (ns.to_string(), path.to_string());
         if self.by_path.contains_key(&key) {
             return false;
@@ -185,10 +299,16 @@ impl FileTable {
                 id,
                 state: FileState::Writing,
                 len: 0,
-                extents: Vec::new(),
+                loc: Location::Container(Vec::new()),
+                anchors: vec![at],
             },
         );
         true
+    }
+
+    /// The id the next new file gets.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
     }
 
     pub fn alloc_id(&mut self) -> u64 {
@@ -200,15 +320,34 @@ impl FileTable {
     /// Records where a written chunk of file `id` landed (ignored if the file was
     /// deleted meanwhile).
     pub fn add_extent(&mut self, id: u64, extent: Extent) {
-        if let Some((_, e)) = self.entries.get_mut(&id) {
-            push_extent(e, extent);
-        }
+        self.update(id, |e| {
+            e.len += extent.len;
+            add_anchor(&mut e.anchors, extent.file_no);
+            if let Location::Container(x) = &mut e.loc {
+                push_extent(x, extent);
+            }
+        });
     }
 
-    pub fn terminate(&mut self, id: u64) {
-        if let Some((_, e)) = self.entries.get_mut(&id) {
+    /// Marks file `id` finished by a record in container file `at`.
+    pub fn terminate(&mut self, id: u64, at: u64) {
+        self.update(id, |e| {
             e.state = FileState::Terminated;
-        }
+            add_anchor(&mut e.anchors, at);
+        });
+    }
+
+    fn put_atomic(&mut self, ns: &str, path: &str, id: u64, extent: Extent) {
+        self.insert(
+            (ns.to_string(), path.to_string()),
+            Entry {
+                id,
+                state: FileState::Atomic,
+                len: extent.len,
+                loc: Location::Container(vec![extent]),
+                anchors: vec![extent.file_no],
+            },
+        );
     }
 
     /// Installs an atomically written file, unless a newer write (higher id) of the
@@ -219,15 +358,29 @@ impl FileTable {
                 return;
             }
         }
-        self.insert(
-            (ns.to_string(), path.to_string()),
-            Entry {
-                id,
-                state: FileState::Atomic,
-                len: extent.len,
-                extents: vec![extent],
-            },
-        );
+        self.put_atomic(ns, path, id, extent);
+    }
+
+    /// File `id` now lives at `offset` of segment file `export_no`, as logged by a
+    /// record in container file `at`.
+    pub fn set_exported(&mut self, id: u64, export_no: u64, offset: u64, at: u64) {
+        self.update(id, |e| {
+            e.loc = Location::Segment { export_no, offset };
+            e.anchors = vec![at];
+        });
+    }
+
+    /// File `id` was copied forward whole into `extent`.
+    pub fn set_relocated(&mut self, id: u64, extent: Extent) {
+        self.update(id, |e| {
+            e.loc = Location::Container(vec![extent]);
+            e.anchors = vec![extent.file_no];
+        });
+    }
+
+    /// File `id`'s `Export` record was logged again in container file `at`.
+    pub fn set_anchor(&mut self, id: u64, at: u64) {
+        self.update(id, |e| e.anchors = vec![at]);
     }
 
     pub fn remove(&mut self, ns: &str, path: &str) -> Option<Entry> {
@@ -241,6 +394,39 @@ impl FileTable {
 
     pub fn live_bytes(&self) -> u64 {
         self.entries.values().map(|(_, e)| e.len).sum()
+    }
+
+    /// What live files use of container file `no`.
+    pub fn container_use(&self, no: u64) -> FileUse {
+        self.container_use.get(&no).copied().unwrap_or_default()
+    }
+
+    /// How many live files segment file `export_no` serves.
+    pub fn segment_use(&self, export_no: u64) -> usize {
+        self.segment_use.get(&export_no).copied().unwrap_or(0)
+    }
+
+    /// Segment files that serve at least one live file.
+    pub fn live_segments(&self) -> Vec<u64> {
+        self.segment_use.keys().copied().collect()
+    }
+
+    /// Live entries anchored in container file `no`.
+    pub fn anchored_in(&self, no: u64) -> Vec<(Key, Entry)> {
+        self.entries
+            .values()
+            .filter(|(_, e)| e.anchors.contains(&no))
+            .cloned()
+            .collect()
+    }
+
+    /// Live entries of namespace `ns` whose path starts with `prefix`.
+    pub fn with_prefix(&self, ns: &str, prefix: &str) -> Vec<(String, Entry)> {
+        self.entries
+            .values()
+            .filter(|((n, p), _)| n == ns && p.starts_with(prefix))
+            .map(|((_, p), e)| (p.clone(), e.clone()))
+            .collect()
     }
 
     /// Namespaces that hold at least one file, sorted.
@@ -277,14 +463,19 @@ impl FileTable {
     }
 }
 
+fn add_anchor(anchors: &mut Vec<u64>, no: u64) {
+    if !anchors.contains(&no) {
+        anchors.push(no);
+    }
+}
+
 /// Appends an extent, merging it into the previous one when they are adjacent.
-fn push_extent(e: &mut Entry, extent: Extent) {
-    e.len += extent.len;
-    if let Some(last) = e.extents.last_mut() {
+fn push_extent(extents: &mut Vec<Extent>, extent: Extent) {
+    if let Some(last) = extents.last_mut() {
         if last.file_no == extent.file_no && last.offset + last.len == extent.offset {
             last.len += extent.len;
             return;
         }
     }
-    e.extents.push(extent);
+    extents.push(extent);
 }

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use ownedbytes::OwnedBytes;
 
 use crate::error::{Error, Result};
-use crate::format::file_header::{container_file_name, log_position, FileHeader, FILE_HEADER_LEN};
+use crate::format::file_header::{
+    container_file_name, log_position, FileHeader, FILE_HEADER_LEN, FORMAT_VERSION,
+};
 use crate::format::record::{self, framed_len, Payload, HEADER_LEN};
 use crate::io::{ReadView, Storage, StorageFile};
 use crate::policy::SyncPolicy;
@@ -49,7 +51,22 @@ struct Active {
     offset: u64,
     allocated: u64,
     next_seq: u64,
+    /// Every file id below this one was handed out in a record already appended
+    /// (written into each new file's `Checkpoint`).
+    next_file_id: u64,
+    /// Where records after this file's header and checkpoint start.
+    start: u64,
     scratch: Vec<u8>,
+}
+
+/// What one [`Container::append`] did.
+#[derive(Debug)]
+pub(crate) struct Appended {
+    /// The container file that holds the records.
+    pub file_no: u64,
+    /// For each payload that carries file bytes (`Data`, `AtomicWrite`), where
+    /// they landed.
+    pub extents: Vec<Option<Extent>>,
 }
 
 struct MappedFile {
@@ -96,20 +113,22 @@ pub(crate) struct ContainerStats {
 
 impl Container {
     /// Opens (or creates) the container in `storage`, replaying every record into
-    /// `apply` in log order.
+    /// `apply` in log order. Also returns the numbers of the segment files found
+    /// in the folder (the caller knows which of them the log references).
     pub fn open(
         storage: Arc<dyn Storage>,
         root: &Path,
         opts: ContainerOptions,
         apply: &mut dyn FnMut(RecordRef<'_>) -> std::result::Result<(), String>,
-    ) -> Result<Container> {
+    ) -> Result<(Container, Vec<u64>)> {
         let rec = recovery::recover(&*storage, root, &opts, apply)?;
+        let upgrade = rec.active_version < FORMAT_VERSION;
         let files = rec
             .files
             .into_iter()
             .map(|(no, view, end)| (no, MappedFile { view, end }))
             .collect();
-        Ok(Container {
+        let container = Container {
             storage,
             root: root.to_path_buf(),
             durable: AtomicU64::new(log_position(rec.active_no, rec.active_end)),
@@ -119,6 +138,8 @@ impl Container {
                 offset: rec.active_end,
                 allocated: rec.active_end,
                 next_seq: rec.next_seq,
+                next_file_id: 1,
+                start: rec.active_start,
                 scratch: Vec::new(),
             }),
             opts,
@@ -126,7 +147,13 @@ impl Container {
             files: RwLock::new(files),
             poison: Mutex::new(None),
             counters: Counters::default(),
-        })
+        };
+        if upgrade {
+            // New record kinds never go into an old-version file, which an older
+            // jocky would then misread: continue the log in a new file.
+            container.rotate(container.active_no())?;
+        }
+        Ok((container, rec.segment_files))
     }
 
     fn check_poison(&self) -> Result<()> {
@@ -150,9 +177,18 @@ impl Container {
         room.min(record::MAX_PAYLOAD_LEN as u64) as usize
     }
 
-    /// Appends `payloads` as consecutive records in one write. Returns, for each
-    /// payload that carries file bytes (`Data`, `AtomicWrite`), where they landed.
-    pub fn append(&self, payloads: &[Payload<'_>]) -> Result<Vec<Option<Extent>>> {
+    /// Raises the id floor written into the next `Checkpoint` (after replay).
+    pub fn note_file_id_floor(&self, next_file_id: u64) {
+        let mut a = lock(&self.active);
+        a.next_file_id = a.next_file_id.max(next_file_id);
+    }
+
+    /// Appends `payloads` as consecutive records in one write.
+    ///
+    /// A `Reclaim` record takes its container file out of the set of files this
+    /// container maps and lists in later checkpoints, in the same step (under the
+    /// same lock as rotation), so no checkpoint written after it names the file.
+    pub fn append(&self, payloads: &[Payload<'_>]) -> Result<Appended> {
         let total: u64 = payloads.iter().map(|p| framed_len(p.encoded_len())).sum();
         if total > self.opts.file_capacity - FILE_HEADER_LEN as u64 {
             return Err(Error::TooLarge(format!(
@@ -199,14 +235,77 @@ impl Container {
                 return Err(self.poison_with("write", a.file_no, e));
             }
             a.offset += total;
+            for p in payloads {
+                match p {
+                    Payload::Create { file_id, .. } | Payload::AtomicWrite { file_id, .. } => {
+                        a.next_file_id = a.next_file_id.max(file_id + 1);
+                    }
+                    Payload::Reclaim { file_no } if *file_no != a.file_no => {
+                        self.files
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(file_no);
+                    }
+                    _ => {}
+                }
+            }
             if a.scratch.capacity() > 4 << 20 {
                 a.scratch = Vec::new();
             }
             self.counters
                 .bytes_appended
                 .fetch_add(total, Ordering::Relaxed);
-            return Ok(extents);
+            return Ok(Appended {
+                file_no: a.file_no,
+                extents,
+            });
         }
+    }
+
+    /// Starts a new container file now (so that the current one can be
+    /// reclaimed), unless the current one holds no records yet.
+    pub fn seal_active(&self) -> Result<()> {
+        let (no, offset, start) = {
+            let a = lock(&self.active);
+            (a.file_no, a.offset, a.start)
+        };
+        if offset <= start {
+            return Ok(());
+        }
+        self.rotate(no)
+    }
+
+    /// The number of the file being appended to.
+    pub fn active_no(&self) -> u64 {
+        lock(&self.active).file_no
+    }
+
+    /// `(file number, bytes used)` of every container file, oldest first.
+    pub fn file_sizes(&self) -> Vec<(u64, u64)> {
+        let (active_no, active_end) = {
+            let a = lock(&self.active);
+            (a.file_no, a.offset)
+        };
+        let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+        files
+            .iter()
+            .map(|(no, f)| (*no, if *no == active_no { active_end } else { f.end }))
+            .collect()
+    }
+
+    /// Removes the file of a container file that a durable `Reclaim` record
+    /// declared dead. Slices of it stay readable until they are dropped.
+    pub fn unlink(&self, no: u64) -> Result<()> {
+        let name = container_file_name(no);
+        match self.storage.remove(&name) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(self.root.join(name), e)),
+        }
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
     }
 
     /// Seals the active file and starts the next one, unless someone else already
@@ -240,30 +339,42 @@ impl Container {
         }
         let new_no = old_no + 1;
         let header = FileHeader {
+            version: FORMAT_VERSION,
             file_no: new_no,
             first_sequence: a.next_seq,
             capacity: self.opts.file_capacity,
         };
-        let (file, view) =
-            match create_file(&*self.storage, &header, self.opts.grow_step, self.opts.sync) {
-                Ok(x) => x,
-                Err(e) => return Err(self.poison_with("creating", new_no, e)),
-            };
+        let existing: Vec<u64> = self
+            .files
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        let (file, view, start) = match create_file(
+            &*self.storage,
+            &header,
+            &existing,
+            a.next_file_id,
+            self.opts.grow_step,
+            self.opts.sync,
+        ) {
+            Ok(x) => x,
+            Err(e) => return Err(self.poison_with("creating", new_no, e)),
+        };
         self.files
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(
                 new_no,
-                MappedFile {
-                    view,
-                    end: FILE_HEADER_LEN as u64,
-                },
+                MappedFile { view, end: start },
             );
         a.file = Some(file);
         a.file_no = new_no;
-        a.offset = FILE_HEADER_LEN as u64;
-        a.allocated =
-            (FILE_HEADER_LEN as u64).max(self.opts.grow_step.min(self.opts.file_capacity));
+        a.offset = start;
+        a.start = start;
+        a.next_seq += 1;
+        a.allocated = start.max(self.opts.grow_step.min(self.opts.file_capacity));
         self.durable
             .store(log_position(new_no, a.offset), Ordering::SeqCst);
         Ok(())
@@ -365,20 +476,39 @@ impl Drop for Container {
     }
 }
 
-/// Creates a container file: header written, space reserved, file and folder
-/// synced (per policy), and mapped.
+/// Creates a container file: header and checkpoint record (listing the files in
+/// `existing` and sequence `header.first_sequence`) written in one write, space
+/// reserved, file and folder synced (per policy), and mapped. Returns where the
+/// next record goes.
 fn create_file(
     storage: &dyn Storage,
     header: &FileHeader,
+    existing: &[u64],
+    next_file_id: u64,
     grow_step: u64,
     sync: SyncPolicy,
-) -> std::io::Result<(Arc<dyn StorageFile>, Arc<dyn ReadView>)> {
+) -> std::io::Result<(Arc<dyn StorageFile>, Arc<dyn ReadView>, u64)> {
     let name = container_file_name(header.file_no);
+    let mut head = header.encode().to_vec();
+    let files = record::encode_file_numbers(existing);
+    let checkpoint = Payload::Checkpoint {
+        next_file_id,
+        files: &files,
+    };
+    // The durable position of a fresh file: everything before it.
+    let durable = log_position(header.file_no, 0);
+    record::encode(&mut head, &checkpoint, header.first_sequence, durable);
+    let start = head.len() as u64;
+    if start > header.capacity {
+        return Err(std::io::Error::other(
+            "the checkpoint does not fit in a container file",
+        ));
+    }
     let file = storage.create(&name)?;
     let result = (|| {
-        let initial = (FILE_HEADER_LEN as u64).max(grow_step.min(header.capacity));
+        let initial = start.max(grow_step.min(header.capacity));
         file.allocate(0, initial)?;
-        file.write_at(0, &header.encode())?;
+        file.write_at(0, &head)?;
         if sync != SyncPolicy::Never {
             file.sync_data()?;
             storage.sync_dir()?;
@@ -386,7 +516,7 @@ fn create_file(
         file.view(header.capacity)
     })();
     match result {
-        Ok(view) => Ok((file, view)),
+        Ok(view) => Ok((file, view, start)),
         Err(e) => {
             drop(file);
             // Best effort: a half-made file would be recognised as a torn rotation

@@ -9,6 +9,7 @@
 //! and synced) so that stale frames past it can never be mistaken for new ones.
 //! Sequence numbers must increase by exactly one, across files too.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,7 +17,9 @@ use crate::container::ContainerOptions;
 use crate::error::{DecodeError, Error, Result};
 use crate::format::file_header::{
     container_file_name, log_position, parse_container_file_name, FileHeader, FILE_HEADER_LEN,
+    FORMAT_VERSION,
 };
+use crate::format::segment_file::parse_segment_file_name;
 use crate::format::record::{self, framed_len, Payload, ALIGN, HEADER_LEN};
 use crate::io::{ReadView, Storage, StorageFile};
 use crate::policy::SyncPolicy;
@@ -26,6 +29,8 @@ pub(crate) struct RecordRef<'a> {
     pub payload: Payload<'a>,
     /// Where the payload's file bytes are (for `Data` and `AtomicWrite`).
     pub extent: Option<super::Extent>,
+    /// The container file holding the record.
+    pub file_no: u64,
 }
 
 pub(super) struct Recovered {
@@ -33,12 +38,12 @@ pub(super) struct Recovered {
     pub active_file: Arc<dyn StorageFile>,
     pub active_no: u64,
     pub active_end: u64,
+    /// Where records after the active file's header and checkpoint start.
+    pub active_start: u64,
+    pub active_version: u32,
     pub next_seq: u64,
-}
-
-/// Files of other kinds that jocky may leave in its folder.
-fn is_ours(name: &str) -> bool {
-    parse_container_file_name(name).is_some()
+    /// Segment files found in the folder (their numbers).
+    pub segment_files: Vec<u64>,
 }
 
 enum ScanEnd {
@@ -48,6 +53,14 @@ enum ScanEnd {
     Bad(DecodeError),
 }
 
+/// What the newest container file says about the others.
+struct Census {
+    /// The files the log needs (from the newest checkpoint, minus reclaimed ones).
+    expected: BTreeSet<u64>,
+    /// Where records after the checkpoint start.
+    start: u64,
+}
+
 pub(super) fn recover(
     storage: &dyn Storage,
     root: &Path,
@@ -55,67 +68,56 @@ pub(super) fn recover(
     apply: &mut dyn FnMut(super::RecordRef<'_>) -> std::result::Result<(), String>,
 ) -> Result<Recovered> {
     let names = storage.list().map_err(|e| Error::io(root, e))?;
-    if let Some(foreign) = names.iter().find(|n| !is_ours(n)) {
-        return Err(Error::ForeignData {
-            path: root.to_path_buf(),
-            example: foreign.clone(),
-        });
-    }
-    let mut numbers: Vec<u64> = names
-        .iter()
-        .filter_map(|n| parse_container_file_name(n))
-        .collect();
-    numbers.sort_unstable();
-    for (i, no) in numbers.iter().enumerate() {
-        if *no != numbers[0] + i as u64 {
-            let missing = numbers[0] + i as u64;
-            return Err(Error::Corrupted {
-                file: root.join(container_file_name(missing)),
-                offset: 0,
-                reason: "container file missing from the sequence".into(),
+    let mut numbers = Vec::new();
+    let mut segment_files = Vec::new();
+    for n in &names {
+        if let Some(no) = parse_container_file_name(n) {
+            numbers.push(no);
+        } else if let Some(no) = parse_segment_file_name(n) {
+            segment_files.push(no);
+        } else {
+            return Err(Error::ForeignData {
+                path: root.to_path_buf(),
+                example: n.clone(),
             });
         }
     }
+    numbers.sort_unstable();
+    segment_files.sort_unstable();
+
+    // A newest file whose creation never became durable goes first: nothing was
+    // appended to it, and the one before it (sealed) is the end of the log.
+    while let Some(&last) = numbers.last() {
+        if !remove_if_torn_creation(storage, root, last, opts)? {
+            break;
+        }
+        numbers.pop();
+    }
+    let Some(&last) = numbers.last() else {
+        return create_first(storage, root, opts, segment_files);
+    };
+    let census = take_census(storage, root, last, &numbers)?;
+    let present: BTreeSet<u64> = numbers.iter().copied().collect();
+    if let Some(missing) = census.expected.difference(&present).next() {
+        return Err(Error::Corrupted {
+            file: root.join(container_file_name(*missing)),
+            offset: 0,
+            reason: "container file missing: the log still needs it".into(),
+        });
+    }
+    let leftovers: Vec<u64> = present.difference(&census.expected).copied().collect();
 
     let mut files = Vec::new();
-    let mut next_seq: Option<u64> = None;
-    let mut active: Option<(Arc<dyn StorageFile>, u64, u64)> = None;
-    let count = numbers.len();
-    for (i, &no) in numbers.iter().enumerate() {
-        let is_last = i + 1 == count;
+    let mut next_seq: Option<(u64, u64)> = None; // (file_no, sequence after it)
+    let mut active = None;
+    for &no in &census.expected {
+        let is_last = no == last;
         let path = root.join(container_file_name(no));
         let file = storage
             .open(&container_file_name(no))
             .map_err(|e| Error::io(&path, e))?;
         let len = file.len().map_err(|e| Error::io(&path, e))?;
-        let mut head = vec![0u8; FILE_HEADER_LEN.min(len as usize)];
-        file.read_at(0, &mut head)
-            .map_err(|e| Error::io(&path, e))?;
-        let header = match FileHeader::decode(&head) {
-            Ok(h) => h,
-            Err(e) => {
-                // A last file whose header never became durable is a rotation (or
-                // first creation) cut short: the header is partly written (each
-                // byte zero or what we would have written) and nothing follows.
-                let expected = FileHeader {
-                    file_no: no,
-                    first_sequence: next_seq.unwrap_or(1),
-                    capacity: opts.file_capacity,
-                };
-                if is_last && is_torn_creation(&*file, len, &expected) {
-                    log::warn!(
-                        "removing {} (creation cut short by a crash)",
-                        path.display()
-                    );
-                    drop(file);
-                    storage
-                        .remove(&container_file_name(no))
-                        .map_err(|e| Error::io(&path, e))?;
-                    break;
-                }
-                return Err(Error::decode(&path, 0, e));
-            }
-        };
+        let header = read_header(&*file, len).map_err(|e| Error::decode(&path, 0, e))?;
         if header.file_no != no {
             return Err(Error::Corrupted {
                 file: path,
@@ -123,8 +125,10 @@ pub(super) fn recover(
                 reason: format!("header says file number {}", header.file_no),
             });
         }
-        if let Some(expected) = next_seq {
-            if header.first_sequence != expected {
+        // Sequences continue across neighbouring files; a reclaimed file in
+        // between leaves a gap the checkpoint accounts for.
+        if let Some((prev, expected)) = next_seq {
+            if prev + 1 == no && header.first_sequence != expected {
                 return Err(Error::Corrupted {
                     file: path,
                     offset: 24,
@@ -147,7 +151,7 @@ pub(super) fn recover(
             .map_err(|e| Error::io(&path, e))?;
         let mut seq = header.first_sequence;
         let (end, how) = scan(&*view, no, len, &mut seq, &path, apply)?;
-        next_seq = Some(seq);
+        next_seq = Some((no, seq));
         match how {
             ScanEnd::Clean => {}
             ScanEnd::Bad(e) if !is_last => {
@@ -173,34 +177,212 @@ pub(super) fn recover(
             if opts.sync != SyncPolicy::Never {
                 file.sync_data().map_err(|e| Error::io(&path, e))?;
             }
-            active = Some((file, no, end));
+            active = Some((file, end, header.version));
         }
         files.push((no, view, end));
     }
-
-    let (active_file, active_no, active_end) = match active {
-        Some(a) => a,
-        None => {
-            // Nothing usable yet: start the log (or the file a crash cut short).
-            let no = numbers.last().copied().unwrap_or(0);
-            let header = FileHeader {
-                file_no: no,
-                first_sequence: next_seq.unwrap_or(1),
-                capacity: opts.file_capacity,
-            };
-            let (file, view) = super::create_file(storage, &header, opts.grow_step, opts.sync)
-                .map_err(|e| Error::io(root.join(container_file_name(no)), e))?;
-            files.push((no, view, FILE_HEADER_LEN as u64));
-            (file, no, FILE_HEADER_LEN as u64)
-        }
-    };
+    // Files whose reclamation was logged (durably: the log is synced above) but
+    // whose removal a crash cut short.
+    for no in &leftovers {
+        log::info!("removing reclaimed container file {no}");
+        storage
+            .remove(&container_file_name(*no))
+            .map_err(|e| Error::io(root.join(container_file_name(*no)), e))?;
+    }
+    if !leftovers.is_empty() && opts.sync != SyncPolicy::Never {
+        storage.sync_dir().map_err(|e| Error::io(root, e))?;
+    }
+    let (active_file, active_end, active_version) =
+        active.expect("the newest file is always expected");
     Ok(Recovered {
         files,
         active_file,
-        active_no,
+        active_no: last,
         active_end,
-        next_seq: next_seq.unwrap_or(1),
+        active_start: census.start.min(active_end),
+        active_version,
+        next_seq: next_seq.map(|(_, s)| s).unwrap_or(1),
+        segment_files,
     })
+}
+
+/// Starts a log in an empty folder.
+fn create_first(
+    storage: &dyn Storage,
+    root: &Path,
+    opts: &ContainerOptions,
+    segment_files: Vec<u64>,
+) -> Result<Recovered> {
+    let header = FileHeader {
+        version: FORMAT_VERSION,
+        file_no: 0,
+        first_sequence: 1,
+        capacity: opts.file_capacity,
+    };
+    let (file, view, start) =
+        super::create_file(storage, &header, &[], 1, opts.grow_step, opts.sync)
+            .map_err(|e| Error::io(root.join(container_file_name(0)), e))?;
+    Ok(Recovered {
+        files: vec![(0, view, start)],
+        active_file: file,
+        active_no: 0,
+        active_end: start,
+        active_start: start,
+        active_version: FORMAT_VERSION,
+        next_seq: 2,
+        segment_files,
+    })
+}
+
+fn read_header(file: &dyn StorageFile, len: u64) -> std::result::Result<FileHeader, DecodeError> {
+    let mut head = vec![0u8; FILE_HEADER_LEN.min(len as usize)];
+    file.read_at(0, &mut head)
+        .map_err(|_| DecodeError::Truncated)?;
+    FileHeader::decode(&head)
+}
+
+/// Removes the newest container file if its creation (header and checkpoint,
+/// written and synced together before anything else) never completed: its
+/// header is torn or its checkpoint does not verify, and no record past the
+/// checkpoint verifies either.
+fn remove_if_torn_creation(
+    storage: &dyn Storage,
+    root: &Path,
+    no: u64,
+    opts: &ContainerOptions,
+) -> Result<bool> {
+    let name = container_file_name(no);
+    let path = root.join(&name);
+    let file = storage.open(&name).map_err(|e| Error::io(&path, e))?;
+    let len = file.len().map_err(|e| Error::io(&path, e))?;
+    let view = file
+        .view(len.max(FILE_HEADER_LEN as u64))
+        .map_err(|e| Error::io(&path, e))?;
+    let torn = match read_header(&*file, len) {
+        Ok(h) if h.version < FORMAT_VERSION => false,
+        Ok(_) => {
+            !starts_with_checkpoint(&*view, len)
+                && !find_records(&*view, FILE_HEADER_LEN as u64 + ALIGN, len, 0, |_| true)
+        }
+        Err(_) => {
+            let expected = FileHeader {
+                version: FORMAT_VERSION,
+                file_no: no,
+                first_sequence: 0,
+                capacity: opts.file_capacity,
+            }
+            .encode();
+            let head = view.read(0..len.min(FILE_HEADER_LEN as u64)).ok();
+            // Bytes 12..16 (crc) and 24..32 (first sequence) are not known here.
+            head.is_some_and(|h| {
+                h.as_slice().iter().enumerate().all(|(i, b)| {
+                    *b == 0 || (12..16).contains(&i) || (24..32).contains(&i) || expected[i] == *b
+                })
+            }) && !find_records(&*view, FILE_HEADER_LEN as u64, len, 0, |_| true)
+        }
+    };
+    if !torn {
+        return Ok(false);
+    }
+    log::warn!(
+        "removing {} (creation cut short by a crash)",
+        path.display()
+    );
+    drop(view);
+    drop(file);
+    storage.remove(&name).map_err(|e| Error::io(&path, e))?;
+    Ok(true)
+}
+
+/// Whether the first record of a file verifies and is a checkpoint.
+fn starts_with_checkpoint(view: &dyn ReadView, len: u64) -> bool {
+    let pos = FILE_HEADER_LEN as u64;
+    if pos + HEADER_LEN as u64 > len {
+        return false;
+    }
+    let Ok(head) = view.read(pos..pos + HEADER_LEN as u64) else {
+        return false;
+    };
+    let Ok(h) = record::decode_header(head.as_slice()) else {
+        return false;
+    };
+    if h.kind != record::RecordKind::Checkpoint || framed_len(h.len as usize) > len - pos {
+        return false;
+    }
+    view.read(pos..pos + HEADER_LEN as u64 + h.len as u64)
+        .is_ok_and(|rec| record::verify(rec.as_slice(), &h).is_ok())
+}
+
+/// Reads the newest file's checkpoint and `Reclaim` records: which container
+/// files the log still needs.
+fn take_census(storage: &dyn Storage, root: &Path, last: u64, present: &[u64]) -> Result<Census> {
+    let name = container_file_name(last);
+    let path = root.join(&name);
+    let file = storage.open(&name).map_err(|e| Error::io(&path, e))?;
+    let len = file.len().map_err(|e| Error::io(&path, e))?;
+    let view = file
+        .view(len.max(FILE_HEADER_LEN as u64))
+        .map_err(|e| Error::io(&path, e))?;
+    let mut expected: Option<BTreeSet<u64>> = None;
+    let mut reclaimed = BTreeSet::new();
+    let mut start = FILE_HEADER_LEN as u64;
+    let mut pos = FILE_HEADER_LEN as u64;
+    // Records up to the first one that does not verify; the main scan decides
+    // whether what follows is a torn tail or damage.
+    while pos + HEADER_LEN as u64 <= len {
+        let Ok(head) = view.read(pos..pos + HEADER_LEN as u64) else {
+            break;
+        };
+        let Ok(h) = record::decode_header(head.as_slice()) else {
+            break;
+        };
+        let framed = framed_len(h.len as usize);
+        if framed > len - pos {
+            break;
+        }
+        let Ok(rec) = view.read(pos..pos + HEADER_LEN as u64 + h.len as u64) else {
+            break;
+        };
+        if record::verify(rec.as_slice(), &h).is_err() {
+            break;
+        }
+        match record::decode_payload(h.kind, &rec.as_slice()[HEADER_LEN..]) {
+            Ok(Payload::Checkpoint { files, .. }) if pos == FILE_HEADER_LEN as u64 => {
+                let list = record::decode_file_numbers(files).map_err(|e| Error::decode(&path, pos, e))?;
+                expected = Some(list.into_iter().collect());
+                start = pos + framed;
+            }
+            Ok(Payload::Reclaim { file_no }) => {
+                reclaimed.insert(file_no);
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        pos += framed;
+    }
+    let mut expected = match expected {
+        Some(set) => set,
+        None => {
+            // Format version 1: no checkpoint, files are numbered without gaps.
+            for (i, no) in present.iter().enumerate() {
+                if *no != present[0] + i as u64 {
+                    return Err(Error::Corrupted {
+                        file: root.join(container_file_name(present[0] + i as u64)),
+                        offset: 0,
+                        reason: "container file missing from the sequence".into(),
+                    });
+                }
+            }
+            present.iter().copied().collect()
+        }
+    };
+    expected.insert(last);
+    for no in reclaimed {
+        if no != last {
+            expected.remove(&no);
+        }
+    }
+    Ok(Census { expected, start })
 }
 
 /// Replays the records of one file. Returns where they end and why.
@@ -253,7 +435,12 @@ fn scan(
             offset: pos + (HEADER_LEN + off) as u64,
             len: (header.len as usize - off) as u64,
         });
-        apply(RecordRef { payload, extent }).map_err(|reason| Error::Corrupted {
+        apply(RecordRef {
+            payload,
+            extent,
+            file_no,
+        })
+        .map_err(|reason| Error::Corrupted {
             file: path.to_path_buf(),
             offset: pos,
             reason,
@@ -276,22 +463,6 @@ fn is_zero(view: &dyn ReadView, from: u64, to: u64) -> bool {
 fn durable_past(view: &dyn ReadView, file_no: u64, bad: u64, len: u64, next_seq: u64) -> bool {
     let bad_pos = log_position(file_no, bad);
     find_records(view, bad + ALIGN, len, next_seq, |h| h.durable > bad_pos)
-}
-
-/// Whether a file holds nothing but a partly written `expected` header.
-fn is_torn_creation(file: &dyn StorageFile, len: u64, expected: &FileHeader) -> bool {
-    let Ok(view) = file.view(len.max(1)) else {
-        return false;
-    };
-    let Ok(bytes) = view.read(0..len) else {
-        return false;
-    };
-    let want = expected.encode();
-    bytes
-        .as_slice()
-        .iter()
-        .enumerate()
-        .all(|(i, b)| *b == 0 || want.get(i) == Some(b))
 }
 
 /// Looks at every aligned offset in `from..len` for a record that verifies, has a

@@ -16,12 +16,15 @@ use tantivy::directory::{DirectoryLock, FileHandle, Lock, WatchCallback, WatchHa
 use tantivy::Directory;
 
 use crate::container::ContainerOptions;
-use crate::engine::{CreateError, Engine};
+use crate::engine::{CreateError, Engine, EngineOptions};
 use crate::error::{Error, Result};
+use crate::export::worker::Worker;
+use crate::export::ExportReport;
+use crate::reclaim::ReclaimReport;
 use crate::format::file_header::{FILE_HEADER_LEN, MAX_CAPACITY};
 use crate::io::Storage;
 use crate::path::normalize;
-use crate::policy::{SyncPolicy, COMMIT_FILE};
+use crate::policy::{AdvicePolicy, ExportPolicy, SyncPolicy, COMMIT_FILE};
 
 use handle::ExtentsHandle;
 use writer::FileWriter;
@@ -74,6 +77,22 @@ pub struct Stats {
     pub poisoned: bool,
     /// Unterminated files dropped when the container was opened.
     pub files_dropped_on_open: usize,
+    /// Segment files mapped now.
+    pub segment_files: usize,
+    /// Their bytes.
+    pub segment_bytes: u64,
+    /// Segments exported since open.
+    pub segments_exported: u64,
+    /// Bytes copied into segment files since open.
+    pub bytes_exported: u64,
+    /// Container files removed since open.
+    pub container_files_reclaimed: u64,
+    /// Segment files removed since open.
+    pub segment_files_removed: u64,
+    /// Bytes of live files copied out of mostly dead container files since open.
+    pub bytes_copied_forward: u64,
+    /// Background export or reclamation passes that failed (see the log).
+    pub background_errors: u64,
 }
 
 /// Options for opening a [`JockyDirectory`]; see [`JockyDirectory::builder`].
@@ -86,6 +105,7 @@ pub struct Builder {
     sync: SyncPolicy,
     /// `None`: 64 KiB..4 MiB, clamped to a quarter of a container file.
     write_buffer: Option<(usize, usize)>,
+    engine: EngineOptions,
 }
 
 impl Builder {
@@ -112,6 +132,19 @@ impl Builder {
     /// 64 KiB and 4 MiB). Each open writer holds at most `max` bytes.
     pub fn write_buffer(mut self, min: usize, max: usize) -> Self {
         self.write_buffer = Some((min, max));
+        self
+    }
+
+    /// When committed segments are exported and space reclaimed (default: after
+    /// each commit, segments of at least 4 MiB, in one background thread).
+    pub fn export_policy(mut self, policy: ExportPolicy) -> Self {
+        self.engine.export = policy;
+        self
+    }
+
+    /// Which madvise each file type of an exported segment gets.
+    pub fn advice(mut self, policy: AdvicePolicy) -> Self {
+        self.engine.advice = policy;
         self
     }
 
@@ -156,8 +189,8 @@ impl Builder {
             sync: self.sync,
         };
         let engine = match self.storage {
-            Some(storage) => Arc::new(Engine::open(storage, &self.root, opts)?),
-            None => registry::open_shared(&self.root, opts)?,
+            Some(storage) => Arc::new(Engine::open(storage, &self.root, opts, self.engine)?),
+            None => registry::open_shared(&self.root, opts, self.engine)?,
         };
         let opts = Arc::new(WriteOptions {
             min_chunk,
@@ -196,6 +229,7 @@ impl JockyDirectory {
             grow_step: 8 << 20,
             sync: SyncPolicy::OnRequest,
             write_buffer: None,
+            engine: EngineOptions::default(),
         }
     }
 
@@ -207,6 +241,47 @@ impl JockyDirectory {
     /// Current counters (of the whole container, shared with other namespaces).
     pub fn stats(&self) -> Stats {
         stats_of(&self.engine)
+    }
+
+    /// Exports every committed segment of this container (all namespaces) that
+    /// is still in the container, whatever its size, and returns what it did.
+    /// Slices opened before keep their bytes.
+    pub fn export_committed(&self) -> Result<ExportReport> {
+        self.engine.export_committed(0)
+    }
+
+    /// Exports the named (terminated) files of this directory together into one
+    /// segment file, whether or not they form a committed segment.
+    pub fn export_files(&self, paths: &[&Path]) -> Result<ExportReport> {
+        let mut keys = Vec::with_capacity(paths.len());
+        for p in paths {
+            keys.push(normalize(p).map_err(|reason| Error::InvalidPath {
+                path: p.to_path_buf(),
+                reason,
+            })?);
+        }
+        self.engine.export_paths(&self.ns, &keys)
+    }
+
+    /// Removes container and segment files nothing live needs any more, copying
+    /// the live files out of mostly dead container files first.
+    pub fn reclaim(&self) -> Result<ReclaimReport> {
+        self.engine.reclaim()
+    }
+
+    /// Checks every exported file against the CRC in its segment file's table
+    /// (open only checks the tables). Returns how many segment files were checked.
+    pub fn verify_segments(&self) -> Result<usize> {
+        let numbers = self.engine.segments.numbers();
+        for no in &numbers {
+            self.engine.segments.verify(*no)?;
+        }
+        Ok(numbers.len())
+    }
+
+    /// Waits until the background worker has nothing pending or under way.
+    pub fn wait_for_background_work(&self) {
+        self.engine.worker.wait_idle();
     }
 
     /// The virtual files of this directory, sorted.
@@ -221,7 +296,10 @@ impl JockyDirectory {
 }
 
 pub(crate) fn stats_of(engine: &Engine) -> Stats {
+    use std::sync::atomic::Ordering::Relaxed;
     let c = engine.container.stats();
+    let (segment_files, segment_bytes) = engine.segments.usage();
+    let m = &engine.counters;
     let table = engine.table();
     Stats {
         virtual_files: table.file_count(),
@@ -231,9 +309,17 @@ pub(crate) fn stats_of(engine: &Engine) -> Stats {
         bytes_live: table.live_bytes(),
         fsyncs: c.fsyncs,
         fds_held: c.fds_held,
-        mappings: c.mappings,
+        mappings: c.mappings + segment_files,
         poisoned: c.poisoned,
         files_dropped_on_open: engine.dropped_on_open,
+        segment_files,
+        segment_bytes,
+        segments_exported: m.segments_exported.load(Relaxed),
+        bytes_exported: m.bytes_exported.load(Relaxed),
+        container_files_reclaimed: m.container_files_reclaimed.load(Relaxed),
+        segment_files_removed: m.segment_files_removed.load(Relaxed),
+        bytes_copied_forward: m.bytes_copied_forward.load(Relaxed),
+        background_errors: m.background_errors.load(Relaxed),
     }
 }
 
@@ -257,7 +343,7 @@ impl Directory for JockyDirectory {
             .ok_or_else(|| OpenReadError::FileDoesNotExist(path.to_path_buf()))?;
         let bytes = self
             .engine
-            .read_extents(&entry.extents)
+            .read_entry(&entry)
             .map_err(|e| OpenReadError::wrap_io_error(e, path.to_path_buf()))?;
         Ok(Arc::new(ExtentsHandle::new(bytes)))
     }
@@ -329,6 +415,7 @@ impl Directory for JockyDirectory {
         if key == COMMIT_FILE {
             // Fire and forget, as tantivy's own directories do.
             drop(self.engine.watchers(&self.ns).broadcast());
+            Worker::kick(&self.engine);
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::container::ContainerOptions;
-use crate::engine::{lock, Engine};
+use crate::engine::{lock, Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::io::fs::FsStorage;
 
@@ -19,7 +19,11 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Engine>>> {
 
 /// The engine for the folder at `root`: the one already open in this process, or a
 /// new one.
-pub(crate) fn open_shared(root: &Path, opts: ContainerOptions) -> Result<Arc<Engine>> {
+pub(crate) fn open_shared(
+    root: &Path,
+    opts: ContainerOptions,
+    eopts: EngineOptions,
+) -> Result<Arc<Engine>> {
     let storage = FsStorage::open(root).map_err(|e| Error::io(root, e))?;
     let key = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
     // Held across the open so two threads opening one folder get one engine.
@@ -28,7 +32,7 @@ pub(crate) fn open_shared(root: &Path, opts: ContainerOptions) -> Result<Arc<Eng
     if let Some(engine) = map.get(&key).and_then(Weak::upgrade) {
         return Ok(engine);
     }
-    let engine = Arc::new(Engine::open(Arc::new(storage), root, opts)?);
+    let engine = Arc::new(Engine::open(Arc::new(storage), root, opts, eopts)?);
     map.insert(key, Arc::downgrade(&engine));
     Ok(engine)
 }

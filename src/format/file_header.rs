@@ -16,13 +16,18 @@ use crate::error::DecodeError;
 use crate::format::record::{u32_at, u64_at};
 
 pub const FILE_MAGIC: &[u8; 8] = b"JOCKYLOG";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this code reads. Version 1 files have no `Checkpoint`
+/// record at their start; version 2 files always do.
+pub const MIN_FORMAT_VERSION: u32 = 1;
 pub const FILE_HEADER_LEN: usize = 64;
 /// Container files are at most 1 TiB; log positions pack `(file_no, offset)` in a u64.
 pub const MAX_CAPACITY: u64 = 1 << 40;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileHeader {
+    /// Format version (`FORMAT_VERSION` when encoding a new file).
+    pub version: u32,
     pub file_no: u64,
     pub first_sequence: u64,
     pub capacity: u64,
@@ -32,7 +37,7 @@ impl FileHeader {
     pub fn encode(&self) -> [u8; FILE_HEADER_LEN] {
         let mut b = [0u8; FILE_HEADER_LEN];
         b[0..8].copy_from_slice(FILE_MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[16..24].copy_from_slice(&self.file_no.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_sequence.to_le_bytes());
         b[32..40].copy_from_slice(&self.capacity.to_le_bytes());
@@ -49,7 +54,7 @@ impl FileHeader {
             return Err(DecodeError::BadMagic);
         }
         let version = u32_at(b, 8);
-        if version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(DecodeError::Version {
                 expected: FORMAT_VERSION,
                 got: version,
@@ -65,6 +70,7 @@ impl FileHeader {
             return Err(DecodeError::LengthOutOfBounds(capacity));
         }
         Ok(FileHeader {
+            version,
             file_no: u64_at(b, 16),
             first_sequence: u64_at(b, 24),
             capacity,
@@ -100,6 +106,7 @@ mod tests {
     #[test]
     fn roundtrip_and_corruption() {
         let h = FileHeader {
+            version: FORMAT_VERSION,
             file_no: 7,
             first_sequence: 1234,
             capacity: 64 << 20,

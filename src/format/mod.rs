@@ -6,3 +6,4 @@
 //! `docs/format.md` describes the same layouts with their version history.
 pub mod file_header;
 pub mod record;
+pub mod segment_file;

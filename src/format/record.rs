@@ -27,8 +27,20 @@
 //! Finish       file_id u64, len u64
 //! Delete       file_id u64
 //! AtomicWrite  file_id u64, namespace str, path str, bytes..
+//!              (also how a live file is copied forward out of a container file
+//!              that is being reclaimed: same file_id, replaces the older copy)
 //! Padding      zero bytes (filler, e.g. for aligned writes)
+//! Export       export_no u64, namespace str, count u32,
+//!              count x (file_id u64, offset u64, len u64, path str)
+//!              the files now live at these offsets of segment file `export_no`
+//! Checkpoint   next_file_id u64, count u32, count x file_no u64: ids below
+//!              next_file_id were all handed out before this file; the container
+//!              files listed existed when it was created. First record of every
+//!              v2 file.
+//! Reclaim      file_no u64: this container file is dead and gets removed
 //! ```
+//!
+//! Kinds 7..=9 (Export, Checkpoint, Reclaim) appear only in format version 2.
 
 use crate::error::DecodeError;
 
@@ -58,6 +70,9 @@ pub enum RecordKind {
     Delete = 4,
     AtomicWrite = 5,
     Padding = 6,
+    Export = 7,
+    Checkpoint = 8,
+    Reclaim = 9,
 }
 
 impl RecordKind {
@@ -69,6 +84,9 @@ impl RecordKind {
             4 => RecordKind::Delete,
             5 => RecordKind::AtomicWrite,
             6 => RecordKind::Padding,
+            7 => RecordKind::Export,
+            8 => RecordKind::Checkpoint,
+            9 => RecordKind::Reclaim,
             _ => return None,
         })
     }
@@ -112,6 +130,86 @@ pub enum Payload<'a> {
     Padding {
         len: usize,
     },
+    /// `entries` as made by [`encode_export_entries`] (checked on decode).
+    Export {
+        export_no: u64,
+        namespace: &'a str,
+        entries: &'a [u8],
+    },
+    /// `files` as made by [`encode_file_numbers`] (checked on decode).
+    Checkpoint {
+        next_file_id: u64,
+        files: &'a [u8],
+    },
+    Reclaim {
+        file_no: u64,
+    },
+}
+
+/// One file of an exported segment, as logged in an `Export` record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportEntry {
+    pub file_id: u64,
+    pub offset: u64,
+    pub len: u64,
+    pub path: String,
+}
+
+/// Encodes the entry list of an `Export` record.
+pub fn encode_export_entries(entries: &[ExportEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + entries.len() * 40);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        out.extend_from_slice(&e.file_id.to_le_bytes());
+        out.extend_from_slice(&e.offset.to_le_bytes());
+        out.extend_from_slice(&e.len.to_le_bytes());
+        put_str(&mut out, &e.path);
+    }
+    out
+}
+
+/// Decodes the entry list of an `Export` record; every length is bounded by the
+/// bytes actually present.
+pub fn decode_export_entries(b: &[u8]) -> Result<Vec<ExportEntry>, DecodeError> {
+    let mut r = Reader { buf: b, pos: 0 };
+    let count = r.u32()? as usize;
+    // Each entry takes at least 26 bytes: a count larger than that is corruption.
+    if count > b.len() / 26 {
+        return Err(DecodeError::LengthOutOfBounds(count as u64));
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        out.push(ExportEntry {
+            file_id: r.u64()?,
+            offset: r.u64()?,
+            len: r.u64()?,
+            path: r.str()?.to_string(),
+        });
+    }
+    if r.pos != b.len() {
+        return Err(DecodeError::LengthOutOfBounds(b.len() as u64));
+    }
+    Ok(out)
+}
+
+/// Encodes the file numbers of a `Checkpoint` record.
+pub fn encode_file_numbers(files: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + files.len() * 8);
+    out.extend_from_slice(&(files.len() as u32).to_le_bytes());
+    for f in files {
+        out.extend_from_slice(&f.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes the file numbers of a `Checkpoint` record.
+pub fn decode_file_numbers(b: &[u8]) -> Result<Vec<u64>, DecodeError> {
+    let mut r = Reader { buf: b, pos: 0 };
+    let count = r.u32()? as usize;
+    if count.checked_mul(8).and_then(|n| n.checked_add(4)) != Some(b.len()) {
+        return Err(DecodeError::LengthOutOfBounds(count as u64));
+    }
+    (0..count).map(|_| r.u64()).collect()
 }
 
 impl Payload<'_> {
@@ -123,6 +221,9 @@ impl Payload<'_> {
             Payload::Delete { .. } => RecordKind::Delete,
             Payload::AtomicWrite { .. } => RecordKind::AtomicWrite,
             Payload::Padding { .. } => RecordKind::Padding,
+            Payload::Export { .. } => RecordKind::Export,
+            Payload::Checkpoint { .. } => RecordKind::Checkpoint,
+            Payload::Reclaim { .. } => RecordKind::Reclaim,
         }
     }
 
@@ -142,6 +243,11 @@ impl Payload<'_> {
                 ..
             } => 8 + 2 + namespace.len() + 2 + path.len() + bytes.len(),
             Payload::Padding { len } => *len,
+            Payload::Export {
+                namespace, entries, ..
+            } => 8 + 2 + namespace.len() + entries.len(),
+            Payload::Checkpoint { files, .. } => 8 + files.len(),
+            Payload::Reclaim { .. } => 8,
         }
     }
 
@@ -208,6 +314,23 @@ pub fn encode(out: &mut Vec<u8>, payload: &Payload<'_>, sequence: u64, durable: 
             out.extend_from_slice(bytes);
         }
         Payload::Padding { len } => out.resize(out.len() + len, 0),
+        Payload::Export {
+            export_no,
+            namespace,
+            entries,
+        } => {
+            out.extend_from_slice(&export_no.to_le_bytes());
+            put_str(out, namespace);
+            out.extend_from_slice(entries);
+        }
+        Payload::Checkpoint {
+            next_file_id,
+            files,
+        } => {
+            out.extend_from_slice(&next_file_id.to_le_bytes());
+            out.extend_from_slice(files);
+        }
+        Payload::Reclaim { file_no } => out.extend_from_slice(&file_no.to_le_bytes()),
     }
     debug_assert_eq!(out.len() - start - HEADER_LEN, payload_len);
     let header = &mut out[start..start + HEADER_LEN];
@@ -297,6 +420,27 @@ pub fn decode_payload<'a>(kind: RecordKind, p: &'a [u8]) -> Result<Payload<'a>, 
             bytes: r.rest(),
         },
         RecordKind::Padding => Payload::Padding { len: p.len() },
+        RecordKind::Export => {
+            let export_no = r.u64()?;
+            let namespace = r.str()?;
+            let entries = r.rest();
+            decode_export_entries(entries)?;
+            Payload::Export {
+                export_no,
+                namespace,
+                entries,
+            }
+        }
+        RecordKind::Checkpoint => {
+            let next_file_id = r.u64()?;
+            let files = r.rest();
+            decode_file_numbers(files)?;
+            Payload::Checkpoint {
+                next_file_id,
+                files,
+            }
+        }
+        RecordKind::Reclaim => Payload::Reclaim { file_no: r.u64()? },
     };
     Ok(payload)
 }
@@ -315,6 +459,9 @@ impl<'a> Reader<'a> {
     }
     fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64_at(self.take(8)?, 0))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32_at(self.take(4)?, 0))
     }
     fn str(&mut self) -> Result<&'a str, DecodeError> {
         let len = u16::from_le_bytes([self.take(1)?[0], self.take(1)?[0]]) as usize;
@@ -385,6 +532,36 @@ mod tests {
             bytes: b"{}",
         });
         roundtrip(Payload::Padding { len: 13 });
+        let entries = encode_export_entries(&[
+            ExportEntry {
+                file_id: 4,
+                offset: 0,
+                len: 10,
+                path: "a.idx".into(),
+            },
+            ExportEntry {
+                file_id: 9,
+                offset: 4096,
+                len: 0,
+                path: "a.term".into(),
+            },
+        ]);
+        roundtrip(Payload::Export {
+            export_no: 3,
+            namespace: "t",
+            entries: &entries,
+        });
+        assert_eq!(decode_export_entries(&entries).unwrap()[1].offset, 4096);
+        let files = encode_file_numbers(&[0, 2, 5]);
+        roundtrip(Payload::Checkpoint {
+            next_file_id: 12,
+            files: &files,
+        });
+        assert_eq!(decode_file_numbers(&files).unwrap(), vec![0, 2, 5]);
+        roundtrip(Payload::Reclaim { file_no: 2 });
+        // Counts larger than the bytes present are refused before allocating.
+        assert!(decode_export_entries(&u32::MAX.to_le_bytes()).is_err());
+        assert!(decode_file_numbers(&u32::MAX.to_le_bytes()).is_err());
     }
 
     #[test]

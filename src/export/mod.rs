@@ -1,0 +1,304 @@
+//! Export: committed segments move out of the container into one contiguous
+//! segment file each, read through a single mapping with advice per file type.
+//!
+//! Order of an export, so that a crash at any point leaves nothing `open` trusts
+//! half-made: (1) the segment file is written whole (files on page boundaries,
+//! table, trailer) and fdatasync'ed, (2) the folder is fsync'ed, (3) an `Export`
+//! record in the container, synced, makes the move durable. Until (3) the files'
+//! records in the container stay authoritative, and a segment file no `Export`
+//! record references is removed on the next open.
+//!
+//! What gets exported: the files of each segment listed in a namespace's last
+//! `meta.json` (`<segment uuid>.<ext>`), once all of them are terminated and
+//! their total reaches the policy's minimum. `.del` files stay in the container:
+//! they are small, and a new one is written each time documents of the segment
+//! are deleted, so exporting them would rewrite the segment or scatter it.
+//! Files that arrive after a segment was exported stay in the container too.
+
+pub(crate) mod segments;
+pub(crate) mod worker;
+
+use std::sync::atomic::Ordering;
+
+use ownedbytes::OwnedBytes;
+
+use crate::engine::{lock, Engine, MaintenanceCounters};
+use crate::error::{Error, Result};
+use crate::format::record::{encode_export_entries, ExportEntry, Payload};
+use crate::format::segment_file::{
+    encode_table, encode_trailer, layout, segment_file_name, SegEntry, SegTable, MAX_PATH_LEN,
+};
+use crate::io::{Storage, StorageFile};
+use crate::policy::{ExportPolicy, SyncPolicy, COMMIT_FILE};
+use crate::table::{Entry, FileState, Location};
+
+/// What one call to [`crate::JockyDirectory::export_committed`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportReport {
+    /// Segment files written.
+    pub segment_files: usize,
+    /// Virtual files moved into them.
+    pub files: usize,
+    /// Bytes of file contents copied.
+    pub bytes: u64,
+}
+
+/// A group of files to export together.
+struct Group {
+    ns: String,
+    files: Vec<(String, Entry)>,
+}
+
+impl Engine {
+    /// Exports every committed segment of every namespace that is still in the
+    /// container, whatever its size (`min_bytes` 0) or from the policy's minimum.
+    pub fn export_committed(&self, min_bytes: u64) -> Result<ExportReport> {
+        let _pass = lock(&self.maintenance);
+        let mut report = ExportReport::default();
+        let namespaces = self.table().namespaces();
+        for ns in namespaces {
+            for group in self.plan(&ns, min_bytes) {
+                self.export_group(group, &mut report)?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// The policy's minimum segment size for automatic export.
+    pub fn auto_export_min(&self) -> Option<u64> {
+        match self.export_policy {
+            ExportPolicy::Manual => None,
+            ExportPolicy::OnCommit { min_segment_bytes } => Some(min_segment_bytes),
+        }
+    }
+
+    /// Exports the named files of namespace `ns` together into one segment file
+    /// (files not terminated, already exported or gone are skipped).
+    pub fn export_paths(&self, ns: &str, paths: &[String]) -> Result<ExportReport> {
+        let _pass = lock(&self.maintenance);
+        self.export_paths_locked(ns, paths)
+    }
+
+    /// [`Self::export_paths`] for a caller that holds the maintenance lock.
+    pub(crate) fn export_paths_locked(&self, ns: &str, paths: &[String]) -> Result<ExportReport> {
+        let files = {
+            let table = self.table();
+            paths
+                .iter()
+                .filter_map(|p| table.get(ns, p).map(|e| (p.clone(), e.clone())))
+                .filter(|(p, e)| exportable(p, e))
+                .collect()
+        };
+        let mut report = ExportReport::default();
+        self.export_group(
+            Group {
+                ns: ns.to_string(),
+                files,
+            },
+            &mut report,
+        )?;
+        Ok(report)
+    }
+
+    /// The committed segments of `ns` worth exporting now.
+    fn plan(&self, ns: &str, min_bytes: u64) -> Vec<Group> {
+        let Some(meta) = self.table().get(ns, COMMIT_FILE).cloned() else {
+            return Vec::new();
+        };
+        let meta = match self.read_entry(&meta) {
+            Ok(parts) => parts.iter().flat_map(|p| p.as_slice().to_vec()).collect::<Vec<u8>>(),
+            Err(e) => {
+                log::warn!("export: cannot read {COMMIT_FILE} of {ns:?}: {e}");
+                return Vec::new();
+            }
+        };
+        let mut groups = Vec::new();
+        for id in committed_segment_ids(&meta) {
+            let files = self.table().with_prefix(ns, &format!("{id}."));
+            if files.is_empty() || files.iter().any(|(_, e)| e.state == FileState::Writing) {
+                continue;
+            }
+            let files: Vec<(String, Entry)> = files
+                .into_iter()
+                .filter(|(p, e)| !p.ends_with(".del") && exportable(p, e))
+                .collect();
+            let bytes: u64 = files.iter().map(|(_, e)| e.len).sum();
+            if files.is_empty() || bytes < min_bytes {
+                continue;
+            }
+            groups.push(Group {
+                ns: ns.to_string(),
+                files,
+            });
+        }
+        groups
+    }
+
+    fn export_group(&self, mut group: Group, report: &mut ExportReport) -> Result<()> {
+        if group.files.is_empty() {
+            return Ok(());
+        }
+        group.files.sort_by(|a, b| a.0.cmp(&b.0));
+        let no = self.next_export_no.fetch_add(1, Ordering::SeqCst);
+        let storage = self.container.storage().clone();
+        let sync = self.container.sync_policy() != SyncPolicy::Never;
+        let name = segment_file_name(no);
+        let path = self.container.root().join(&name);
+        let (file, len, table) = write_segment_file(self, &*storage, no, &group, sync)
+            .map_err(|e| Error::io(&path, e))?;
+        if sync {
+            storage.sync_dir().map_err(|e| Error::io(&path, e))?;
+        }
+        self.segments.insert(no, &*file, len, table.clone())?;
+        drop(file); // the descriptor closes; the mapping stays.
+
+        // Log the move for the files still as they were; make it durable.
+        let moved = {
+            let mut t = self.table_mut();
+            let live: Vec<&SegEntry> = table
+                .entries
+                .iter()
+                .filter(|e| {
+                    t.get(&group.ns, &e.path).is_some_and(|cur| {
+                        cur.id == e.file_id && matches!(cur.loc, Location::Container(_))
+                    })
+                })
+                .collect();
+            if live.is_empty() {
+                Vec::new()
+            } else {
+                let entries: Vec<ExportEntry> = live
+                    .iter()
+                    .map(|e| ExportEntry {
+                        file_id: e.file_id,
+                        offset: e.offset,
+                        len: e.len,
+                        path: e.path.clone(),
+                    })
+                    .collect();
+                let blob = encode_export_entries(&entries);
+                let appended = self.container.append(&[Payload::Export {
+                    export_no: no,
+                    namespace: &group.ns,
+                    entries: &blob,
+                }])?;
+                for e in &live {
+                    t.set_exported(e.file_id, no, e.offset, appended.file_no);
+                }
+                entries
+            }
+        };
+        if moved.is_empty() {
+            // Everything was deleted meanwhile: the file is not referenced.
+            self.segments.forget(no);
+            if let Err(e) = storage.remove(&name) {
+                log::warn!("could not remove unused {}: {e}", path.display());
+            }
+            return Ok(());
+        }
+        self.container.sync()?;
+        let bytes: u64 = moved.iter().map(|e| e.len).sum();
+        report.segment_files += 1;
+        report.files += moved.len();
+        report.bytes += bytes;
+        MaintenanceCounters::add(&self.counters.segments_exported, 1);
+        MaintenanceCounters::add(&self.counters.bytes_exported, bytes);
+        Ok(())
+    }
+}
+
+/// Whether a file can move into a segment file.
+fn exportable(path: &str, e: &Entry) -> bool {
+    e.state != FileState::Writing
+        && matches!(e.loc, Location::Container(_))
+        && (1..=MAX_PATH_LEN).contains(&path.len())
+        && path != COMMIT_FILE
+}
+
+/// The segment ids (as in file names: 32 hex digits) a `meta.json` lists.
+fn committed_segment_ids(meta: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(meta) else {
+        return Vec::new();
+    };
+    let Some(segments) = v.get("segments").and_then(|s| s.as_array()) else {
+        return Vec::new();
+    };
+    segments
+        .iter()
+        .filter_map(|s| s.get("segment_id")?.as_str())
+        .map(|id| id.replace('-', ""))
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect()
+}
+
+/// Writes segment file `no` whole and syncs it; returns the open file (for
+/// mapping), its length and its table. A failed write removes the file.
+fn write_segment_file(
+    engine: &Engine,
+    storage: &dyn Storage,
+    no: u64,
+    group: &Group,
+    sync: bool,
+) -> std::io::Result<(std::sync::Arc<dyn StorageFile>, u64, SegTable)> {
+    let lens: Vec<u64> = group.files.iter().map(|(_, e)| e.len).collect();
+    let (offsets, table_offset) = layout(&lens);
+    let name = segment_file_name(no);
+    let file = storage.create(&name)?;
+    let result = (|| {
+        let mut entries = Vec::with_capacity(group.files.len());
+        for ((path, entry), offset) in group.files.iter().zip(&offsets) {
+            let parts: Vec<OwnedBytes> = engine.read_entry(entry)?;
+            let mut crc = crc32fast::Hasher::new();
+            let mut at = *offset;
+            for p in &parts {
+                file.write_at(at, p.as_slice())?;
+                crc.update(p.as_slice());
+                at += p.len() as u64;
+            }
+            entries.push(SegEntry {
+                file_id: entry.id,
+                path: path.clone(),
+                offset: *offset,
+                len: entry.len,
+                crc: crc.finalize(),
+            });
+        }
+        let table = SegTable {
+            export_no: no,
+            namespace: group.ns.clone(),
+            entries,
+        };
+        let mut tail = encode_table(&table);
+        let trailer = encode_trailer(table_offset, &tail);
+        tail.extend_from_slice(&trailer);
+        file.write_at(table_offset, &tail)?;
+        if sync {
+            file.sync_data()?;
+        }
+        Ok((table_offset + tail.len() as u64, table))
+    })();
+    match result {
+        Ok((len, table)) => Ok((file, len, table)),
+        Err(e) => {
+            drop(file);
+            let _ = storage.remove(&name);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::committed_segment_ids;
+
+    #[test]
+    fn segment_ids_from_meta() {
+        let meta = br#"{"index_settings":{},"segments":[{"segment_id":"a1b2c3d4-0000-4000-8000-0123456789ab","max_doc":3,"deletes":null},{"segment_id":"../x"}],"opstamp":4}"#;
+        assert_eq!(
+            committed_segment_ids(meta),
+            vec!["a1b2c3d400004000800001234567 89ab".replace(' ', "")]
+        );
+        assert!(committed_segment_ids(b"not json").is_empty());
+    }
+}

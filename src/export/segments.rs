@@ -1,0 +1,160 @@
+//! The exported segment files a container serves reads from: one read-only
+//! mapping per file (its descriptor closed right after mapping), madvise per file
+//! type, cheap validation on open (trailer + table) and explicit verification
+//! (every file's CRC) on request.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use ownedbytes::OwnedBytes;
+
+use crate::error::{Error, Result};
+use crate::format::segment_file::{
+    decode_table, decode_trailer, segment_file_name, SegTable, MAX_TABLE_LEN, TRAILER_LEN,
+};
+use crate::io::{ReadView, Storage, StorageFile};
+use crate::policy::AdvicePolicy;
+
+struct Mapped {
+    view: Arc<dyn ReadView>,
+    len: u64,
+    table: SegTable,
+}
+
+/// The mapped segment files of one container.
+pub(crate) struct SegmentSet {
+    root: PathBuf,
+    advice: AdvicePolicy,
+    map: RwLock<BTreeMap<u64, Mapped>>,
+}
+
+impl SegmentSet {
+    pub fn new(root: &Path, advice: AdvicePolicy) -> SegmentSet {
+        SegmentSet {
+            root: root.to_path_buf(),
+            advice,
+            map: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    fn path(&self, no: u64) -> PathBuf {
+        self.root.join(segment_file_name(no))
+    }
+
+    /// Maps segment file `no` (written by this process: its table is known), gives
+    /// each file its advice, and starts serving reads from it.
+    pub fn insert(&self, no: u64, file: &dyn StorageFile, len: u64, table: SegTable) -> Result<()> {
+        let view = file.view(len).map_err(|e| Error::io(self.path(no), e))?;
+        for e in &table.entries {
+            view.advise(e.offset..e.offset + e.len, self.advice.advice_for(&e.path));
+        }
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(no, Mapped { view, len, table });
+        Ok(())
+    }
+
+    /// Opens an existing segment file: reads its trailer and table (bounded,
+    /// checksummed), checks that it is file `no`, maps it and closes it.
+    pub fn open_existing(&self, storage: &dyn Storage, no: u64) -> Result<()> {
+        let path = self.path(no);
+        let file = storage
+            .open(&segment_file_name(no))
+            .map_err(|e| Error::io(&path, e))?;
+        let (len, table) = read_table(&*file, &path)?;
+        if table.export_no != no {
+            return Err(Error::Corrupted {
+                file: path,
+                offset: len,
+                reason: format!("table says segment file {}", table.export_no),
+            });
+        }
+        self.insert(no, &*file, len, table)
+    }
+
+    /// The bytes at `range` of segment file `no`, zero-copy.
+    pub fn read(&self, no: u64, range: Range<u64>) -> std::io::Result<OwnedBytes> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let m = map.get(&no).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("segment file {no} is not mapped"),
+            )
+        })?;
+        m.view.read(range)
+    }
+
+    /// Stops serving segment file `no`; its mapping lives on in slices handed out.
+    pub fn forget(&self, no: u64) {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&no);
+    }
+
+    pub fn numbers(&self) -> Vec<u64> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.keys().copied().collect()
+    }
+
+    /// `(files, bytes)` of the mapped segment files.
+    pub fn usage(&self) -> (usize, u64) {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        (map.len(), map.values().map(|m| m.len).sum())
+    }
+
+    /// Checks the CRC of every file in segment file `no` against its table.
+    pub fn verify(&self, no: u64) -> Result<()> {
+        let (view, table) = {
+            let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+            let m = map.get(&no).ok_or_else(|| Error::Corrupted {
+                file: self.path(no),
+                offset: 0,
+                reason: "segment file is not mapped".into(),
+            })?;
+            (m.view.clone(), m.table.clone())
+        };
+        for e in &table.entries {
+            let bytes = view
+                .read(e.offset..e.offset + e.len)
+                .map_err(|err| Error::io(self.path(no), err))?;
+            let got = crc32fast::hash(bytes.as_slice());
+            if got != e.crc {
+                return Err(Error::ChecksumMismatch {
+                    file: self.path(no),
+                    offset: e.offset,
+                    expected: e.crc,
+                    got,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads and checks the trailer and table at the end of a segment file.
+fn read_table(file: &dyn StorageFile, path: &Path) -> Result<(u64, SegTable)> {
+    let len = file.len().map_err(|e| Error::io(path, e))?;
+    if len < TRAILER_LEN as u64 {
+        return Err(Error::Corrupted {
+            file: path.to_path_buf(),
+            offset: 0,
+            reason: format!("{len} bytes is too short for a segment file"),
+        });
+    }
+    let mut trailer = [0u8; TRAILER_LEN];
+    file.read_at(len - TRAILER_LEN as u64, &mut trailer)
+        .map_err(|e| Error::io(path, e))?;
+    let (table_offset, table_len, table_crc) = decode_trailer(&trailer, len)
+        .map_err(|e| Error::decode(path, len - TRAILER_LEN as u64, e))?;
+    debug_assert!(table_len <= MAX_TABLE_LEN);
+    let mut table = vec![0u8; table_len as usize];
+    file.read_at(table_offset, &mut table)
+        .map_err(|e| Error::io(path, e))?;
+    let table = decode_table(&table, table_offset, table_crc)
+        .map_err(|e| Error::decode(path, table_offset, e))?;
+    Ok((len, table))
+}

@@ -1,0 +1,213 @@
+//! Reclaiming space: removing container files and segment files nothing live
+//! needs any more, and copying the few live files out of a mostly dead container
+//! file so it can go too.
+//!
+//! A container file is dead when no live file is *anchored* in it (see
+//! [`crate::table`]). Removal is logged first: a `Reclaim` record, synced, then
+//! the unlink, then the folder sync. A crash in between leaves a file the next
+//! open removes (the newest checkpoint and `Reclaim` records say which files the
+//! log still needs). Segment files are removed once no live file is in them and
+//! the deletions that killed them are durable; a segment file no record
+//! references is removed on open anyway.
+//!
+//! Slices handed out before keep their bytes: they hold the mapping, and the
+//! kernel frees an unlinked file's blocks when its last mapping goes.
+
+use crate::engine::{lock, Engine, MaintenanceCounters};
+use crate::error::Result;
+use crate::format::record::{encode_export_entries, ExportEntry, Payload};
+use crate::format::segment_file::segment_file_name;
+use crate::policy::SyncPolicy;
+use crate::table::{Entry, FileState, Key, Location};
+
+/// A sealed container file whose live bytes are below this share of its size
+/// has them copied forward.
+const COPY_FORWARD_BELOW: f64 = 0.5;
+/// The active container file is sealed (so it can be reclaimed) once it holds
+/// at least this many bytes of which less than `SEAL_ACTIVE_BELOW` are live.
+const SEAL_ACTIVE_MIN: u64 = 4 << 20;
+const SEAL_ACTIVE_BELOW: f64 = 0.25;
+/// Live files up to this size are copied forward inside the container (one
+/// record each); larger ones are exported into a segment file of their own.
+const RELOCATE_MAX: u64 = 1 << 20;
+
+/// What one call to [`crate::JockyDirectory::reclaim`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReclaimReport {
+    /// Container files removed.
+    pub container_files_removed: usize,
+    /// Segment files removed.
+    pub segment_files_removed: usize,
+    /// Live files copied out of mostly dead container files.
+    pub files_copied_forward: usize,
+    /// Their bytes.
+    pub bytes_copied_forward: u64,
+}
+
+impl Engine {
+    /// One reclamation pass.
+    pub fn reclaim(&self) -> Result<ReclaimReport> {
+        let _pass = lock(&self.maintenance);
+        let mut report = ReclaimReport::default();
+        let active = self.container.active_no();
+        if let Some((_, size)) = self
+            .container
+            .file_sizes()
+            .into_iter()
+            .find(|(n, _)| *n == active)
+        {
+            let live = self.table().container_use(active).bytes;
+            if size >= SEAL_ACTIVE_MIN && (live as f64) < size as f64 * SEAL_ACTIVE_BELOW {
+                self.container.seal_active()?;
+            }
+        }
+        let active = self.container.active_no();
+        let mut dead = Vec::new();
+        for (no, size) in self.container.file_sizes() {
+            if no == active {
+                continue;
+            }
+            let used = self.table().container_use(no);
+            if used.files == 0
+                || ((used.bytes as f64) < size as f64 * COPY_FORWARD_BELOW
+                    && self.copy_forward(no, &mut report)?)
+            {
+                dead.push(no);
+            }
+        }
+        let dead_segments: Vec<u64> = {
+            let table = self.table();
+            self.segments
+                .numbers()
+                .into_iter()
+                .filter(|no| table.segment_use(*no) == 0)
+                .collect()
+        };
+        if dead.is_empty() && dead_segments.is_empty() {
+            return Ok(report);
+        }
+        if !dead.is_empty() {
+            let payloads: Vec<Payload<'_>> = dead
+                .iter()
+                .map(|no| Payload::Reclaim { file_no: *no })
+                .collect();
+            self.container.append(&payloads)?;
+        }
+        // The reclaim records, the copies and the deletions that made these
+        // files dead are durable before anything is removed.
+        self.container.sync()?;
+        for no in &dead {
+            self.container.unlink(*no)?;
+            report.container_files_removed += 1;
+        }
+        let storage = self.container.storage().clone();
+        for no in &dead_segments {
+            self.segments.forget(*no);
+            let name = segment_file_name(*no);
+            match storage.remove(&name) {
+                Ok(()) => report.segment_files_removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(crate::Error::io(self.container.root().join(name), e)),
+            }
+        }
+        if self.container.sync_policy() != SyncPolicy::Never {
+            storage
+                .sync_dir()
+                .map_err(|e| crate::Error::io(self.container.root(), e))?;
+        }
+        let c = &self.counters;
+        MaintenanceCounters::add(
+            &c.container_files_reclaimed,
+            report.container_files_removed as u64,
+        );
+        MaintenanceCounters::add(
+            &c.segment_files_removed,
+            report.segment_files_removed as u64,
+        );
+        MaintenanceCounters::add(&c.bytes_copied_forward, report.bytes_copied_forward);
+        Ok(report)
+    }
+
+    /// Moves every live file anchored in container file `no` elsewhere. Returns
+    /// whether the file is dead afterwards (not if a file anchored in it is still
+    /// being written).
+    fn copy_forward(&self, no: u64, report: &mut ReclaimReport) -> Result<bool> {
+        let mut large = Vec::new();
+        {
+            let mut t = self.table_mut();
+            let anchored = t.anchored_in(no);
+            if anchored.iter().any(|(_, e)| e.state == FileState::Writing) {
+                return Ok(false);
+            }
+            // Exported files: log their `Export` record again.
+            let mut by_segment: std::collections::BTreeMap<(String, u64), Vec<(Key, Entry)>> =
+                Default::default();
+            for (key, e) in &anchored {
+                if let Location::Segment { export_no, .. } = e.loc {
+                    by_segment
+                        .entry((key.0.clone(), export_no))
+                        .or_default()
+                        .push((key.clone(), e.clone()));
+                }
+            }
+            for ((ns, export_no), files) in by_segment {
+                let entries: Vec<ExportEntry> = files
+                    .iter()
+                    .map(|((_, path), e)| ExportEntry {
+                        file_id: e.id,
+                        offset: match e.loc {
+                            Location::Segment { offset, .. } => offset,
+                            Location::Container(_) => unreachable!("grouped by segment"),
+                        },
+                        len: e.len,
+                        path: path.clone(),
+                    })
+                    .collect();
+                let blob = encode_export_entries(&entries);
+                let appended = self.container.append(&[Payload::Export {
+                    export_no,
+                    namespace: &ns,
+                    entries: &blob,
+                }])?;
+                for (_, e) in &files {
+                    t.set_anchor(e.id, appended.file_no);
+                }
+            }
+            // Small files in the container: one record each, same id.
+            for ((ns, path), e) in anchored {
+                if !matches!(e.loc, Location::Container(_)) {
+                    continue;
+                }
+                if e.len > RELOCATE_MAX {
+                    large.push((ns, path, e));
+                    continue;
+                }
+                let bytes: Vec<u8> = self
+                    .read_entry(&e)
+                    .map_err(|err| crate::Error::io(self.container.root(), err))?
+                    .iter()
+                    .flat_map(|p| p.as_slice().iter().copied())
+                    .collect();
+                let appended = self.container.append(&[Payload::AtomicWrite {
+                    file_id: e.id,
+                    namespace: &ns,
+                    path: &path,
+                    bytes: &bytes,
+                }])?;
+                let extent = appended.extents[0].expect("an atomic write carries bytes");
+                t.set_relocated(e.id, extent);
+                report.files_copied_forward += 1;
+                report.bytes_copied_forward += e.len;
+            }
+        }
+        // Large files: each into a segment file of its own, without holding the
+        // table while copying.
+        for (ns, path, _) in large {
+            let r = self.export_paths_locked(&ns, &[path])?;
+            report.files_copied_forward += r.files;
+            report.bytes_copied_forward += r.bytes;
+        }
+        Ok(self.table().container_use(no).files == 0)
+    }
+}
