@@ -93,7 +93,10 @@ fn one_directory_holds_at_most_two_fds() {
         mappings().saturating_sub(maps_before)
     );
     assert!(samples > 10);
-    assert!(stats.container_files > 1, "the run should rotate");
+    assert!(
+        stats.container_files + stats.container_files_reclaimed as usize > 1,
+        "the run should rotate"
+    );
     assert!(peak_extra <= 2, "peak {peak_extra} extra fds");
     assert_eq!(stats.fds_held, 2);
 }

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use jocky::harness::{run_lifecycle, LifecycleConfig, LifecycleOutcome};
-use jocky::JockyDirectory;
+use jocky::{ExportPolicy, JockyDirectory};
 use tantivy::directory::MmapDirectory;
 use tantivy::Directory;
 
@@ -22,6 +22,15 @@ fn on_jocky(open: &dyn Fn() -> JockyDirectory, cfg: &LifecycleConfig) -> Lifecyc
     run_lifecycle(Box::new(open()), &reopen, cfg).unwrap()
 }
 
+fn with_policy(path: &Path, policy: ExportPolicy, file_size: u64) -> JockyDirectory {
+    JockyDirectory::builder(path)
+        .container_file_size(file_size)
+        .preallocate(128 << 10)
+        .export_policy(policy)
+        .open()
+        .unwrap()
+}
+
 #[test]
 fn same_results_as_mmap_directory() {
     let tmp = tempfile::tempdir().unwrap();
@@ -30,29 +39,55 @@ fn same_results_as_mmap_directory() {
     assert!(expected.num_docs > 4000, "{}", expected.num_docs);
     assert!(expected.results.iter().any(|r| r.hits > 0));
 
+    // Default options (background export of segments of 4 MiB and more).
     let path = tmp.path().join("jocky");
     let got = on_jocky(&|| JockyDirectory::open(&path).unwrap(), &cfg);
     assert_eq!(got, expected);
 
-    // The same on tiny container files: every segment file spans several of them.
-    let path = tmp.path().join("jocky-tiny");
+    // Before export: everything stays in the container.
+    let path = tmp.path().join("manual");
+    let got = on_jocky(&|| with_policy(&path, ExportPolicy::Manual, 256 << 20), &cfg);
+    assert_eq!(got, expected);
+    assert_eq!(with_policy(&path, ExportPolicy::Manual, 256 << 20).stats().segment_files, 0);
+
+    // After export and reclamation: every reopen first exports all committed
+    // segments and reclaims, so the searches read from segment files.
+    let path = tmp.path().join("exported");
     let got = on_jocky(
         &|| {
-            JockyDirectory::builder(&path)
-                .container_file_size(1 << 20)
-                .preallocate(128 << 10)
-                .open()
-                .unwrap()
+            let dir = with_policy(&path, ExportPolicy::Manual, 1 << 20);
+            dir.export_committed().unwrap();
+            dir.reclaim().unwrap();
+            dir
         },
         &cfg,
     );
     assert_eq!(got, expected);
+    let dir = with_policy(&path, ExportPolicy::Manual, 1 << 20);
+    let stats = dir.stats();
+    assert!(stats.segment_files > 0, "{stats:?}");
+    assert_eq!(dir.verify_segments().unwrap(), stats.segment_files);
+    drop(dir);
+
+    // Background export of every segment, on tiny container files (files span
+    // several of them, and reclamation runs while indexing and merging go on).
+    let path = tmp.path().join("eager");
+    let eager = ExportPolicy::OnCommit {
+        min_segment_bytes: 0,
+    };
+    let got = on_jocky(&|| with_policy(&path, eager, 1 << 20), &cfg);
+    assert_eq!(got, expected);
 
     // And after reopening once more: the index is stable across restarts.
-    let dir = JockyDirectory::open(tmp.path().join("jocky")).unwrap();
-    let index = tantivy::Index::open(dir.clone()).unwrap();
-    assert!(index.validate_checksum().unwrap().is_empty());
-    let stats = dir.stats();
-    assert_eq!(stats.fds_held, 2);
-    assert!(stats.bytes_live <= stats.container_bytes);
+    for name in ["jocky", "exported", "eager"] {
+        let dir = JockyDirectory::open(tmp.path().join(name)).unwrap();
+        let index = tantivy::Index::open(dir.clone()).unwrap();
+        assert!(index.validate_checksum().unwrap().is_empty());
+        let stats = dir.stats();
+        assert_eq!(stats.fds_held, 2);
+        assert!(stats.bytes_live <= stats.container_bytes + stats.segment_bytes);
+        if name != "jocky" {
+            assert!(stats.segment_files > 0, "{name}: {stats:?}");
+        }
+    }
 }

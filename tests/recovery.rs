@@ -160,9 +160,9 @@ fn damage_before_the_tail_names_file_and_offset() {
     match open_sim(&t) {
         Err(Error::ChecksumMismatch { file, offset, .. }) => {
             assert!(file.ends_with(CONTAINER));
-            // The data record holding byte 200 starts after the header (64 bytes)
-            // and a.bin's 56-byte creation record.
-            assert_eq!(offset, 120);
+            // The data record holding byte 200 starts after the header (64 bytes),
+            // the file's 48-byte checkpoint and a.bin's 56-byte creation record.
+            assert_eq!(offset, 168);
         }
         other => panic!("expected a checksum error, got {other:?}"),
     }
