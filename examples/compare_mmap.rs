@@ -152,6 +152,9 @@ struct Measurement {
     docs_per_sec: f64,
     input_mb_per_sec: f64,
     written_mb: f64,
+    net_written_mb: f64,
+    write_amplification: f64,
+    background_tail_secs: f64,
     peak_fds: f64,
     peak_maps: f64,
     peak_rss_mb: f64,
@@ -382,6 +385,9 @@ const METRICS: &[Metric] = &[
     ("docs/s", |m| m.docs_per_sec),
     ("input MB/s", |m| m.input_mb_per_sec),
     ("written MB", |m| m.written_mb),
+    ("written - cancelled MB", |m| m.net_written_mb),
+    ("write amplification (net/input)", |m| m.write_amplification),
+    ("background export after index s", |m| m.background_tail_secs),
     ("peak extra fds (index)", |m| m.peak_fds),
     ("peak extra maps (index)", |m| m.peak_maps),
     ("peak extra RSS MB (index)", |m| m.peak_rss_mb),
@@ -643,6 +649,7 @@ fn measure(
     let progress = Arc::new(Progress::default());
     let sampler = IndexSampler::start(path, Arc::clone(&progress), bar.clone())?;
     let written_before = procstats::io_write_bytes();
+    let cancelled_before = procstats::io_cancelled_write_bytes();
     let start = Instant::now();
     {
         let (schema, fields) = harness::schema();
@@ -665,7 +672,16 @@ fn measure(
         writer.wait_merging_threads()?;
     }
     let index_secs = start.elapsed().as_secs_f64();
+    // jocky exports committed segments and reclaims space in the background: let it
+    // finish so that bytes written and disk use include it.
+    let tail = Instant::now();
+    if kind == Kind::Candidate {
+        let dir = jocky::JockyDirectory::open(path)?;
+        dir.wait_for_background_work();
+    }
+    let background_tail_secs = tail.elapsed().as_secs_f64();
     let written = procstats::io_write_bytes().saturating_sub(written_before);
+    let cancelled = procstats::io_cancelled_write_bytes().saturating_sub(cancelled_before);
     let timeline = sampler.stop(docs.len() as u64)?;
     bar.set_position(docs.len() as u64);
     bar.set_message("searching");
@@ -718,6 +734,9 @@ fn measure(
         docs_per_sec: docs.len() as f64 / index_secs,
         input_mb_per_sec: mb(text_bytes) / index_secs,
         written_mb: mb(written),
+        net_written_mb: mb(written.saturating_sub(cancelled)),
+        write_amplification: written.saturating_sub(cancelled) as f64 / text_bytes as f64,
+        background_tail_secs,
         peak_fds: peak_fds.saturating_sub(index_base.fds) as f64,
         peak_maps: peak_maps.saturating_sub(index_base.mappings) as f64,
         peak_rss_mb: mb(peak_rss.saturating_sub(index_base.rss)),

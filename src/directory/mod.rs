@@ -161,6 +161,9 @@ impl Builder {
         Ok(JockyDirectory::over(engine, opts, ""))
     }
 
+    // Both opens start the background worker (under `ExportPolicy::OnCommit`):
+    // exports a crash or a close interrupted are picked up again.
+
     /// Opens the folder as a store of many indexes (see [`crate::Store`]).
     pub fn open_store(self) -> Result<crate::Store> {
         let (engine, opts) = self.open_engine()?;
@@ -196,6 +199,7 @@ impl Builder {
             min_chunk,
             max_chunk,
         });
+        Worker::kick(&engine);
         Ok((engine, opts))
     }
 }
