@@ -17,6 +17,9 @@ use jocky::io::sim::SimStorage;
 use jocky::io::Storage;
 use jocky::{Error, ExportPolicy, JockyDirectory};
 use tantivy::directory::Directory;
+use tantivy::indexer::NoMergePolicy;
+use tantivy::schema::{Schema, FAST, INDEXED, STORED, TEXT};
+use tantivy::{doc, Index, IndexWriter};
 
 fn open(s: &SimStorage) -> jocky::Result<JockyDirectory> {
     JockyDirectory::builder("/sim")
@@ -215,12 +218,18 @@ fn power_loss_at_every_instant_of_export_and_reclaim() {
     let mut prev_gone: Vec<&str> = GONE.iter().map(|f| f.0).collect();
     let mut prev_new = false;
     let mut prev_meta = b"v1".to_vec();
+    // Crash points after which open had to remove a segment file no record
+    // references / a container file whose reclamation was logged.
+    let (mut strays, mut leftovers) = (0, 0);
     for i in start..=n {
         let what = format!("crash at {i} of {start}..{n}");
         let c = s.crash_at(i);
+        let (pre_c, pre_s) = disk_files(&c);
         let dir = open(&c).unwrap_or_else(|e| panic!("{what}: open: {e}"));
         let (gone, new, meta) = check_after_crash(&dir, &what);
         assert_accounted(&dir, &c, &format!("{what}, after open"));
+        strays += usize::from(pre_s.len() > dir.stats().segment_files);
+        leftovers += usize::from(pre_c.len() > dir.stats().container_files);
         // Nothing goes backwards as the crash moves later.
         assert!(
             gone.iter().all(|g| prev_gone.contains(g)),
@@ -259,6 +268,14 @@ fn power_loss_at_every_instant_of_export_and_reclaim() {
         assert_accounted(&dir, &c2, &format!("{what}, emptied"));
     }
     assert!(prev_gone.is_empty() && prev_new && prev_meta == b"v2");
+    assert!(
+        strays > 0,
+        "no crash point left an unreferenced segment file"
+    );
+    assert!(
+        leftovers > 0,
+        "no crash point left a reclaimed container file"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -314,4 +331,149 @@ fn a_deleted_exported_file_does_not_break_open_when_its_delete_record_is_reclaim
     assert_eq!(read(&dir, "w.bin"), pattern(1, 600_000));
     assert!(!exists(&dir, "victim.bin"), "victim.bin came back");
     assert_accounted(&dir, &s, "reopened");
+}
+
+// ---------------------------------------------------------------------------
+// 2. The same with a tantivy index.
+// ---------------------------------------------------------------------------
+
+fn schema() -> Schema {
+    let mut b = Schema::builder();
+    b.add_u64_field("id", INDEXED | STORED | FAST);
+    b.add_text_field("body", TEXT | STORED);
+    b.build()
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Documents `from..from + count`: a common word and 40 of many rare ones (so
+/// the segments are large enough to spread over several container files).
+fn add_docs(writer: &IndexWriter, schema: &Schema, from: u64, count: u64) {
+    let id = schema.get_field("id").unwrap();
+    let body = schema.get_field("body").unwrap();
+    for i in from..from + count {
+        let mut text = String::from("alpha");
+        for k in 0..40 {
+            text.push_str(&format!(" w{:x}", splitmix(i * 64 + k) % 200_000));
+        }
+        writer.add_document(doc!(id => i, body => text)).unwrap();
+    }
+}
+
+/// Number of docs the index shows, after checking every file it references
+/// (and every exported file against its segment file's table).
+fn committed_docs(dir: &JockyDirectory, what: &str) -> u64 {
+    dir.verify_segments()
+        .unwrap_or_else(|e| panic!("{what}: verify_segments: {e}"));
+    if !Index::exists(dir).unwrap() {
+        return 0;
+    }
+    let index = Index::open(dir.clone()).unwrap_or_else(|e| panic!("{what}: Index::open: {e}"));
+    let corrupted = index.validate_checksum().unwrap();
+    assert!(
+        corrupted.is_empty(),
+        "{what}: corrupted files: {corrupted:?}"
+    );
+    let searcher = index.reader().unwrap().searcher();
+    // A search that reads postings of every segment.
+    let body = index.schema().get_field("body").unwrap();
+    let q = tantivy::query::TermQuery::new(
+        tantivy::Term::from_field_text(body, "alpha"),
+        tantivy::schema::IndexRecordOption::Basic,
+    );
+    let hits = searcher.search(&q, &tantivy::collector::Count).unwrap();
+    assert_eq!(hits, searcher.num_docs() as usize, "{what}: hits");
+    searcher.num_docs()
+}
+
+#[test]
+fn power_loss_at_every_instant_of_exporting_an_index() {
+    let schema = schema();
+    let s = SimStorage::new();
+    {
+        let dir = open(&s).unwrap();
+        let index = Index::create(dir, schema.clone(), Default::default()).unwrap();
+        let writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        writer.set_merge_policy(Box::new(NoMergePolicy));
+        let mut writer = writer;
+        for c in 0..3 {
+            add_docs(&writer, &schema, c * 1000, 1000);
+            writer.commit().unwrap();
+        }
+    }
+    let s = s.crash();
+    s.record_history();
+    let start = s.history_len();
+    // The doc counts of the commits the session makes, in order.
+    let commits = [3000u64, 4000, 4000, 3900];
+    {
+        let dir = open(&s).unwrap();
+        let index = Index::open(dir.clone()).unwrap();
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        // Merges only when asked: the history is the same in every run.
+        writer.set_merge_policy(Box::new(NoMergePolicy));
+        let first = dir.export_committed().unwrap().segment_files;
+        assert!(first >= 3, "{first}");
+        dir.reclaim().unwrap();
+        // Another commit while the first three segments live in segment files.
+        add_docs(&writer, &schema, 3000, 1000);
+        writer.commit().unwrap();
+        // Merge everything (reading from segment files), collect garbage, export
+        // the merged segment and reclaim the old ones.
+        let ids = index.searchable_segment_ids().unwrap();
+        writer.merge(&ids).wait().unwrap();
+        writer.commit().unwrap();
+        writer.garbage_collect_files().wait().unwrap();
+        let r = dir.export_committed().unwrap();
+        assert_eq!(r.segment_files, 1, "{r:?}");
+        let r = dir.reclaim().unwrap();
+        assert_eq!(r.segment_files_removed, first, "{r:?}");
+        // Deletes: a `.del` file stays in the container beside an exported segment.
+        let id = schema.get_field("id").unwrap();
+        for i in 0..100 {
+            writer.delete_term(tantivy::Term::from_field_u64(id, i));
+        }
+        writer.commit().unwrap();
+        writer.garbage_collect_files().wait().unwrap();
+        dir.export_committed().unwrap();
+        dir.reclaim().unwrap();
+        writer.wait_merging_threads().unwrap();
+        assert_eq!(committed_docs(&dir, "end of session"), 3900);
+        assert_accounted(&dir, &s, "end of session");
+        let stats = dir.stats();
+        assert!(stats.container_files_reclaimed >= 2, "{stats:?}");
+    }
+    let n = s.history_len();
+    let stride = ((n - start) / 600).max(1);
+    let mut last = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    for i in (start..=n).step_by(stride).chain([n]) {
+        let what = format!("crash at {i} of {start}..{n}");
+        let c = s.crash_at(i);
+        let dir = open(&c).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+        let docs = committed_docs(&dir, &what);
+        // The last durable commit: position in `commits` never goes back.
+        let pos = commits[last..]
+            .iter()
+            .position(|&d| d == docs)
+            .unwrap_or_else(|| panic!("{what}: {docs} docs, after commit {last} of {commits:?}"));
+        last += pos;
+        seen.insert(docs);
+        assert_accounted(&dir, &c, &format!("{what}, after open"));
+        dir.reclaim()
+            .unwrap_or_else(|e| panic!("{what}: reclaim: {e}"));
+        assert_accounted(&dir, &c, &format!("{what}, after reclaim"));
+        assert_eq!(committed_docs(&dir, &what), docs, "{what}: after reclaim");
+    }
+    assert_eq!(last, commits.len() - 1);
+    assert_eq!(
+        seen.len(),
+        3,
+        "crash points should land between commits: {seen:?}"
+    );
 }
