@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -476,4 +477,382 @@ fn power_loss_at_every_instant_of_exporting_an_index() {
         3,
         "crash points should land between commits: {seen:?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// 3. Damaged, missing and stray segment files.
+// ---------------------------------------------------------------------------
+
+const SEG0: &str = "jocky-seg-0000000000.seg";
+const SEG1: &str = "jocky-seg-0000000001.seg";
+
+/// Three files, two exported into segment file 0 and one into segment file 1;
+/// returns every file of the durable disk.
+fn exported_folder() -> BTreeMap<String, Vec<u8>> {
+    let s = SimStorage::new();
+    let dir = open(&s).unwrap();
+    write_file(&dir, "a.bin", &pattern(1, 70_000));
+    write_file(&dir, "b.bin", &pattern(2, 5_000));
+    write_file(&dir, "c.bin", &pattern(3, 9_000));
+    dir.sync_directory().unwrap();
+    dir.export_files(&paths(&["a.bin", "b.bin"])).unwrap();
+    dir.export_files(&paths(&["c.bin"])).unwrap();
+    drop(dir);
+    // Once more through an open, so that the container files hold no
+    // reservation a later open would trim.
+    let s = s.crash();
+    drop(open(&s).unwrap());
+    let s = s.crash();
+    let files: BTreeMap<String, Vec<u8>> = s
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let bytes = s.file_bytes(&n).unwrap();
+            (n, bytes)
+        })
+        .collect();
+    assert!(
+        files.contains_key(SEG0) && files.contains_key(SEG1),
+        "{:?}",
+        files.keys()
+    );
+    files
+}
+
+fn disk_of(files: &BTreeMap<String, Vec<u8>>) -> SimStorage {
+    let s = SimStorage::new();
+    for (name, bytes) in files {
+        s.set_file_bytes(name, bytes.clone());
+    }
+    s
+}
+
+fn check_abc(dir: &JockyDirectory) {
+    assert_eq!(read(dir, "a.bin"), pattern(1, 70_000));
+    assert_eq!(read(dir, "b.bin"), pattern(2, 5_000));
+    assert_eq!(read(dir, "c.bin"), pattern(3, 9_000));
+    assert_eq!(dir.list_files().len(), 3);
+}
+
+/// Opens a folder whose segment file `name` was damaged: the open fails naming
+/// that file, and changes nothing on disk.
+fn assert_refused(files: &BTreeMap<String, Vec<u8>>, name: &str, what: &str) {
+    let s = disk_of(files);
+    match open(&s) {
+        Ok(_) => panic!("{what}: open accepted a damaged {name}"),
+        Err(
+            e @ (Error::Corrupted { .. } | Error::ChecksumMismatch { .. } | Error::Version { .. }),
+        ) => {
+            let file = match &e {
+                Error::Corrupted { file, .. }
+                | Error::ChecksumMismatch { file, .. }
+                | Error::Version { file, .. } => file,
+                _ => unreachable!(),
+            };
+            assert!(file.ends_with(name), "{what}: error names {file:?}: {e}");
+            assert!(e.to_string().contains(name), "{what}: {e}");
+        }
+        Err(e) => panic!("{what}: unexpected error {e:?}"),
+    }
+    for (n, bytes) in files {
+        assert!(
+            s.file_bytes(n).as_ref() == Some(bytes),
+            "{what}: {n} was changed"
+        );
+    }
+    assert_eq!(s.list().unwrap().len(), files.len(), "{what}");
+}
+
+#[test]
+fn a_damaged_segment_file_is_reported_never_served() {
+    let files = exported_folder();
+    // Undamaged, it opens and serves the files from segment files.
+    {
+        let dir = open(&disk_of(&files)).unwrap();
+        check_abc(&dir);
+        assert_eq!(dir.stats().segment_files, 2);
+        assert_eq!(dir.verify_segments().unwrap(), 2);
+    }
+    for name in [SEG0, SEG1] {
+        let seg = &files[name];
+        let len = seg.len();
+        let table_offset = u64::from_le_bytes(seg[len - 40..len - 32].try_into().unwrap()) as usize;
+        assert!(
+            table_offset < len - 40 && table_offset % 8 == 0,
+            "{table_offset}"
+        );
+        // Cut short: anywhere in the trailer, the table, the data; empty.
+        let mut cuts = vec![0, 1, 39, 40, 4096, table_offset, len / 2];
+        cuts.extend((table_offset..len).step_by(7));
+        cuts.push(len - 1);
+        for cut in cuts.into_iter().filter(|c| *c < len) {
+            let mut damaged = files.clone();
+            damaged.get_mut(name).unwrap().truncate(cut);
+            assert_refused(&damaged, name, &format!("{name} cut at {cut} of {len}"));
+        }
+        // Grown: a page of zeros after the trailer.
+        let mut damaged = files.clone();
+        damaged.get_mut(name).unwrap().extend_from_slice(&[0; 4096]);
+        assert_refused(&damaged, name, &format!("{name} grown"));
+        // One flipped byte anywhere in the table or the trailer.
+        for pos in table_offset..len {
+            let mut damaged = files.clone();
+            damaged.get_mut(name).unwrap()[pos] ^= 0x20;
+            assert_refused(&damaged, name, &format!("{name} flipped at {pos} of {len}"));
+        }
+        // Missing altogether.
+        let mut damaged = files.clone();
+        damaged.remove(name);
+        let err = open(&disk_of(&damaged)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupted { file, .. } if file.ends_with(name)),
+            "{err:?}"
+        );
+    }
+    // A flipped byte inside an exported file's bytes: open only reads tables,
+    // verification names the segment file and the file's offset.
+    for (pos, want_offset) in [(0usize, 0u64), (69_999, 0), (73_728, 73_728)] {
+        let mut damaged = files.clone();
+        damaged.get_mut(SEG0).unwrap()[pos] ^= 1;
+        let dir = open(&disk_of(&damaged)).unwrap();
+        match dir.verify_segments() {
+            Err(Error::ChecksumMismatch { file, offset, .. }) => {
+                assert!(file.ends_with(SEG0), "{file:?}");
+                assert_eq!(offset, want_offset, "flip at {pos}");
+            }
+            other => panic!("flip at {pos}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_segment_file_no_record_references_is_removed_and_never_served() {
+    let files = exported_folder();
+    let seg0 = files[SEG0].clone();
+    // A copy of a valid segment file under new numbers (above and between the
+    // referenced ones), a half-written one and an empty one: as a crash before
+    // the `Export` record leaves them.
+    let mut planted = files.clone();
+    planted.insert("jocky-seg-0000000007.seg".into(), seg0.clone());
+    planted.insert(
+        "jocky-seg-0000000003.seg".into(),
+        seg0[..seg0.len() / 2].to_vec(),
+    );
+    planted.insert("jocky-seg-0000000004.seg".into(), Vec::new());
+    let mut renamed = files.clone();
+    // Segment file 1 under another number: its `Export` record names 1, so the
+    // copy is a stray and the original is missing.
+    let seg1 = renamed.remove(SEG1).unwrap();
+    renamed.insert("jocky-seg-0000000002.seg".into(), seg1);
+
+    let s = disk_of(&planted);
+    let dir = open(&s).unwrap();
+    check_abc(&dir);
+    assert_eq!(dir.stats().segment_files, 2);
+    assert_accounted(&dir, &s, "planted");
+    let (_, segments) = disk_files(&s);
+    assert_eq!(segments, vec![SEG0.to_string(), SEG1.to_string()]);
+    // The removal is durable; exporting goes on as usual.
+    drop(dir);
+    let s = s.crash();
+    assert_eq!(disk_files(&s).1.len(), 2);
+    let dir = open(&s).unwrap();
+    check_abc(&dir);
+    write_file(&dir, "d.bin", &pattern(4, 1000));
+    dir.export_files(&paths(&["d.bin"])).unwrap();
+    assert_accounted(&dir, &s, "exported after planted");
+    assert_eq!(read(&dir, "d.bin"), pattern(4, 1000));
+    assert_eq!(dir.verify_segments().unwrap(), 3);
+
+    let s = disk_of(&renamed);
+    let err = open(&s).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupted { file, .. } if file.ends_with(SEG1)),
+        "{err:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. EIO and ENOSPC during export (and reclamation).
+// ---------------------------------------------------------------------------
+
+const FAULT_FILES: [(&str, u8, usize); 6] = [
+    ("f0.bin", 40, 300_000),
+    ("f1.bin", 41, 200_000),
+    ("f2.bin", 42, 5_000),
+    ("f3.bin", 43, 400_000),
+    ("f4.bin", 44, 90_000),
+    ("f5.bin", 45, 150_000),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// EIO on every write after this many.
+    Write(u64),
+    /// EIO on every fsync after this many.
+    Sync(u64),
+    /// ENOSPC after this many bytes.
+    Budget(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// `export_files` of f0, f1, f2, f3.
+    Export,
+    /// With f0..f3 exported and f1, f3, f4 deleted (durably): `reclaim`.
+    Reclaim,
+}
+
+const DELETED_BEFORE_RECLAIM: [&str; 3] = ["f1.bin", "f3.bin", "f4.bin"];
+
+/// The files a directory must show after `step` (whether or not it failed).
+fn fault_files(step: Step) -> Vec<(&'static str, u8, usize)> {
+    FAULT_FILES
+        .into_iter()
+        .filter(|f| step == Step::Export || !DELETED_BEFORE_RECLAIM.contains(&f.0))
+        .collect()
+}
+
+fn check_fault_files(dir: &JockyDirectory, step: Step, what: &str) {
+    let want = fault_files(step);
+    let listed = dir.list_files();
+    assert_eq!(listed.len(), want.len(), "{what}: {listed:?}");
+    for f in want {
+        assert!(exists(dir, f.0), "{what}: {} lost", f.0);
+        assert!(read(dir, f.0) == bytes_of(f), "{what}: {} damaged", f.0);
+    }
+}
+
+/// A durable disk (container files trimmed) with the fault files on it, after
+/// the setup of `step`.
+fn fault_disk(step: Step) -> SimStorage {
+    let s = SimStorage::new();
+    let dir = open(&s).unwrap();
+    for f in FAULT_FILES {
+        write_file(&dir, f.0, &bytes_of(f));
+    }
+    dir.sync_directory().unwrap();
+    if step == Step::Reclaim {
+        dir.export_files(&paths(&["f0.bin", "f1.bin", "f2.bin"]))
+            .unwrap();
+        dir.export_files(&paths(&["f3.bin"])).unwrap();
+        for name in DELETED_BEFORE_RECLAIM {
+            dir.delete(Path::new(name)).unwrap();
+        }
+        dir.sync_directory().unwrap();
+    }
+    drop(dir);
+    let s = s.crash();
+    drop(open(&s).unwrap());
+    s.crash()
+}
+
+/// Runs `step` with `fault` armed. Whatever it returns, the files read back
+/// identical now, after a process death and after a power loss, and a reopened
+/// directory accounts for every file on disk and can export and reclaim again.
+/// Returns whether the step failed.
+fn step_with_fault(step: Step, fault: Fault) -> bool {
+    let s = fault_disk(step);
+    let dir = open(&s).unwrap();
+    match fault {
+        Fault::Write(n) => s.fail_write_after(Some(n)),
+        Fault::Sync(n) => s.fail_sync_after(Some(n)),
+        Fault::Budget(n) => s.set_write_budget(Some(n)),
+    }
+    let result = match step {
+        Step::Export => dir
+            .export_files(&paths(&["f0.bin", "f1.bin", "f2.bin", "f3.bin"]))
+            .map(|_| ()),
+        Step::Reclaim => dir.reclaim().map(|_| ()),
+    };
+    s.fail_write_after(None);
+    s.fail_sync_after(None);
+    s.set_fail_write(false);
+    s.set_fail_sync(false);
+    s.set_write_budget(None);
+    let what = format!("{step:?} with {fault:?} ({result:?})");
+    if let Err(e) = &result {
+        let msg = e.to_string();
+        assert!(
+            msg.contains("I/O error") || msg.contains("refuses writes"),
+            "{what}: {msg}"
+        );
+    }
+    check_fault_files(&dir, step, &what);
+    dir.verify_segments()
+        .unwrap_or_else(|e| panic!("{what}: verify_segments: {e}"));
+    drop(dir);
+    for (how, disk) in [
+        ("process death", s.crash_keeping(usize::MAX, 0)),
+        ("power loss", s.crash()),
+    ] {
+        let what = format!("{what}, after {how}");
+        let dir = open(&disk).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+        check_fault_files(&dir, step, &what);
+        dir.verify_segments()
+            .unwrap_or_else(|e| panic!("{what}: verify_segments: {e}"));
+        assert_accounted(&dir, &disk, &what);
+        // It works again.
+        let all: Vec<&str> = fault_files(step).iter().map(|f| f.0).collect();
+        dir.export_files(&paths(&all))
+            .unwrap_or_else(|e| panic!("{what}: export again: {e}"));
+        dir.reclaim()
+            .unwrap_or_else(|e| panic!("{what}: reclaim again: {e}"));
+        check_fault_files(&dir, step, &what);
+        assert_accounted(&dir, &disk, &what);
+        drop(dir);
+        let disk = disk.crash();
+        let dir = open(&disk).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+        check_fault_files(&dir, step, &what);
+        assert_eq!(dir.stats().segment_files, disk_files(&disk).1.len());
+    }
+    result.is_err()
+}
+
+/// Arms `fault(k)` for k = 0, 1, 2... until the step succeeds; returns how many
+/// failed.
+fn fail_at_every_point(step: Step, fault: fn(u64) -> Fault) -> u64 {
+    let mut k = 0;
+    while step_with_fault(step, fault(k)) {
+        k += 1;
+        assert!(k < 1000, "{step:?} never succeeds");
+    }
+    k
+}
+
+#[test]
+fn eio_on_any_write_or_fsync_of_an_export_loses_nothing() {
+    // The segment file's writes, its table, the `Export` record.
+    let writes = fail_at_every_point(Step::Export, Fault::Write);
+    assert!(writes >= 3, "{writes}");
+    // The segment file, the folder, the container.
+    let syncs = fail_at_every_point(Step::Export, Fault::Sync);
+    assert!(syncs >= 3, "{syncs}");
+}
+
+#[test]
+fn eio_on_any_write_or_fsync_of_a_reclaim_loses_nothing() {
+    // The `Reclaim` records (and copies forward), the container sync before
+    // anything is removed, the folder sync after.
+    let writes = fail_at_every_point(Step::Reclaim, Fault::Write);
+    let syncs = fail_at_every_point(Step::Reclaim, Fault::Sync);
+    assert!(writes >= 1 && syncs >= 2, "{writes} {syncs}");
+}
+
+#[test]
+fn enospc_during_an_export_loses_nothing() {
+    // Coarse steps through the whole export, then byte by byte near the end
+    // (the table, the trailer, the `Export` record).
+    let mut budget = 0;
+    while step_with_fault(Step::Export, Fault::Budget(budget)) {
+        budget += 20_011;
+    }
+    let enough = budget;
+    let mut failed = 0;
+    for b in (enough.saturating_sub(20_011)..enough).step_by(97) {
+        failed += u64::from(step_with_fault(Step::Export, Fault::Budget(b)));
+    }
+    assert!(failed > 0);
+    assert!(enough > 900_000, "an export that fits in {enough} bytes?");
 }

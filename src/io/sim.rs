@@ -49,12 +49,39 @@ struct State {
     write_budget: Option<u64>,
     fail_write: bool,
     fail_sync: bool,
+    /// Writes (syncs) that still succeed before `fail_write` (`fail_sync`) is set.
+    fail_write_after: Option<u64>,
+    fail_sync_after: Option<u64>,
     locked: bool,
     syncs: u64,
     history: Option<Vec<Event>>,
 }
 
 impl State {
+    /// Counts down `fail_write_after`; sets `fail_write` once it runs out.
+    fn count_write(&mut self) {
+        match self.fail_write_after {
+            Some(0) => {
+                self.fail_write = true;
+                self.fail_write_after = None;
+            }
+            Some(ref mut n) => *n -= 1,
+            None => {}
+        }
+    }
+
+    /// Counts down `fail_sync_after`; sets `fail_sync` once it runs out.
+    fn count_sync(&mut self) {
+        match self.fail_sync_after {
+            Some(0) => {
+                self.fail_sync = true;
+                self.fail_sync_after = None;
+            }
+            Some(ref mut n) => *n -= 1,
+            None => {}
+        }
+    }
+
     fn record(&mut self, e: Event) {
         if let Some(h) = self.history.as_mut() {
             h.push(e);
@@ -139,6 +166,16 @@ impl SimStorage {
     /// Every fsync fails with EIO while set (and makes nothing durable).
     pub fn set_fail_sync(&self, fail: bool) {
         lock(&self.state).fail_sync = fail;
+    }
+    /// The next `n` writes (write, allocate, truncate) succeed, then every write
+    /// fails with EIO as after `set_fail_write(true)`; `None` cancels.
+    pub fn fail_write_after(&self, n: Option<u64>) {
+        lock(&self.state).fail_write_after = n;
+    }
+    /// The next `n` fsyncs (`sync_data`, `sync_dir`) succeed, then every fsync
+    /// fails with EIO as after `set_fail_sync(true)`; `None` cancels.
+    pub fn fail_sync_after(&self, n: Option<u64>) {
+        lock(&self.state).fail_sync_after = n;
     }
     /// Number of successful `sync_data` + `sync_dir` calls so far.
     pub fn syncs(&self) -> u64 {
@@ -334,6 +371,7 @@ impl Storage for SimStorage {
 
     fn sync_dir(&self) -> io::Result<()> {
         let mut st = lock(&self.state);
+        st.count_sync();
         if st.fail_sync {
             return Err(eio());
         }
@@ -377,6 +415,7 @@ impl SimFile {
     /// does not fit is applied partially, as a real ENOSPC may be.
     fn mutate(&self, op: Op, cost: u64) -> io::Result<()> {
         let mut st = lock(&self.state);
+        st.count_write();
         if st.fail_write {
             return Err(eio());
         }
@@ -421,6 +460,7 @@ impl StorageFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut st = lock(&self.state);
+        st.count_sync();
         if st.fail_sync {
             return Err(eio());
         }
@@ -525,6 +565,25 @@ mod tests {
         s.set_fail_sync(true);
         assert!(f.sync_data().is_err());
         assert_eq!(s.crash().file_bytes("a"), None);
+    }
+
+    #[test]
+    fn faults_after_a_countdown() {
+        let s = SimStorage::new();
+        let f = s.create("a").unwrap();
+        s.fail_write_after(Some(2));
+        s.fail_sync_after(Some(1));
+        f.write_at(0, b"1").unwrap();
+        f.sync_data().unwrap();
+        f.write_at(1, b"2").unwrap();
+        assert!(f.sync_data().is_err());
+        assert!(f.write_at(2, b"3").is_err());
+        assert!(f.write_at(2, b"3").is_err());
+        assert_eq!(s.file_bytes("a").unwrap(), b"12");
+        s.set_fail_write(false);
+        s.set_fail_sync(false);
+        f.write_at(2, b"3").unwrap();
+        s.sync_dir().unwrap();
     }
 
     #[test]
