@@ -63,8 +63,17 @@ const CHART_FILE: &str = "compare_mmap.svg";
 
 /// The directory under test. Switch this to `jocky::JockyDirectory::open(path)`.
 fn open_candidate(path: &Path) -> BoxResult<Box<dyn Directory>> {
-    Ok(Box::new(jocky::JockyDirectory::open(path)?))
+    let mut builder = jocky::JockyDirectory::builder(path);
+    if let Some(mb) = EXPORT_MIN_MB.get().copied().flatten() {
+        builder = builder.export_policy(jocky::ExportPolicy::OnCommit {
+            min_segment_bytes: mb << 20,
+        });
+    }
+    Ok(Box::new(builder.open()?))
 }
+
+/// `--export-min-mb`, when given.
+static EXPORT_MIN_MB: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
 
 fn open_mmap(path: &Path) -> BoxResult<Box<dyn Directory>> {
     Ok(Box::new(MmapDirectory::open(path)?))
@@ -114,6 +123,10 @@ struct Args {
     /// the temporary one).
     #[arg(long)]
     chart: Option<PathBuf>,
+    /// jocky exports committed segments of at least this many MiB (default: the
+    /// library's default export policy).
+    #[arg(long)]
+    export_min_mb: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,6 +427,7 @@ fn main() {
 }
 
 fn run(args: &Args) -> BoxResult<()> {
+    let _ = EXPORT_MIN_MB.set(args.export_min_mb);
     if args.rounds == 0 || args.threads == 0 || args.query_repeats == 0 {
         return Err("--rounds, --threads and --query-repeats must be at least 1".into());
     }

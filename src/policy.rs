@@ -75,18 +75,29 @@ pub enum ExportPolicy {
     /// After each commit (`meta.json` written), one background worker per
     /// container exports every committed segment of at least `min_segment_bytes`
     /// and then reclaims dead space. Smaller segments stay in the container,
-    /// where they cost no file descriptor and no mapping of their own; the merge
-    /// policy usually merges them soon, and exporting them would write them twice.
+    /// where they cost no file descriptor and no mapping of their own.
     OnCommit { min_segment_bytes: u64 },
+    /// Reclaims dead space after each commit, but exports only once no commit
+    /// has come for `quiet`: during a bulk load the merge policy keeps merging
+    /// fresh segments away, and exporting each of them first would write most
+    /// bytes three times instead of twice. The default.
+    WhenQuiet {
+        min_segment_bytes: u64,
+        quiet: std::time::Duration,
+    },
 }
 
 impl Default for ExportPolicy {
     fn default() -> Self {
-        ExportPolicy::OnCommit {
+        ExportPolicy::WhenQuiet {
             min_segment_bytes: DEFAULT_MIN_EXPORT_BYTES,
+            quiet: DEFAULT_QUIET,
         }
     }
 }
+
+/// How long the default export policy waits after the last commit.
+pub const DEFAULT_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Segments below this size stay in the container by default.
 pub const DEFAULT_MIN_EXPORT_BYTES: u64 = 4 << 20;

@@ -28,7 +28,9 @@ const COPY_FORWARD_BELOW: f64 = 0.5;
 const SEAL_ACTIVE_MIN: u64 = 4 << 20;
 const SEAL_ACTIVE_BELOW: f64 = 0.25;
 /// Live files up to this size are copied forward inside the container (one
-/// record each); larger ones are exported into a segment file of their own.
+/// record each). A container file holding a larger live file is left alone: such
+/// files are segment files' contents that export will move (or merges will
+/// kill) anyway, and copying them early would write them once more.
 const RELOCATE_MAX: u64 = 1 << 20;
 
 /// What one call to [`crate::JockyDirectory::reclaim`] did.
@@ -131,13 +133,15 @@ impl Engine {
 
     /// Moves every live file anchored in container file `no` elsewhere. Returns
     /// whether the file is dead afterwards (not if a file anchored in it is still
-    /// being written).
+    /// being written or too large to copy here).
     fn copy_forward(&self, no: u64, report: &mut ReclaimReport) -> Result<bool> {
-        let mut large = Vec::new();
         {
             let mut t = self.table_mut();
             let anchored = t.anchored_in(no);
-            if anchored.iter().any(|(_, e)| e.state == FileState::Writing) {
+            if anchored.iter().any(|(_, e)| {
+                e.state == FileState::Writing
+                    || (matches!(e.loc, Location::Container(_)) && e.len > RELOCATE_MAX)
+            }) {
                 return Ok(false);
             }
             // Exported files: log their `Export` record again.
@@ -179,10 +183,6 @@ impl Engine {
                 if !matches!(e.loc, Location::Container(_)) {
                     continue;
                 }
-                if e.len > RELOCATE_MAX {
-                    large.push((ns, path, e));
-                    continue;
-                }
                 let bytes: Vec<u8> = self
                     .read_entry(&e)
                     .map_err(|err| crate::Error::io(self.container.root(), err))?
@@ -200,13 +200,6 @@ impl Engine {
                 report.files_copied_forward += 1;
                 report.bytes_copied_forward += e.len;
             }
-        }
-        // Large files: each into a segment file of its own, without holding the
-        // table while copying.
-        for (ns, path, _) in large {
-            let r = self.export_paths_locked(&ns, &[path])?;
-            report.files_copied_forward += r.files;
-            report.bytes_copied_forward += r.bytes;
         }
         Ok(self.table().container_use(no).files == 0)
     }

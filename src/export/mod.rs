@@ -65,11 +65,16 @@ impl Engine {
         Ok(report)
     }
 
-    /// The policy's minimum segment size for automatic export.
-    pub fn auto_export_min(&self) -> Option<u64> {
+    /// The policy's minimum segment size for automatic export, and how long to
+    /// wait after the last commit (`None`: right after each commit).
+    pub fn auto_export(&self) -> Option<(u64, Option<std::time::Duration>)> {
         match self.export_policy {
             ExportPolicy::Manual => None,
-            ExportPolicy::OnCommit { min_segment_bytes } => Some(min_segment_bytes),
+            ExportPolicy::OnCommit { min_segment_bytes } => Some((min_segment_bytes, None)),
+            ExportPolicy::WhenQuiet {
+                min_segment_bytes,
+                quiet,
+            } => Some((min_segment_bytes, Some(quiet))),
         }
     }
 
@@ -77,11 +82,6 @@ impl Engine {
     /// (files not terminated, already exported or gone are skipped).
     pub fn export_paths(&self, ns: &str, paths: &[String]) -> Result<ExportReport> {
         let _pass = lock(&self.maintenance);
-        self.export_paths_locked(ns, paths)
-    }
-
-    /// [`Self::export_paths`] for a caller that holds the maintenance lock.
-    pub(crate) fn export_paths_locked(&self, ns: &str, paths: &[String]) -> Result<ExportReport> {
         let files = {
             let table = self.table();
             paths

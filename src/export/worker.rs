@@ -1,22 +1,38 @@
 //! The background worker: one thread per container, started at the first commit
-//! under [`crate::policy::ExportPolicy::OnCommit`], that exports committed
-//! segments and reclaims space. Commits only raise a flag (the queue is one bit
-//! deep: many commits while a pass runs cause one more pass, never a backlog).
-//! The thread holds the engine weakly and ends once the engine is dropped.
+//! (or open) under an automatic [`crate::policy::ExportPolicy`], that exports
+//! committed segments and reclaims space. Commits only raise a flag (the queue is
+//! one bit deep: many commits while a pass runs cause one more pass, never a
+//! backlog). Under `WhenQuiet` a commit triggers reclamation at once and export
+//! once no commit has come for the quiet period. The thread holds the engine
+//! weakly and ends once the engine is dropped.
 
 use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::engine::{lock, Engine, MaintenanceCounters};
 
-#[derive(Default)]
 struct State {
     /// A commit asked for a pass that has not started yet.
     pending: bool,
+    /// An export waits for the quiet period to pass.
+    export_due: bool,
+    last_commit: Instant,
     /// A pass is under way.
     busy: bool,
     /// The thread is alive.
     running: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            pending: false,
+            export_due: false,
+            last_commit: Instant::now(),
+            busy: false,
+            running: false,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -24,16 +40,20 @@ pub(crate) struct Worker {
     state: Arc<(Mutex<State>, Condvar)>,
 }
 
+/// How often an idle thread checks whether its engine is gone.
+const POLL: Duration = Duration::from_millis(500);
+
 impl Worker {
     /// Asks for a pass after a commit, starting the thread if needed.
     pub fn kick(engine: &Arc<Engine>) {
-        let Some(min) = engine.auto_export_min() else {
+        let Some((min, quiet)) = engine.auto_export() else {
             return;
         };
         let shared = engine.worker.state.clone();
         let (m, cv) = &*shared;
         let mut s = lock(m);
         s.pending = true;
+        s.last_commit = Instant::now();
         if s.running {
             cv.notify_all();
             return;
@@ -43,56 +63,80 @@ impl Worker {
         let weak = Arc::downgrade(engine);
         let spawned = std::thread::Builder::new()
             .name("jocky-export".into())
-            .spawn(move || run(weak, shared, min));
+            .spawn(move || run(weak, shared, min, quiet));
         if let Err(e) = spawned {
             log::warn!("could not start the export worker: {e}");
             lock(&engine.worker.state.0).running = false;
         }
     }
 
-    /// Blocks until no pass is pending or under way (tests, benchmarks).
+    /// Blocks until no pass is pending, waiting for quiet, or under way (tests,
+    /// benchmarks).
     pub fn wait_idle(&self) {
         let (m, cv) = &*self.state;
         let mut s = lock(m);
-        while s.running && (s.pending || s.busy) {
+        while s.running && (s.pending || s.busy || s.export_due) {
             s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
 
-fn run(weak: Weak<Engine>, shared: Arc<(Mutex<State>, Condvar)>, min: u64) {
+enum Pass {
+    /// After a commit: reclaim (and export, without a quiet period).
+    Commit,
+    /// The quiet period passed: export, then reclaim.
+    Quiet,
+}
+
+fn run(weak: Weak<Engine>, shared: Arc<(Mutex<State>, Condvar)>, min: u64, quiet: Option<Duration>) {
     let (m, cv) = &*shared;
     loop {
-        {
+        let pass = {
             let mut s = lock(m);
-            while !s.pending {
-                let (g, timeout) = cv
-                    .wait_timeout(s, Duration::from_millis(500))
+            loop {
+                if s.pending {
+                    s.pending = false;
+                    s.export_due = quiet.is_some();
+                    break Pass::Commit;
+                }
+                let wait = match (s.export_due, quiet) {
+                    (true, Some(q)) => {
+                        let since = s.last_commit.elapsed();
+                        if since >= q {
+                            s.export_due = false;
+                            break Pass::Quiet;
+                        }
+                        (q - since).min(POLL)
+                    }
+                    _ => POLL,
+                };
+                let (g, _) = cv
+                    .wait_timeout(s, wait)
                     .unwrap_or_else(|e| e.into_inner());
                 s = g;
-                if timeout.timed_out() && !s.pending && weak.strong_count() == 0 {
+                if !s.pending && weak.strong_count() == 0 {
                     s.running = false;
+                    s.export_due = false;
                     cv.notify_all();
                     return;
                 }
             }
-        }
+        };
         let Some(engine) = weak.upgrade() else {
             let mut s = lock(m);
             s.running = false;
             s.pending = false;
+            s.export_due = false;
             cv.notify_all();
             return;
         };
-        // Clear the flag before the pass: a commit during it asks for another.
-        {
-            let mut s = lock(m);
-            s.pending = false;
-            s.busy = true;
-        }
-        let result = engine
-            .export_committed(min)
-            .and_then(|_| engine.reclaim().map(|_| ()));
+        lock(m).busy = true;
+        let result = match (pass, quiet) {
+            (Pass::Commit, Some(_)) => engine.reclaim().map(|_| ()),
+            _ => engine
+                .export_committed(min)
+                .and_then(|_| engine.reclaim().map(|_| ())),
+        };
         if let Err(e) = result {
             log::warn!("background export/reclaim failed: {e}");
             MaintenanceCounters::add(&engine.counters.background_errors, 1);
