@@ -856,3 +856,116 @@ fn enospc_during_an_export_loses_nothing() {
     assert!(failed > 0);
     assert!(enough > 900_000, "an export that fits in {enough} bytes?");
 }
+
+// ---------------------------------------------------------------------------
+// 5. SIGKILL of a process that exports and reclaims in the background.
+// ---------------------------------------------------------------------------
+
+fn open_real(path: &Path, policy: ExportPolicy) -> JockyDirectory {
+    JockyDirectory::builder(path)
+        .container_file_size(1 << 20)
+        .preallocate(128 << 10)
+        .export_policy(policy)
+        .open()
+        .unwrap()
+}
+
+/// Runs as the child of `sigkill_while_exporting_and_reclaiming_loses_no_commit`:
+/// indexes into JOCKY_EXPORT_CHILD_DIR with every committed segment exported and
+/// space reclaimed in the background, until killed, printing the doc count of
+/// each commit once it returned.
+#[test]
+fn child_exporting_indexer() {
+    let Ok(path) = std::env::var("JOCKY_EXPORT_CHILD_DIR") else {
+        return; // only meaningful as a child process
+    };
+    let schema = schema();
+    let dir = open_real(
+        Path::new(&path),
+        ExportPolicy::OnCommit {
+            min_segment_bytes: 0,
+        },
+    );
+    let index = Index::open_or_create(dir, schema.clone()).unwrap();
+    let base = index.reader().unwrap().searcher().num_docs();
+    // The default merge policy: merges and garbage collection make segments
+    // and container files dead while exports run.
+    let mut writer: IndexWriter = index.writer_with_num_threads(2, 30_000_000).unwrap();
+    for c in 0.. {
+        add_docs(&writer, &schema, base + c * 200, 200);
+        writer.commit().unwrap();
+        println!("COMMITTED {}", base + (c + 1) * 200);
+    }
+}
+
+#[test]
+fn sigkill_while_exporting_and_reclaiming_loses_no_commit() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("idx");
+    let mut committed = 0u64;
+    let mut exported = 0;
+    for round in 0..4u64 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_exporting_indexer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("JOCKY_EXPORT_CHILD_DIR", &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let target = committed + 200 * (4 + round * 2);
+        for line in stdout.lines() {
+            let line = line.unwrap();
+            if let Some(n) = line.strip_prefix("COMMITTED ") {
+                committed = n.parse().unwrap();
+                if committed >= target {
+                    break;
+                }
+            }
+        }
+        assert!(
+            committed >= target,
+            "round {round}: the child stopped at {committed}"
+        );
+        // Kill mid-way through the next commit, export or reclamation.
+        std::thread::sleep(std::time::Duration::from_millis(11 * round + 2));
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let dir = open_real(&path, ExportPolicy::Manual);
+        let what = format!("round {round}");
+        let docs = committed_docs(&dir, &what);
+        assert!(docs >= committed, "{what}: {docs} < {committed}");
+        assert_eq!(docs % 200, 0, "{what}: a commit was half applied");
+        committed = docs;
+        exported += dir.stats().segment_files;
+        dir.reclaim()
+            .unwrap_or_else(|e| panic!("{what}: reclaim: {e}"));
+        assert_eq!(committed_docs(&dir, &what), docs, "{what}: after reclaim");
+        let stats = dir.stats();
+        let on_disk: Vec<String> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(
+            on_disk.len(),
+            stats.container_files + stats.segment_files,
+            "{what}: folder holds {on_disk:?}, {stats:?}"
+        );
+        assert_eq!(
+            on_disk.iter().filter(|n| is_segment(n)).count(),
+            stats.segment_files,
+            "{what}: {on_disk:?}"
+        );
+        drop(dir);
+    }
+    assert!(exported > 0, "the child never exported a segment");
+}
