@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod contract;
+pub mod exporting;
 
 use std::sync::Arc;
 
