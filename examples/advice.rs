@@ -53,16 +53,17 @@ struct Args {
 fn candidates() -> Vec<(&'static str, Option<AdvicePolicy>)> {
     vec![
         ("mmap (no advice)", None),
+        ("jocky none (default)", Some(AdvicePolicy::default())),
         (
-            "jocky none",
-            Some(AdvicePolicy::uniform(Advice::None)),
+            "jocky store=random",
+            Some(AdvicePolicy::default().with("store", Advice::Random)),
         ),
-        ("jocky default (store=random)", Some(AdvicePolicy::default())),
         ("jocky all random", Some(AdvicePolicy::uniform(Advice::Random))),
         (
             "jocky store=random, term/idx/fast=willneed",
             Some(
                 AdvicePolicy::default()
+                    .with("store", Advice::Random)
                     .with("term", Advice::WillNeed)
                     .with("idx", Advice::WillNeed)
                     .with("fast", Advice::WillNeed),

@@ -138,9 +138,11 @@ impl Engine {
         {
             let mut t = self.table_mut();
             let anchored = t.anchored_in(no);
-            if anchored.iter().any(|(_, e)| {
+            // A copy is one record: it must also fit in a container file.
+            if anchored.iter().any(|((ns, path), e)| {
+                let max = RELOCATE_MAX.min(self.max_atomic_len(ns, path) as u64);
                 e.state == FileState::Writing
-                    || (matches!(e.loc, Location::Container(_)) && e.len > RELOCATE_MAX)
+                    || (matches!(e.loc, Location::Container(_)) && e.len > max)
             }) {
                 return Ok(false);
             }

@@ -317,7 +317,9 @@ fn multi_tenant_after_export() -> TestDirectory {
 
 /// Contract functions that write, overwrite, delete, lock and watch a lot, run on
 /// tenant "b" before checking tenant "a".
-const NEIGHBOUR_CHECK_FUNCTIONS: &[(&str, fn(&dyn Directory))] = &[
+type ContractFn = fn(&dyn Directory);
+
+const NEIGHBOUR_CHECK_FUNCTIONS: &[(&str, ContractFn)] = &[
     (
         "delete_keeps_open_slices",
         contract::delete_keeps_open_slices,

@@ -476,6 +476,9 @@ impl Drop for Container {
     }
 }
 
+/// A new container file, its mapping, and where its next record goes.
+type Created = (Arc<dyn StorageFile>, Arc<dyn ReadView>, u64);
+
 /// Creates a container file: header and checkpoint record (listing the files in
 /// `existing` and sequence `header.first_sequence`) written in one write, space
 /// reserved, file and folder synced (per policy), and mapped. Returns where the
@@ -487,7 +490,7 @@ fn create_file(
     next_file_id: u64,
     grow_step: u64,
     sync: SyncPolicy,
-) -> std::io::Result<(Arc<dyn StorageFile>, Arc<dyn ReadView>, u64)> {
+) -> std::io::Result<Created> {
     let name = container_file_name(header.file_no);
     let mut head = header.encode().to_vec();
     let files = record::encode_file_numbers(existing);
