@@ -265,13 +265,18 @@ impl Engine {
             .saturating_sub(20 + ns.len() + path.len())
     }
 
-    pub fn entry(&self, ns: &str, path: &str) -> Option<Entry> {
-        self.table().get(ns, path).cloned()
-    }
-
     /// The bytes of each extent of `entry`, zero-copy.
     pub fn read_extents(&self, extents: &[Extent]) -> std::io::Result<Vec<OwnedBytes>> {
         extents.iter().map(|e| self.container.read(*e)).collect()
+    }
+
+    /// Looks a file up and takes its bytes under one table lock, so that
+    /// reclamation cannot move the file and remove the old place in between.
+    /// `None` if there is no such file.
+    pub fn open_file(&self, ns: &str, path: &str) -> Option<std::io::Result<Vec<OwnedBytes>>> {
+        let table = self.table();
+        let entry = table.get(ns, path)?;
+        Some(self.read_entry(entry))
     }
 
     /// The bytes of a file, zero-copy: one piece per extent in the container, one

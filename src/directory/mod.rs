@@ -341,13 +341,10 @@ impl Directory for JockyDirectory {
     fn get_file_handle(&self, path: &Path) -> Result<Arc<dyn FileHandle>, OpenReadError> {
         let key = normalize(path)
             .map_err(|r| OpenReadError::wrap_io_error(invalid(path, r), path.to_path_buf()))?;
-        let entry = self
-            .engine
-            .entry(&self.ns, &key)
-            .ok_or_else(|| OpenReadError::FileDoesNotExist(path.to_path_buf()))?;
         let bytes = self
             .engine
-            .read_entry(&entry)
+            .open_file(&self.ns, &key)
+            .ok_or_else(|| OpenReadError::FileDoesNotExist(path.to_path_buf()))?
             .map_err(|e| OpenReadError::wrap_io_error(e, path.to_path_buf()))?;
         Ok(Arc::new(ExtentsHandle::new(bytes)))
     }
