@@ -334,6 +334,29 @@ fn a_deleted_exported_file_does_not_break_open_when_its_delete_record_is_reclaim
     assert_accounted(&dir, &s, "reopened");
 }
 
+#[test]
+#[ignore = "bug: reclaim removes a container file holding only the middle Data \
+            records of a deleted file whose Create is in a kept container file and \
+            whose Delete is in the active one; replay then meets a gap in the \
+            file's data and open fails: corrupted container"]
+fn a_deleted_file_spanning_a_reclaimed_container_file_does_not_break_open() {
+    let s = SimStorage::new();
+    let dir = open(&s).unwrap();
+    // Container file 0: all of a.bin (more than half of it: kept), then the
+    // start of big.bin, which fills container file 1 and ends in file 2.
+    write_file(&dir, "a.bin", &pattern(1, 850_000));
+    write_file(&dir, "big.bin", &pattern(2, 1_400_000));
+    dir.delete(Path::new("big.bin")).unwrap();
+    dir.sync_directory().unwrap();
+    let r = dir.reclaim().unwrap();
+    assert_eq!(r.container_files_removed, 1, "{r:?}");
+    drop(dir);
+    let s = s.crash();
+    let dir = open(&s).unwrap_or_else(|e| panic!("open after reclaim: {e}"));
+    assert_eq!(read(&dir, "a.bin"), pattern(1, 850_000));
+    assert!(!exists(&dir, "big.bin"));
+}
+
 // ---------------------------------------------------------------------------
 // 2. The same with a tantivy index.
 // ---------------------------------------------------------------------------
@@ -579,7 +602,7 @@ fn a_damaged_segment_file_is_reported_never_served() {
         let len = seg.len();
         let table_offset = u64::from_le_bytes(seg[len - 40..len - 32].try_into().unwrap()) as usize;
         assert!(
-            table_offset < len - 40 && table_offset % 8 == 0,
+            table_offset < len - 40 && table_offset.is_multiple_of(8),
             "{table_offset}"
         );
         // Cut short: anywhere in the trailer, the table, the data; empty.

@@ -22,6 +22,13 @@
 //!
 //! Contents are `(version, len)` pairs; the bytes are a pseudo-random pattern of
 //! the version, unique per write.
+//!
+//! A second property adds the maintenance steps, `ExportSome` (a subset of the
+//! names through `export_files`) and `Reclaim`: they never change what the model
+//! says is readable, before or after any reopen or power loss. Both sync the log
+//! when they do something, which makes `current` durable. The folder always holds
+//! exactly the container and segment files the directory accounts for. The
+//! directory runs with `ExportPolicy::Manual`, so nothing runs in the background.
 
 mod common;
 
@@ -31,7 +38,8 @@ use std::io::Write;
 use std::path::Path;
 
 use jocky::io::sim::SimStorage;
-use jocky::JockyDirectory;
+use jocky::io::Storage;
+use jocky::{ExportPolicy, JockyDirectory};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use tantivy::directory::error::{DeleteError, OpenReadError, OpenWriteError};
@@ -94,6 +102,34 @@ enum Op {
         frac: u16,
         torn: u32,
     },
+    /// `export_files` of the names whose bit is set in `mask` (files not
+    /// terminated, already exported, missing or `meta.json` are skipped).
+    ExportSome {
+        mask: u8,
+    },
+    /// `reclaim`.
+    Reclaim,
+}
+
+/// The steps of [`op_strategy`] plus `ExportSome`, and `Reclaim` if `reclaim`;
+/// more large files and deletes, so that container files fill up and die.
+fn op_strategy_with_maintenance(reclaim: bool) -> impl Strategy<Value = Op> {
+    let large =
+        (0..NAMES.len(), 300_000..1_500_000usize, any::<u64>()).prop_map(|(name, len, seed)| {
+            Op::Write {
+                name,
+                len,
+                seed,
+                terminate: true,
+            }
+        });
+    prop_oneof![
+        20 => op_strategy(),
+        3 => large,
+        2 => (0..NAMES.len()).prop_map(|name| Op::Delete { name }),
+        3 => (0..1u8 << NAMES.len()).prop_map(|mask| Op::ExportSome { mask }),
+        if reclaim { 2 } else { 0 } => Just(Op::Reclaim),
+    ]
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -220,8 +256,17 @@ fn write_file(
     Ok(())
 }
 
+/// As `common::open_sim`, with nothing exported or reclaimed in the background
+/// (that would sync at instants the model does not know).
 fn open_sim(s: &SimStorage) -> Result<JockyDirectory, String> {
-    common::open_sim(s).map_err(|e| format!("open: {e}"))
+    JockyDirectory::builder("/sim")
+        .storage(std::sync::Arc::new(s.clone()))
+        .container_file_size(1 << 20)
+        .preallocate(64 << 10)
+        .write_buffer(4 << 10, 64 << 10)
+        .export_policy(ExportPolicy::Manual)
+        .open()
+        .map_err(|e| format!("open: {e}"))
 }
 
 fn slice_bytes(slice: &FileSlice) -> Result<Vec<u8>, String> {
@@ -236,6 +281,8 @@ struct Boundary {
     pos: usize,
     durable: State,
     current: State,
+    exported: BTreeSet<(String, u64)>,
+    maybe_exported: BTreeSet<(String, u64)>,
 }
 
 struct Harness {
@@ -255,6 +302,11 @@ struct Harness {
     /// again until a new file of the same path replaces them); `None` when a
     /// power loss left it unknown.
     ghosts: Option<BTreeSet<String>>,
+    /// Files known to be in a segment file, as (name, version): a version the
+    /// model no longer shows may come back with a power loss.
+    exported: BTreeSet<(String, u64)>,
+    /// Files that may or may not be in one (a power loss inside an export).
+    maybe_exported: BTreeSet<(String, u64)>,
 }
 
 impl Harness {
@@ -271,6 +323,8 @@ impl Harness {
             held: Vec::new(),
             next_version: 1,
             ghosts: Some(BTreeSet::new()),
+            exported: BTreeSet::new(),
+            maybe_exported: BTreeSet::new(),
         };
         h.install(State::new());
         Ok(h)
@@ -291,8 +345,12 @@ impl Harness {
     }
 
     /// After an open: the model is `state`, all of it durable, and the sim starts
-    /// recording a history.
+    /// recording a history. Exports that returned were durable; they still hold
+    /// the files whose version survived.
     fn install(&mut self, state: State) {
+        let same = |(name, v): &(String, u64)| state.get(name).map(|c| c.version) == Some(*v);
+        self.exported.retain(same);
+        self.maybe_exported.retain(same);
         self.current = state.clone();
         self.set_durable(state.clone());
         self.s.record_history();
@@ -300,6 +358,8 @@ impl Harness {
             pos: self.s.history_len(),
             durable: state.clone(),
             current: state,
+            exported: self.exported.clone(),
+            maybe_exported: self.maybe_exported.clone(),
         }];
     }
 
@@ -503,6 +563,7 @@ impl Harness {
                 let lo = self.boundaries[0].pos;
                 let hi = self.s.history_len();
                 let n = lo + ((hi - lo) as u64 * frac as u64 / u16::MAX as u64) as usize;
+                self.exports_at(n);
                 let at: Vec<&Boundary> = self.boundaries.iter().filter(|b| b.pos == n).collect();
                 let candidates: Vec<State> = if !at.is_empty() {
                     // Between two ops: exactly what was durable then.
@@ -529,6 +590,73 @@ impl Harness {
                     &format!("crash keeping {keep} of {unsynced} unsynced writes, torn at {torn}"),
                 )?;
             }
+            Op::ExportSome { mask } => {
+                let chosen: Vec<&str> = NAMES
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask >> i & 1 == 1)
+                    .map(|(_, n)| *n)
+                    .collect();
+                // What export_files may move: terminated files other than the
+                // commit file that are not in a segment file yet.
+                let eligible: Vec<(String, u64)> = chosen
+                    .iter()
+                    .filter(|n| **n != "meta.json")
+                    .filter_map(|n| {
+                        let c = self.current.get(*n)?;
+                        c.terminated.then_some((n.to_string(), c.version))
+                    })
+                    .filter(|x| !self.exported.contains(x))
+                    .collect();
+                let surely = eligible
+                    .iter()
+                    .filter(|x| !self.maybe_exported.contains(*x))
+                    .count();
+                let segments = self.dir().stats().segment_files;
+                let syncs = self.s.syncs();
+                let paths: Vec<&Path> = chosen.iter().map(Path::new).collect();
+                let report = self
+                    .dir()
+                    .export_files(&paths)
+                    .map_err(|e| format!("export_files {chosen:?}: {e}"))?;
+                if report.files < surely || report.files > eligible.len() {
+                    return Err(format!(
+                        "exported {report:?}, expected {surely}..={} of {eligible:?}",
+                        eligible.len()
+                    ));
+                }
+                let new_segments = self.dir().stats().segment_files - segments;
+                if new_segments != usize::from(report.files > 0)
+                    || report.segment_files != new_segments
+                {
+                    return Err(format!(
+                        "{report:?}: {new_segments} more segment files mapped"
+                    ));
+                }
+                for x in eligible {
+                    self.maybe_exported.remove(&x);
+                    self.exported.insert(x);
+                }
+                if self.s.syncs() != syncs {
+                    // The `Export` record was synced, and the log before it.
+                    self.set_durable(self.current.clone());
+                }
+            }
+            Op::Reclaim => {
+                let syncs = self.s.syncs();
+                let report = self.dir().reclaim().map_err(|e| format!("reclaim: {e}"))?;
+                if self.s.syncs() != syncs {
+                    // Sealing a container file or syncing the log before removing
+                    // anything: all that was appended is durable.
+                    self.set_durable(self.current.clone());
+                }
+                if report.container_files_removed > 0 {
+                    // Creations of unterminated files from earlier runs may have
+                    // gone with the removed files.
+                    self.ghosts = None;
+                }
+                self.check_contents()?;
+            }
         }
         if self.since_durable.last() != Some(&self.current) {
             self.since_durable.push(self.current.clone());
@@ -537,6 +665,8 @@ impl Harness {
             pos: self.s.history_len(),
             durable: self.durable.clone(),
             current: self.current.clone(),
+            exported: self.exported.clone(),
+            maybe_exported: self.maybe_exported.clone(),
         });
         self.check_visible()
     }
@@ -568,12 +698,50 @@ impl Harness {
         }
     }
 
+    /// Before a power loss at history position `n`: the exports durable then are
+    /// those of the last op boundary at or before `n`; inside an op, what that op
+    /// exported may or may not have been.
+    fn exports_at(&mut self, n: usize) {
+        let last = self
+            .boundaries
+            .iter()
+            .rposition(|b| b.pos <= n)
+            .expect("the first boundary is where the history starts");
+        let b = &self.boundaries[last];
+        let exported = b.exported.clone();
+        let mut maybe = b.maybe_exported.clone();
+        if b.pos < n {
+            let next = &self.boundaries[last + 1];
+            maybe.extend(next.exported.iter().chain(&next.maybe_exported).cloned());
+        }
+        maybe.retain(|x| !exported.contains(x));
+        self.exported = exported;
+        self.maybe_exported = maybe;
+    }
+
     /// Cheap checks, after every step.
     fn check_visible(&self) -> Result<(), String> {
         let dir = self.dir();
         let stats = dir.stats();
         if stats.fds_held > 2 {
             return Err(format!("{} fds held", stats.fds_held));
+        }
+        // The folder holds exactly the files the directory accounts for.
+        let names = self.s.list().map_err(|e| format!("list: {e}"))?;
+        let segments = names.iter().filter(|n| n.ends_with(".seg")).count();
+        let containers = names.iter().filter(|n| n.ends_with(".log")).count();
+        if segments + containers != names.len()
+            || segments != stats.segment_files
+            || containers != stats.container_files
+        {
+            return Err(format!("the folder holds {names:?}; {stats:?}"));
+        }
+        let shown_exported = self
+            .exported
+            .iter()
+            .any(|(n, v)| self.current.get(n).map(|c| c.version) == Some(*v));
+        if shown_exported && stats.segment_files == 0 {
+            return Err(format!("{:?} exported, no segment file", self.exported));
         }
         if stats.poisoned {
             return Err("container poisoned".into());
@@ -636,10 +804,93 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    // Failures found are kept as the plain tests below, not in a seed file.
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn directory_matches_model(ops in prop::collection::vec(op_strategy(), 1..40)) {
         run(&ops)?;
     }
+
+    #[test]
+    fn directory_matches_model_with_export(
+        ops in prop::collection::vec(op_strategy_with_maintenance(false), 1..40)
+    ) {
+        run(&ops)?;
+    }
+
+    #[test]
+    #[ignore = "bug: reclaim removes container files holding records that replay of \
+                a deleted file's remaining records needs (its Delete record, or Data \
+                in the middle: open then fails); see export_crash.rs"]
+    fn directory_matches_model_with_export_and_reclaim(
+        ops in prop::collection::vec(op_strategy_with_maintenance(true), 1..40)
+    ) {
+        run(&ops)?;
+    }
+}
+
+fn run_case(ops: &[Op]) {
+    if let Err(e) = run(ops) {
+        panic!("{e}");
+    }
+}
+
+/// Found by `directory_matches_model_with_export` (a model mistake): a power
+/// loss rolls back a delete, and the file is back in its segment file.
+#[test]
+fn export_then_a_rolled_back_delete() {
+    run_case(&[
+        Op::Write {
+            name: 3,
+            len: 0,
+            seed: 0,
+            terminate: true,
+        },
+        Op::ExportSome { mask: 8 },
+        Op::Delete { name: 3 },
+        Op::Crash,
+        Op::ExportSome { mask: 8 },
+    ]);
+}
+
+/// Found by `directory_matches_model_with_export` (a model mistake): a power
+/// loss at an instant before an export.
+#[test]
+fn power_loss_before_an_export() {
+    run_case(&[
+        Op::AtomicWrite { name: 5, len: 0 },
+        Op::TornCrash { frac: 0, torn: 0 },
+        Op::ExportSome { mask: 32 },
+        Op::CrashAt { frac: 0 },
+    ]);
+}
+
+/// Found by `directory_matches_model_with_export_and_reclaim`.
+#[test]
+#[ignore = "bug: reclaim removes the container file holding the middle of a deleted \
+            file; open then fails: data for file id 2 at offset 1110016, expected \
+            126976"]
+fn reclaim_then_reopen_after_deleting_a_file_spanning_three_container_files() {
+    run_case(&[
+        Op::Write {
+            name: 0,
+            len: 854_689,
+            seed: 0,
+            terminate: true,
+        },
+        Op::Write {
+            name: 3,
+            len: 1_174_665,
+            seed: 0,
+            terminate: true,
+        },
+        Op::Delete { name: 3 },
+        Op::Reclaim,
+        Op::Reopen { graceful: false },
+    ]);
 }
