@@ -80,6 +80,8 @@ fn one_directory_holds_at_most_two_fds() {
     reader.reload().unwrap();
     assert_eq!(reader.searcher().num_docs(), 16_000);
 
+    // Background export and reclamation (sampled too) finish within the bound.
+    dir.wait_for_background_work();
     stop.store(true, Ordering::SeqCst);
     let samples = sampler.join().unwrap();
     let stats = dir.stats();
@@ -97,6 +99,8 @@ fn one_directory_holds_at_most_two_fds() {
         stats.container_files + stats.container_files_reclaimed as usize > 1,
         "the run should rotate"
     );
-    assert!(peak_extra <= 2, "peak {peak_extra} extra fds");
+    // 2, plus at most one while a segment file is written.
+    assert!(peak_extra <= 3, "peak {peak_extra} extra fds");
+    assert!(stats.segment_files > 0, "{stats:?}");
     assert_eq!(stats.fds_held, 2);
 }

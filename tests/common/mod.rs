@@ -19,6 +19,8 @@ pub fn open_sim(s: &SimStorage) -> jocky::Result<JockyDirectory> {
         .container_file_size(1 << 20)
         .preallocate(64 << 10)
         .write_buffer(4 << 10, 64 << 10)
+        // Nothing in the background: crash tests replay exact histories.
+        .export_policy(jocky::ExportPolicy::Manual)
         .open()
 }
 
