@@ -47,6 +47,10 @@ fn one_directory_holds_at_most_two_fds() {
     let dir = JockyDirectory::builder(tmp.path().join("idx"))
         .container_file_size(1 << 20) // several rotations during the run
         .preallocate(256 << 10)
+        // Export every committed segment, so export runs throughout.
+        .export_policy(jocky::ExportPolicy::OnCommit {
+            min_segment_bytes: 0,
+        })
         .open()
         .unwrap();
     let index = Index::create(dir.clone(), schema, Default::default()).unwrap();
