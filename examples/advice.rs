@@ -58,7 +58,10 @@ fn candidates() -> Vec<(&'static str, Option<AdvicePolicy>)> {
             "jocky store=random",
             Some(AdvicePolicy::default().with("store", Advice::Random)),
         ),
-        ("jocky all random", Some(AdvicePolicy::uniform(Advice::Random))),
+        (
+            "jocky all random",
+            Some(AdvicePolicy::uniform(Advice::Random)),
+        ),
         (
             "jocky store=random, term/idx/fast=willneed",
             Some(
@@ -257,4 +260,3 @@ fn cell(mut v: Vec<f64>) -> String {
     }
     format!("{med:.2} [{:.2}-{:.2}]", v[0], v[v.len() - 1])
 }
-

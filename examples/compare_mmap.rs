@@ -400,7 +400,9 @@ const METRICS: &[Metric] = &[
     ("written MB", |m| m.written_mb),
     ("written - cancelled MB", |m| m.net_written_mb),
     ("write amplification (net/input)", |m| m.write_amplification),
-    ("background export after index s", |m| m.background_tail_secs),
+    ("background export after index s", |m| {
+        m.background_tail_secs
+    }),
     ("peak extra fds (index)", |m| m.peak_fds),
     ("peak extra maps (index)", |m| m.peak_maps),
     ("peak extra RSS MB (index)", |m| m.peak_rss_mb),

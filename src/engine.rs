@@ -112,7 +112,9 @@ impl Engine {
         for no in found.iter().filter(|n| !live.contains(n)) {
             log::info!("removing unreferenced segment file {no}");
             let name = segment_file_name(*no);
-            storage.remove(&name).map_err(|e| Error::io(root.join(&name), e))?;
+            storage
+                .remove(&name)
+                .map_err(|e| Error::io(root.join(&name), e))?;
             removed = true;
         }
         if removed && container.sync_policy() != crate::policy::SyncPolicy::Never {

@@ -44,16 +44,16 @@ mod container;
 pub mod corpus;
 mod directory;
 mod engine;
-mod export;
 pub mod error;
+mod export;
 pub mod format;
 pub mod harness;
 pub mod io;
 mod lock;
 mod path;
-mod reclaim;
 pub mod policy;
 pub mod procstats;
+mod reclaim;
 mod store;
 mod table;
 

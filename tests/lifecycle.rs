@@ -46,9 +46,17 @@ fn same_results_as_mmap_directory() {
 
     // Before export: everything stays in the container.
     let path = tmp.path().join("manual");
-    let got = on_jocky(&|| with_policy(&path, ExportPolicy::Manual, 256 << 20), &cfg);
+    let got = on_jocky(
+        &|| with_policy(&path, ExportPolicy::Manual, 256 << 20),
+        &cfg,
+    );
     assert_eq!(got, expected);
-    assert_eq!(with_policy(&path, ExportPolicy::Manual, 256 << 20).stats().segment_files, 0);
+    assert_eq!(
+        with_policy(&path, ExportPolicy::Manual, 256 << 20)
+            .stats()
+            .segment_files,
+        0
+    );
 
     // After export and reclamation: every reopen first exports all committed
     // segments and reclaims, so the searches read from segment files.

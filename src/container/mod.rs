@@ -365,10 +365,7 @@ impl Container {
         self.files
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                new_no,
-                MappedFile { view, end: start },
-            );
+            .insert(new_no, MappedFile { view, end: start });
         a.file = Some(file);
         a.file_no = new_no;
         a.offset = start;

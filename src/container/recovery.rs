@@ -19,8 +19,8 @@ use crate::format::file_header::{
     container_file_name, log_position, parse_container_file_name, FileHeader, FILE_HEADER_LEN,
     FORMAT_VERSION,
 };
-use crate::format::segment_file::parse_segment_file_name;
 use crate::format::record::{self, framed_len, Payload, ALIGN, HEADER_LEN};
+use crate::format::segment_file::parse_segment_file_name;
 use crate::io::{ReadView, Storage, StorageFile};
 use crate::policy::SyncPolicy;
 
@@ -348,7 +348,8 @@ fn take_census(storage: &dyn Storage, root: &Path, last: u64, present: &[u64]) -
         }
         match record::decode_payload(h.kind, &rec.as_slice()[HEADER_LEN..]) {
             Ok(Payload::Checkpoint { files, .. }) if pos == FILE_HEADER_LEN as u64 => {
-                let list = record::decode_file_numbers(files).map_err(|e| Error::decode(&path, pos, e))?;
+                let list =
+                    record::decode_file_numbers(files).map_err(|e| Error::decode(&path, pos, e))?;
                 expected = Some(list.into_iter().collect());
                 start = pos + framed;
             }

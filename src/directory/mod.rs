@@ -20,11 +20,11 @@ use crate::engine::{CreateError, Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::export::worker::Worker;
 use crate::export::ExportReport;
-use crate::reclaim::ReclaimReport;
 use crate::format::file_header::{FILE_HEADER_LEN, MAX_CAPACITY};
 use crate::io::Storage;
 use crate::path::normalize;
 use crate::policy::{AdvicePolicy, ExportPolicy, SyncPolicy, COMMIT_FILE};
+use crate::reclaim::ReclaimReport;
 
 use handle::ExtentsHandle;
 use writer::FileWriter;

@@ -107,7 +107,10 @@ impl Engine {
             return Vec::new();
         };
         let meta = match self.read_entry(&meta) {
-            Ok(parts) => parts.iter().flat_map(|p| p.as_slice().to_vec()).collect::<Vec<u8>>(),
+            Ok(parts) => parts
+                .iter()
+                .flat_map(|p| p.as_slice().to_vec())
+                .collect::<Vec<u8>>(),
             Err(e) => {
                 log::warn!("export: cannot read {COMMIT_FILE} of {ns:?}: {e}");
                 return Vec::new();

@@ -88,7 +88,12 @@ enum Pass {
     Quiet,
 }
 
-fn run(weak: Weak<Engine>, shared: Arc<(Mutex<State>, Condvar)>, min: u64, quiet: Option<Duration>) {
+fn run(
+    weak: Weak<Engine>,
+    shared: Arc<(Mutex<State>, Condvar)>,
+    min: u64,
+    quiet: Option<Duration>,
+) {
     let (m, cv) = &*shared;
     loop {
         let pass = {
@@ -110,9 +115,7 @@ fn run(weak: Weak<Engine>, shared: Arc<(Mutex<State>, Condvar)>, min: u64, quiet
                     }
                     _ => POLL,
                 };
-                let (g, _) = cv
-                    .wait_timeout(s, wait)
-                    .unwrap_or_else(|e| e.into_inner());
+                let (g, _) = cv.wait_timeout(s, wait).unwrap_or_else(|e| e.into_inner());
                 s = g;
                 if !s.pending && weak.strong_count() == 0 {
                     s.running = false;
