@@ -597,6 +597,7 @@ fn a_damaged_segment_file_is_reported_never_served() {
         assert_eq!(dir.stats().segment_files, 2);
         assert_eq!(dir.verify_segments().unwrap(), 2);
     }
+    let mut flips = 0;
     for name in [SEG0, SEG1] {
         let seg = &files[name];
         let len = seg.len();
@@ -623,6 +624,7 @@ fn a_damaged_segment_file_is_reported_never_served() {
             let mut damaged = files.clone();
             damaged.get_mut(name).unwrap()[pos] ^= 0x20;
             assert_refused(&damaged, name, &format!("{name} flipped at {pos} of {len}"));
+            flips += 1;
         }
         // Missing altogether.
         let mut damaged = files.clone();
@@ -633,6 +635,8 @@ fn a_damaged_segment_file_is_reported_never_served() {
             "{err:?}"
         );
     }
+    // Every byte of both tables and trailers.
+    assert!(flips > 2 * 40 + 2 * 60, "{flips}");
     // A flipped byte inside an exported file's bytes: open only reads tables,
     // verification names the segment file and the file's offset.
     for (pos, want_offset) in [(0usize, 0u64), (69_999, 0), (73_728, 73_728)] {
