@@ -3,7 +3,8 @@
 //! file so it can go too.
 //!
 //! A container file is dead when no live file is *anchored* in it (see
-//! [`crate::table`]). Removal is logged first: a `Reclaim` record, synced, then
+//! [`crate::table`]); dead files are removed oldest first, and only as a prefix
+//! of the log. Removal is logged first: a `Reclaim` record, synced, then
 //! the unlink, then the folder sync. A crash in between leaves a file the next
 //! open removes (the newest checkpoint and `Reclaim` records say which files the
 //! log still needs). Segment files are removed once no live file is in them and
@@ -65,10 +66,15 @@ impl Engine {
             }
         }
         let active = self.container.active_no();
+        // Only the oldest files go, in order: removing a prefix of the log never
+        // takes away a record (a Delete, a later chunk, a newer copy) that a
+        // record in a kept file depends on. Records in kept files about files
+        // created in the removed prefix are ignored on replay (the checkpoint's
+        // id floor says they were created there).
         let mut dead = Vec::new();
         for (no, size) in self.container.file_sizes() {
             if no == active {
-                continue;
+                break;
             }
             let used = self.table().container_use(no);
             if used.files == 0
@@ -76,6 +82,8 @@ impl Engine {
                     && self.copy_forward(no, &mut report)?)
             {
                 dead.push(no);
+            } else {
+                break;
             }
         }
         let dead_segments: Vec<u64> = {

@@ -824,9 +824,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "bug: reclaim removes container files holding records that replay of \
-                a deleted file's remaining records needs (its Delete record, or Data \
-                in the middle: open then fails); see export_crash.rs"]
     fn directory_matches_model_with_export_and_reclaim(
         ops in prop::collection::vec(op_strategy_with_maintenance(true), 1..40)
     ) {
@@ -872,9 +869,6 @@ fn power_loss_before_an_export() {
 
 /// Found by `directory_matches_model_with_export_and_reclaim`.
 #[test]
-#[ignore = "bug: reclaim removes the container file holding the middle of a deleted \
-            file; open then fails: data for file id 2 at offset 1110016, expected \
-            126976"]
 fn reclaim_then_reopen_after_deleting_a_file_spanning_three_container_files() {
     run_case(&[
         Op::Write {
