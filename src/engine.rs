@@ -281,6 +281,17 @@ impl Engine {
         Some(self.read_entry(entry))
     }
 
+    /// A whole file in one buffer (for the small files export and reclamation
+    /// read whole: `meta.json`, copies forward).
+    pub fn read_whole(&self, entry: &Entry) -> std::io::Result<Vec<u8>> {
+        let parts = self.read_entry(entry)?;
+        let mut out = Vec::with_capacity(entry.len as usize);
+        for p in &parts {
+            out.extend_from_slice(p.as_slice());
+        }
+        Ok(out)
+    }
+
     /// The bytes of a file, zero-copy: one piece per extent in the container, one
     /// piece for a file in a segment file.
     pub fn read_entry(&self, entry: &Entry) -> std::io::Result<Vec<OwnedBytes>> {

@@ -193,12 +193,9 @@ impl Engine {
                 if !matches!(e.loc, Location::Container(_)) {
                     continue;
                 }
-                let bytes: Vec<u8> = self
-                    .read_entry(&e)
-                    .map_err(|err| crate::Error::io(self.container.root(), err))?
-                    .iter()
-                    .flat_map(|p| p.as_slice().iter().copied())
-                    .collect();
+                let bytes = self
+                    .read_whole(&e)
+                    .map_err(|err| crate::Error::io(self.container.root(), err))?;
                 let appended = self.container.append(&[Payload::AtomicWrite {
                     file_id: e.id,
                     namespace: &ns,

@@ -10,8 +10,10 @@
 //! Sequence numbers must increase by exactly one, across files too.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use ownedbytes::OwnedBytes;
 
 use crate::container::ContainerOptions;
 use crate::error::{DecodeError, Error, Result};
@@ -251,13 +253,7 @@ fn remove_if_torn_creation(
     no: u64,
     opts: &ContainerOptions,
 ) -> Result<bool> {
-    let name = container_file_name(no);
-    let path = root.join(&name);
-    let file = storage.open(&name).map_err(|e| Error::io(&path, e))?;
-    let len = file.len().map_err(|e| Error::io(&path, e))?;
-    let view = file
-        .view(len.max(FILE_HEADER_LEN as u64))
-        .map_err(|e| Error::io(&path, e))?;
+    let (name, path, file, len, view) = open_mapped(storage, root, no)?;
     let torn = match read_header(&*file, len) {
         Ok(h) if h.version < FORMAT_VERSION => false,
         Ok(_) => {
@@ -294,58 +290,79 @@ fn remove_if_torn_creation(
     Ok(true)
 }
 
-/// Whether the first record of a file verifies and is a checkpoint.
-fn starts_with_checkpoint(view: &dyn ReadView, len: u64) -> bool {
-    let pos = FILE_HEADER_LEN as u64;
-    if pos + HEADER_LEN as u64 > len {
-        return false;
-    }
-    let Ok(head) = view.read(pos..pos + HEADER_LEN as u64) else {
-        return false;
-    };
-    let Ok(h) = record::decode_header(head.as_slice()) else {
-        return false;
-    };
-    if h.kind != record::RecordKind::Checkpoint || framed_len(h.len as usize) > len - pos {
-        return false;
-    }
-    view.read(pos..pos + HEADER_LEN as u64 + h.len as u64)
-        .is_ok_and(|rec| record::verify(rec.as_slice(), &h).is_ok())
+/// What lies at `pos` of a container file.
+enum Found {
+    /// No room for another record header before `len`.
+    End,
+    /// Bytes that are not a valid record.
+    Bad(DecodeError),
+    /// A record whose header decodes and whose CRC verifies: the header, the
+    /// record bytes (header and payload), and its framed length.
+    Record(record::Header, OwnedBytes, u64),
 }
 
-/// Reads the newest file's checkpoint and `Reclaim` records: which container
-/// files the log still needs.
-fn take_census(storage: &dyn Storage, root: &Path, last: u64, present: &[u64]) -> Result<Census> {
-    let name = container_file_name(last);
+/// Reads and verifies the record at `pos`; the one place recovery decodes a
+/// record's framing.
+fn read_record(view: &dyn ReadView, pos: u64, len: u64) -> std::io::Result<Found> {
+    if pos + HEADER_LEN as u64 > len {
+        return Ok(Found::End);
+    }
+    let head = view.read(pos..pos + HEADER_LEN as u64)?;
+    let header = match record::decode_header(head.as_slice()) {
+        Ok(h) => h,
+        Err(e) => return Ok(Found::Bad(e)),
+    };
+    let framed = framed_len(header.len as usize);
+    if framed > len - pos {
+        return Ok(Found::Bad(DecodeError::Truncated));
+    }
+    let rec = view.read(pos..pos + HEADER_LEN as u64 + header.len as u64)?;
+    if let Err(e) = record::verify(rec.as_slice(), &header) {
+        return Ok(Found::Bad(e));
+    }
+    Ok(Found::Record(header, rec, framed))
+}
+
+/// Whether the first record of a file verifies and is a checkpoint.
+fn starts_with_checkpoint(view: &dyn ReadView, len: u64) -> bool {
+    matches!(
+        read_record(view, FILE_HEADER_LEN as u64, len),
+        Ok(Found::Record(h, _, _)) if h.kind == record::RecordKind::Checkpoint
+    )
+}
+
+/// A mapped container file: name, path, file, length and view.
+type Mapped = (
+    String,
+    PathBuf,
+    Arc<dyn StorageFile>,
+    u64,
+    Arc<dyn ReadView>,
+);
+
+/// Opens container file `no` and maps what it holds.
+fn open_mapped(storage: &dyn Storage, root: &Path, no: u64) -> Result<Mapped> {
+    let name = container_file_name(no);
     let path = root.join(&name);
     let file = storage.open(&name).map_err(|e| Error::io(&path, e))?;
     let len = file.len().map_err(|e| Error::io(&path, e))?;
     let view = file
         .view(len.max(FILE_HEADER_LEN as u64))
         .map_err(|e| Error::io(&path, e))?;
+    Ok((name, path, file, len, view))
+}
+
+/// Reads the newest file's checkpoint and `Reclaim` records: which container
+/// files the log still needs.
+fn take_census(storage: &dyn Storage, root: &Path, last: u64, present: &[u64]) -> Result<Census> {
+    let (_, path, _, len, view) = open_mapped(storage, root, last)?;
     let mut expected: Option<BTreeSet<u64>> = None;
     let mut reclaimed = BTreeSet::new();
     let mut start = FILE_HEADER_LEN as u64;
     let mut pos = FILE_HEADER_LEN as u64;
     // Records up to the first one that does not verify; the main scan decides
     // whether what follows is a torn tail or damage.
-    while pos + HEADER_LEN as u64 <= len {
-        let Ok(head) = view.read(pos..pos + HEADER_LEN as u64) else {
-            break;
-        };
-        let Ok(h) = record::decode_header(head.as_slice()) else {
-            break;
-        };
-        let framed = framed_len(h.len as usize);
-        if framed > len - pos {
-            break;
-        }
-        let Ok(rec) = view.read(pos..pos + HEADER_LEN as u64 + h.len as u64) else {
-            break;
-        };
-        if record::verify(rec.as_slice(), &h).is_err() {
-            break;
-        }
+    while let Ok(Found::Record(h, rec, framed)) = read_record(&*view, pos, len) {
         match record::decode_payload(h.kind, &rec.as_slice()[HEADER_LEN..]) {
             Ok(Payload::Checkpoint { files, .. }) if pos == FILE_HEADER_LEN as u64 => {
                 let list =
@@ -397,29 +414,12 @@ fn scan(
 ) -> Result<(u64, ScanEnd)> {
     let mut pos = FILE_HEADER_LEN as u64;
     loop {
-        if pos + HEADER_LEN as u64 > len {
-            return Ok((pos, ScanEnd::Clean));
-        }
-        let head = view
-            .read(pos..pos + HEADER_LEN as u64)
-            .map_err(|e| Error::io(path, e))?;
-        if head.as_slice().iter().all(|b| *b == 0) {
-            return Ok((pos, ScanEnd::Bad(DecodeError::BadMagic)));
-        }
-        let header = match record::decode_header(head.as_slice()) {
-            Ok(h) => h,
-            Err(e) => return Ok((pos, ScanEnd::Bad(e))),
-        };
-        let framed = framed_len(header.len as usize);
-        if framed > len - pos {
-            return Ok((pos, ScanEnd::Bad(DecodeError::Truncated)));
-        }
-        let rec = view
-            .read(pos..pos + HEADER_LEN as u64 + header.len as u64)
-            .map_err(|e| Error::io(path, e))?;
-        if let Err(e) = record::verify(rec.as_slice(), &header) {
-            return Ok((pos, ScanEnd::Bad(e)));
-        }
+        let (header, rec, framed) =
+            match read_record(view, pos, len).map_err(|e| Error::io(path, e))? {
+                Found::End => return Ok((pos, ScanEnd::Clean)),
+                Found::Bad(e) => return Ok((pos, ScanEnd::Bad(e))),
+                Found::Record(h, rec, framed) => (h, rec, framed),
+            };
         if header.sequence != *seq {
             return Ok((
                 pos,

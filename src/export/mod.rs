@@ -106,11 +106,8 @@ impl Engine {
         let Some(meta) = self.table().get(ns, COMMIT_FILE).cloned() else {
             return Vec::new();
         };
-        let meta = match self.read_entry(&meta) {
-            Ok(parts) => parts
-                .iter()
-                .flat_map(|p| p.as_slice().to_vec())
-                .collect::<Vec<u8>>(),
+        let meta = match self.read_whole(&meta) {
+            Ok(bytes) => bytes,
             Err(e) => {
                 log::warn!("export: cannot read {COMMIT_FILE} of {ns:?}: {e}");
                 return Vec::new();

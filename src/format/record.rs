@@ -43,6 +43,7 @@
 //! Kinds 7..=9 (Export, Checkpoint, Reclaim) appear only in format version 2.
 
 use crate::error::DecodeError;
+use crate::format::reader::Reader;
 
 pub const HEADER_LEN: usize = 32;
 pub const ALIGN: u64 = 8;
@@ -171,7 +172,7 @@ pub fn encode_export_entries(entries: &[ExportEntry]) -> Vec<u8> {
 /// Decodes the entry list of an `Export` record; every length is bounded by the
 /// bytes actually present.
 pub fn decode_export_entries(b: &[u8]) -> Result<Vec<ExportEntry>, DecodeError> {
-    let mut r = Reader { buf: b, pos: 0 };
+    let mut r = Reader::new(b);
     let count = r.u32()? as usize;
     // Each entry takes at least 26 bytes: a count larger than that is corruption.
     if count > b.len() / 26 {
@@ -183,10 +184,10 @@ pub fn decode_export_entries(b: &[u8]) -> Result<Vec<ExportEntry>, DecodeError> 
             file_id: r.u64()?,
             offset: r.u64()?,
             len: r.u64()?,
-            path: r.str()?.to_string(),
+            path: r.str(MAX_NAME_LEN)?.to_string(),
         });
     }
-    if r.pos != b.len() {
+    if r.pos() != b.len() {
         return Err(DecodeError::LengthOutOfBounds(b.len() as u64));
     }
     Ok(out)
@@ -204,7 +205,7 @@ pub fn encode_file_numbers(files: &[u64]) -> Vec<u8> {
 
 /// Decodes the file numbers of a `Checkpoint` record.
 pub fn decode_file_numbers(b: &[u8]) -> Result<Vec<u64>, DecodeError> {
-    let mut r = Reader { buf: b, pos: 0 };
+    let mut r = Reader::new(b);
     let count = r.u32()? as usize;
     if count.checked_mul(8).and_then(|n| n.checked_add(4)) != Some(b.len()) {
         return Err(DecodeError::LengthOutOfBounds(count as u64));
@@ -396,12 +397,12 @@ pub fn verify(buf: &[u8], header: &Header) -> Result<(), DecodeError> {
 
 /// Decodes a verified payload.
 pub fn decode_payload<'a>(kind: RecordKind, p: &'a [u8]) -> Result<Payload<'a>, DecodeError> {
-    let mut r = Reader { buf: p, pos: 0 };
+    let mut r = Reader::new(p);
     let payload = match kind {
         RecordKind::Create => Payload::Create {
             file_id: r.u64()?,
-            namespace: r.str()?,
-            path: r.str()?,
+            namespace: r.str(MAX_NAME_LEN)?,
+            path: r.str(MAX_NAME_LEN)?,
         },
         RecordKind::Data => Payload::Data {
             file_id: r.u64()?,
@@ -415,14 +416,14 @@ pub fn decode_payload<'a>(kind: RecordKind, p: &'a [u8]) -> Result<Payload<'a>, 
         RecordKind::Delete => Payload::Delete { file_id: r.u64()? },
         RecordKind::AtomicWrite => Payload::AtomicWrite {
             file_id: r.u64()?,
-            namespace: r.str()?,
-            path: r.str()?,
+            namespace: r.str(MAX_NAME_LEN)?,
+            path: r.str(MAX_NAME_LEN)?,
             bytes: r.rest(),
         },
         RecordKind::Padding => Payload::Padding { len: p.len() },
         RecordKind::Export => {
             let export_no = r.u64()?;
-            let namespace = r.str()?;
+            let namespace = r.str(MAX_NAME_LEN)?;
             let entries = r.rest();
             decode_export_entries(entries)?;
             Payload::Export {
@@ -443,38 +444,6 @@ pub fn decode_payload<'a>(kind: RecordKind, p: &'a [u8]) -> Result<Payload<'a>, 
         RecordKind::Reclaim => Payload::Reclaim { file_no: r.u64()? },
     };
     Ok(payload)
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
-        let s = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
-        self.pos = end;
-        Ok(s)
-    }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64_at(self.take(8)?, 0))
-    }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32_at(self.take(4)?, 0))
-    }
-    fn str(&mut self) -> Result<&'a str, DecodeError> {
-        let len = u16::from_le_bytes([self.take(1)?[0], self.take(1)?[0]]) as usize;
-        if len > MAX_NAME_LEN {
-            return Err(DecodeError::LengthOutOfBounds(len as u64));
-        }
-        std::str::from_utf8(self.take(len)?).map_err(|_| DecodeError::BadName)
-    }
-    fn rest(&mut self) -> &'a [u8] {
-        let s = &self.buf[self.pos..];
-        self.pos = self.buf.len();
-        s
-    }
 }
 
 pub(crate) fn u16_at(b: &[u8], off: usize) -> u16 {

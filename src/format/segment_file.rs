@@ -33,7 +33,8 @@
 //! ```
 
 use crate::error::DecodeError;
-use crate::format::record::{u16_at, u32_at, u64_at};
+use crate::format::reader::Reader;
+use crate::format::record::{u32_at, u64_at};
 
 pub const PAGE: u64 = 4096;
 pub const TRAILER_LEN: usize = 40;
@@ -180,7 +181,7 @@ pub fn decode_table(b: &[u8], table_offset: u64, table_crc: u32) -> Result<SegTa
             got,
         });
     }
-    let mut r = Reader { buf: b, pos: 0 };
+    let mut r = Reader::new(b);
     if r.take(4)? != TABLE_MAGIC {
         return Err(DecodeError::BadMagic);
     }
@@ -192,7 +193,7 @@ pub fn decode_table(b: &[u8], table_offset: u64, table_crc: u32) -> Result<SegTa
     }
     let namespace = r.str(MAX_NAMESPACE_LEN)?.to_owned();
     // Every entry takes at least ENTRY_FIXED_LEN bytes: never reserve more than fits.
-    let mut entries = Vec::with_capacity(count.min((b.len() - r.pos) / ENTRY_FIXED_LEN));
+    let mut entries = Vec::with_capacity(count.min((b.len() - r.pos()) / ENTRY_FIXED_LEN));
     let mut prev_end = 0u64;
     for _ in 0..count {
         let head = r.take(ENTRY_FIXED_LEN - 2)?;
@@ -215,8 +216,8 @@ pub fn decode_table(b: &[u8], table_offset: u64, table_crc: u32) -> Result<SegTa
             crc,
         });
     }
-    if r.pos != b.len() {
-        return Err(DecodeError::LengthOutOfBounds((b.len() - r.pos) as u64));
+    if r.pos() != b.len() {
+        return Err(DecodeError::LengthOutOfBounds((b.len() - r.pos()) as u64));
     }
     Ok(SegTable {
         export_no,
@@ -232,28 +233,6 @@ fn check_version(got: u32) -> Result<(), DecodeError> {
             expected: VERSION,
             got,
         }),
-    }
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
-        let s = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
-        self.pos = end;
-        Ok(s)
-    }
-    /// A `u16 len + utf8` string of at most `max` bytes.
-    fn str(&mut self, max: usize) -> Result<&'a str, DecodeError> {
-        let len = u16_at(self.take(2)?, 0) as usize;
-        if len > max {
-            return Err(DecodeError::LengthOutOfBounds(len as u64));
-        }
-        std::str::from_utf8(self.take(len)?).map_err(|_| DecodeError::BadName)
     }
 }
 
