@@ -195,6 +195,8 @@ impl Engine {
         if finish_len.is_some() {
             table.terminate(id, appended.file_no);
         }
+        drop(table);
+        drop(appended);
         Ok(())
     }
 
@@ -237,7 +239,9 @@ impl Engine {
     /// Writes a whole file in one record and (if `durable`) makes it durable before
     /// it replaces the previous version in the table.
     pub fn atomic_write(&self, ns: &str, path: &str, data: &[u8], durable: bool) -> Result<()> {
-        let (id, extent) = {
+        // `appended` lives until the table has the new version: until then
+        // reclamation leaves its container file alone.
+        let (id, appended) = {
             let mut table = self.table_mut();
             let id = table.alloc_id();
             let appended = self.container.append(&[Payload::AtomicWrite {
@@ -246,18 +250,19 @@ impl Engine {
                 path,
                 bytes: data,
             }])?;
-            let extent = appended
-                .extents
-                .first()
-                .copied()
-                .flatten()
-                .expect("an atomic write record carries bytes");
-            (id, extent)
+            (id, appended)
         };
+        let extent = appended
+            .extents
+            .first()
+            .copied()
+            .flatten()
+            .expect("an atomic write record carries bytes");
         if durable {
             self.container.sync()?;
         }
         self.table_mut().put_atomic_if_newer(ns, path, id, extent);
+        drop(appended);
         Ok(())
     }
 

@@ -73,7 +73,9 @@ impl Engine {
         // id floor says they were created there).
         let mut dead = Vec::new();
         for (no, size) in self.container.file_sizes() {
-            if no == active {
+            // A file still receiving records, or holding records a writer has
+            // not put in the table yet, cannot be judged by the table.
+            if no == active || self.container.has_unapplied(no) {
                 break;
             }
             let used = self.table().container_use(no);

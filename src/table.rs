@@ -141,10 +141,13 @@ impl FileTable {
                 path,
                 ..
             } => {
-                // A copy forward reuses the id of the file it copies.
+                // A copy forward reuses the id of the file it copies, and may
+                // follow a newer version in the log (see `superseded`).
                 self.next_id = self.next_id.max(file_id + 1);
                 let extent = rec.extent.ok_or("atomic write without bytes")?;
-                self.put_atomic(namespace, path, file_id, extent);
+                if !self.superseded(namespace, path, file_id) {
+                    self.put_atomic(namespace, path, file_id, extent);
+                }
             }
             Payload::Export {
                 export_no,
@@ -154,6 +157,9 @@ impl FileTable {
                 let entries = decode_export_entries(entries).map_err(|e| e.to_string())?;
                 for x in entries {
                     self.next_id = self.next_id.max(x.file_id + 1);
+                    if self.superseded(namespace, &x.path, x.file_id) {
+                        continue;
+                    }
                     self.insert(
                         (namespace.to_string(), x.path),
                         Entry {
@@ -175,6 +181,18 @@ impl FileTable {
             Payload::Reclaim { .. } | Payload::Padding { .. } => {}
         }
         Ok(())
+    }
+
+    /// Whether the table already holds a newer file (a higher id) at `path`. Ids
+    /// grow in log order except for copies forward and re-logged `Export`
+    /// records, which reuse the id of what they copy: such a copy can land after
+    /// a newer version of the same path was appended (appended, not yet in the
+    /// table, when the copy was made). The newer version wins, in replay as it
+    /// did in the live table.
+    fn superseded(&self, ns: &str, path: &str, id: u64) -> bool {
+        self.by_path
+            .get(&(ns.to_string(), path.to_string()))
+            .is_some_and(|cur| *cur > id)
     }
 
     /// Takes a fresh id seen in the log: ids only ever grow.

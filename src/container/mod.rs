@@ -60,13 +60,31 @@ struct Active {
 }
 
 /// What one [`Container::append`] did.
+///
+/// While it lives, the container file it wrote to counts as holding records the
+/// file table has not taken in yet ([`Container::has_unapplied`]): reclamation
+/// must not judge that file by the table until the caller has applied these
+/// records and dropped this.
 #[derive(Debug)]
-pub(crate) struct Appended {
+pub(crate) struct Appended<'a> {
     /// The container file that holds the records.
     pub file_no: u64,
     /// For each payload that carries file bytes (`Data`, `AtomicWrite`), where
     /// they landed.
     pub extents: Vec<Option<Extent>>,
+    unapplied: &'a Mutex<BTreeMap<u64, usize>>,
+}
+
+impl Drop for Appended<'_> {
+    fn drop(&mut self) {
+        let mut u = lock(self.unapplied);
+        if let Some(n) = u.get_mut(&self.file_no) {
+            *n -= 1;
+            if *n == 0 {
+                u.remove(&self.file_no);
+            }
+        }
+    }
 }
 
 struct MappedFile {
@@ -93,6 +111,8 @@ pub(crate) struct Container {
     files: RwLock<BTreeMap<u64, MappedFile>>,
     poison: Mutex<Option<String>>,
     counters: Counters,
+    /// Per container file, how many [`Appended`]s are alive.
+    unapplied: Mutex<BTreeMap<u64, usize>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -147,6 +167,7 @@ impl Container {
             files: RwLock::new(files),
             poison: Mutex::new(None),
             counters: Counters::default(),
+            unapplied: Mutex::new(BTreeMap::new()),
         };
         if upgrade {
             // New record kinds never go into an old-version file, which an older
@@ -188,7 +209,7 @@ impl Container {
     /// A `Reclaim` record takes its container file out of the set of files this
     /// container maps and lists in later checkpoints, in the same step (under the
     /// same lock as rotation), so no checkpoint written after it names the file.
-    pub fn append(&self, payloads: &[Payload<'_>]) -> Result<Appended> {
+    pub fn append(&self, payloads: &[Payload<'_>]) -> Result<Appended<'_>> {
         let total: u64 = payloads.iter().map(|p| framed_len(p.encoded_len())).sum();
         if total > self.opts.file_capacity - FILE_HEADER_LEN as u64 {
             return Err(Error::TooLarge(format!(
@@ -255,11 +276,21 @@ impl Container {
             self.counters
                 .bytes_appended
                 .fetch_add(total, Ordering::Relaxed);
+            // Counted under the active lock: once a file is sealed, no new
+            // `Appended` for it can appear.
+            *lock(&self.unapplied).entry(a.file_no).or_default() += 1;
             return Ok(Appended {
                 file_no: a.file_no,
                 extents,
+                unapplied: &self.unapplied,
             });
         }
+    }
+
+    /// Whether records appended to container file `no` may not be in the file
+    /// table yet (an [`Appended`] for it is still alive).
+    pub fn has_unapplied(&self, no: u64) -> bool {
+        lock(&self.unapplied).contains_key(&no)
     }
 
     /// Starts a new container file now (so that the current one can be
