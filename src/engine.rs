@@ -260,6 +260,8 @@ impl Engine {
             .expect("an atomic write record carries bytes");
         if durable {
             self.container.sync()?;
+        } else {
+            self.container.sync_deferred()?;
         }
         self.table_mut().put_atomic_if_newer(ns, path, id, extent);
         drop(appended);

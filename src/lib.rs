@@ -60,6 +60,6 @@ mod table;
 pub use directory::{Builder, JockyDirectory, Stats};
 pub use error::{Error, Result};
 pub use export::ExportReport;
-pub use policy::{Advice, AdvicePolicy, ExportPolicy, SyncPolicy};
+pub use policy::{Advice, AdvicePolicy, ExportPolicy, SyncPolicy, WriteMode};
 pub use reclaim::ReclaimReport;
 pub use store::{Store, MAX_TENANT_LEN};

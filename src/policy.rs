@@ -16,6 +16,14 @@ pub enum SyncPolicy {
     /// given up: `sync_directory` and atomic writes of other files (`.managed.json`)
     /// are ordered but not durable on return.
     OnCommit,
+    /// On a timer: the container's writer thread calls `fdatasync` when this long
+    /// has passed since data was appended that is not durable yet. No request
+    /// waits for a disk flush; a crash loses at most about this much of the most
+    /// recent writes, and recovery still restores a prefix of the log (an index
+    /// comes back at an earlier commit, never a torn one). Under
+    /// [`WriteMode::Inline`], which has no writer thread, the timer is checked
+    /// at each append.
+    Interval(std::time::Duration),
     /// Never. Data reaches the disk when the kernel writes it back: a crash or
     /// power loss may lose any of it. For tests and throw-away indexes only.
     Never,
@@ -35,9 +43,47 @@ impl SyncPolicy {
         match self {
             SyncPolicy::OnRequest => true,
             SyncPolicy::OnCommit => path == COMMIT_FILE,
-            SyncPolicy::Never => false,
+            SyncPolicy::Interval(_) | SyncPolicy::Never => false,
         }
     }
+
+    /// The timer of [`SyncPolicy::Interval`].
+    pub(crate) fn interval(self) -> Option<std::time::Duration> {
+        match self {
+            SyncPolicy::Interval(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// How appended records reach the container file.
+///
+/// In the two background modes, `append` copies records into a page-aligned
+/// buffer and one writer thread per container writes full buffers with large
+/// sequential writes. Memory in flight is bounded (see
+/// [`crate::Builder::write_queue`]): a producer that outruns the disk waits
+/// for a free buffer, it never grows memory. Records not on disk yet are read
+/// from those buffers (read-your-writes). A sync request hands over the partly
+/// filled buffer and waits for it. Measured with `cargo bench --bench container`
+/// and `examples/compare_mmap.rs`; see the README for which won.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WriteMode {
+    /// Direct I/O (`O_DIRECT`): buffers bypass the page cache, so indexing does
+    /// not fill it with container bytes that export will copy away anyway. A
+    /// partly filled last block is rewritten (same bytes) by the next write.
+    /// Falls back to [`WriteMode::Buffered`] where the file system refuses
+    /// `O_DIRECT`.
+    Direct,
+    /// Buffered writes with smoothed write-back: every few MiB the writer starts
+    /// write-back of what it just wrote (`sync_file_range`) and drops the window
+    /// before that from the page cache (`POSIX_FADV_DONTNEED`), so dirty pages
+    /// never pile up into a write-back storm and cached container bytes stay few.
+    #[default]
+    Buffered,
+    /// No writer thread: each `append` writes its records (`pwrite`) before it
+    /// returns. Deterministic; what the crash tests on simulated storage use.
+    Inline,
 }
 
 /// Access advice for a mapped range (`madvise`).

@@ -337,14 +337,30 @@ impl FileTable {
 
     /// Records where a written chunk of file `id` landed (ignored if the file was
     /// deleted meanwhile).
+    ///
+    /// Books the one extent incrementally (what [`Self::account`] would add):
+    /// a file written in many small chunks must not cost O(chunks) per chunk.
     pub fn add_extent(&mut self, id: u64, extent: Extent) {
-        self.update(id, |e| {
-            e.len += extent.len;
-            add_anchor(&mut e.anchors, extent.file_no);
-            if let Location::Container(x) = &mut e.loc {
+        let Some((_, e)) = self.entries.get_mut(&id) else {
+            return;
+        };
+        e.len += extent.len;
+        let new_anchor = !e.anchors.contains(&extent.file_no);
+        if new_anchor {
+            e.anchors.push(extent.file_no);
+        }
+        let in_container = match &mut e.loc {
+            Location::Container(x) => {
                 push_extent(x, extent);
+                true
             }
-        });
+            Location::Segment { .. } => false,
+        };
+        let u = self.container_use.entry(extent.file_no).or_default();
+        u.files += usize::from(new_anchor);
+        if in_container {
+            u.bytes += extent.len;
+        }
     }
 
     /// Marks file `id` finished by a record in container file `at`.
@@ -496,4 +512,51 @@ fn push_extent(extents: &mut Vec<Extent>, extent: Extent) {
         }
     }
     extents.push(extent);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The books as `account` computes them from scratch.
+    fn recount(t: &FileTable) -> HashMap<u64, FileUse> {
+        let mut fresh = FileTable::new();
+        for (_, (_, e)) in t.entries.iter() {
+            fresh.account(e, true);
+        }
+        fresh.container_use
+    }
+
+    #[test]
+    fn incremental_extent_books_match_a_recount() {
+        let mut t = FileTable::new();
+        let a = t.alloc_id();
+        assert!(t.create_with_id("", "a.idx", a, 0));
+        let b = t.alloc_id();
+        assert!(t.create_with_id("", "b.idx", b, 1));
+        let mut offset = 100;
+        for i in 0..40u64 {
+            let file_no = i / 10;
+            for id in [a, b] {
+                t.add_extent(
+                    id,
+                    Extent {
+                        file_no,
+                        offset,
+                        len: 7 + i,
+                    },
+                );
+                offset += 30 + i;
+            }
+            assert_eq!(t.container_use, recount(&t), "after chunk {i}");
+        }
+        t.terminate(a, 4);
+        assert!(t.remove_id(b).is_some());
+        assert_eq!(t.container_use, recount(&t));
+        assert_eq!(t.container_use(0).files, 1, "a's chunks and creation");
+        assert_eq!(
+            t.container_use(1).bytes,
+            (10..20).map(|i| 7 + i).sum::<u64>()
+        );
+    }
 }

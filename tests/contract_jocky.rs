@@ -1,7 +1,9 @@
 //! The shared contract suite (tests/common/contract.rs) run against
-//! `JockyDirectory` in every configuration: default options on a real folder; tiny
-//! container files and write buffers (files span many extents and container files,
-//! reads cross them); the simulated storage; tenant "b" of a `Store` whose
+//! `JockyDirectory` in every configuration: default options (buffered writes) on a
+//! real folder; tiny container files and write buffers (files span many extents
+//! and container files, reads cross them); direct I/O through a small write
+//! queue on a real folder and on the simulated storage (which refuses misaligned
+//! writes); inline writes; the simulated storage; tenant "b" of a `Store` whose
 //! neighbour tenant "a" holds files, atomic files, locks and a watch under the
 //! names the contract functions use; and, behind `common::exporting::Exporting`
 //! (every file exported into segment files and space reclaimed after every sync,
@@ -17,7 +19,7 @@ use std::sync::Arc;
 use common::contract::{self, patterned, TestDirectory};
 use common::exporting::Exporting;
 use jocky::io::sim::SimStorage;
-use jocky::{Builder, ExportPolicy, JockyDirectory, Store};
+use jocky::{Builder, ExportPolicy, JockyDirectory, Store, WriteMode};
 use tantivy::directory::{
     DirectoryLock, FileSlice, Lock, OwnedBytes, TerminatingWrite, WatchCallback, WatchHandle,
 };
@@ -45,6 +47,40 @@ fn tiny_containers() -> TestDirectory {
     let tmp = tempfile::TempDir::new().unwrap();
     let dir = tiny(JockyDirectory::builder(tmp.path())).open().unwrap();
     TestDirectory::with_guard(dir, tmp)
+}
+
+/// Tiny containers written with direct I/O through a small write queue (four
+/// 64 KiB buffers: appends wait for buffers, stages carry partial blocks).
+fn direct_io() -> TestDirectory {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let dir = tiny(JockyDirectory::builder(tmp.path()))
+        .write_mode(WriteMode::Direct)
+        .write_queue(256 << 10)
+        .open()
+        .unwrap();
+    TestDirectory::with_guard(dir, tmp)
+}
+
+/// Tiny containers written by each append itself (no writer thread).
+fn inline_writes() -> TestDirectory {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let dir = tiny(JockyDirectory::builder(tmp.path()))
+        .write_mode(WriteMode::Inline)
+        .open()
+        .unwrap();
+    TestDirectory::with_guard(dir, tmp)
+}
+
+/// Direct I/O on the simulated storage, which refuses (EINVAL) any write whose
+/// offset, length or buffer is not aligned, as `O_DIRECT` does.
+fn sim_direct_io() -> TestDirectory {
+    let dir = tiny(JockyDirectory::builder("/sim"))
+        .storage(Arc::new(SimStorage::new()))
+        .write_mode(WriteMode::Direct)
+        .write_queue(256 << 10)
+        .open()
+        .unwrap();
+    TestDirectory::new(dir)
 }
 
 fn simulated() -> TestDirectory {
@@ -390,6 +426,21 @@ mod fs_default {
 mod fs_tiny_containers {
     use super::*;
     crate::contract_tests!(tiny_containers());
+}
+
+mod fs_direct_io {
+    use super::*;
+    crate::contract_tests!(direct_io());
+}
+
+mod fs_inline_writes {
+    use super::*;
+    crate::contract_tests!(inline_writes());
+}
+
+mod sim_direct_io {
+    use super::*;
+    crate::contract_tests!(sim_direct_io());
 }
 
 mod sim_storage {

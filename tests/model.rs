@@ -265,6 +265,9 @@ fn open_sim(s: &SimStorage) -> Result<JockyDirectory, String> {
         .preallocate(64 << 10)
         .write_buffer(4 << 10, 64 << 10)
         .export_policy(ExportPolicy::Manual)
+        // The model's `Reopen` keeps everything written (the page cache
+        // survives a process death): records must reach the file on append.
+        .write_mode(jocky::WriteMode::Inline)
         .open()
         .map_err(|e| format!("open: {e}"))
 }

@@ -9,6 +9,7 @@
 //! Lock order: `sync_lock` before `active`.
 
 mod recovery;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,8 @@ use crate::format::file_header::{
 };
 use crate::format::record::{self, framed_len, Payload, HEADER_LEN};
 use crate::io::{ReadView, Storage, StorageFile};
-use crate::policy::SyncPolicy;
+use crate::policy::{SyncPolicy, WriteMode};
+use writer::{align_down, Buf, Shared, Stage, Writer};
 
 pub(crate) use recovery::RecordRef;
 
@@ -42,6 +44,10 @@ pub(crate) struct ContainerOptions {
     /// How far ahead of the write position disk space is reserved (fallocate).
     pub grow_step: u64,
     pub sync: SyncPolicy,
+    pub write_mode: WriteMode,
+    /// Bytes per write-behind buffer, and how many buffers may be in use.
+    pub write_buffer: usize,
+    pub write_buffers: usize,
 }
 
 struct Active {
@@ -57,6 +63,10 @@ struct Active {
     /// Where records after this file's header and checkpoint start.
     start: u64,
     scratch: Vec<u8>,
+    /// The buffer being filled (background write modes; `None` inline).
+    stage: Option<Stage>,
+    /// Writes to `file` use direct I/O.
+    direct: bool,
 }
 
 /// What one [`Container::append`] did.
@@ -97,7 +107,6 @@ struct MappedFile {
 #[derive(Default)]
 struct Counters {
     bytes_appended: AtomicU64,
-    fsyncs: AtomicU64,
 }
 
 pub(crate) struct Container {
@@ -106,13 +115,14 @@ pub(crate) struct Container {
     opts: ContainerOptions,
     sync_lock: Mutex<()>,
     active: Mutex<Active>,
-    /// Log position up to which everything is known durable.
-    durable: AtomicU64,
     files: RwLock<BTreeMap<u64, MappedFile>>,
     poison: Mutex<Option<String>>,
     counters: Counters,
     /// Per container file, how many [`Appended`]s are alive.
     unapplied: Mutex<BTreeMap<u64, usize>>,
+    /// The write-behind buffers and their thread; also holds the durable
+    /// watermark. Declared last: dropped after `Drop for Container` flushed it.
+    writer: Writer,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -148,10 +158,18 @@ impl Container {
             .into_iter()
             .map(|(no, view, end)| (no, MappedFile { view, end }))
             .collect();
+        let shared = Arc::new(Shared::new(log_position(rec.active_no, rec.active_end)));
+        let writer = Writer::start(
+            shared,
+            opts.write_buffer,
+            opts.write_buffers,
+            opts.write_mode != WriteMode::Inline || opts.sync.interval().is_some(),
+            opts.sync.interval(),
+        )
+        .map_err(|e| Error::io(root, e))?;
         let container = Container {
             storage,
             root: root.to_path_buf(),
-            durable: AtomicU64::new(log_position(rec.active_no, rec.active_end)),
             active: Mutex::new(Active {
                 file: Some(rec.active_file),
                 file_no: rec.active_no,
@@ -161,6 +179,8 @@ impl Container {
                 next_file_id: 1,
                 start: rec.active_start,
                 scratch: Vec::new(),
+                stage: None,
+                direct: false,
             }),
             opts,
             sync_lock: Mutex::new(()),
@@ -168,7 +188,9 @@ impl Container {
             poison: Mutex::new(None),
             counters: Counters::default(),
             unapplied: Mutex::new(BTreeMap::new()),
+            writer,
         };
+        container.new_stage(&mut lock(&container.active))?;
         if upgrade {
             // New record kinds never go into an old-version file, which an older
             // jocky would then misread: continue the log in a new file.
@@ -178,10 +200,157 @@ impl Container {
     }
 
     fn check_poison(&self) -> Result<()> {
-        match &*lock(&self.poison) {
+        let mut poison = lock(&self.poison);
+        if poison.is_none() {
+            if let Some(msg) = self.writer.shared.error() {
+                log::error!("jocky container poisoned: {msg}");
+                *poison = Some(msg);
+            }
+        }
+        match &*poison {
             Some(msg) => Err(Error::Poisoned(msg.clone())),
             None => Ok(()),
         }
+    }
+
+    fn durable(&self) -> &AtomicU64 {
+        &self.writer.shared.durable
+    }
+
+    /// Waits until the writer thread has everything up to `pos` in its file.
+    fn wait_written(&self, pos: u64) -> Result<()> {
+        self.writer.shared.wait_written(pos).map_err(|msg| {
+            lock(&self.poison).get_or_insert(msg.clone());
+            Error::Poisoned(msg)
+        })
+    }
+
+    /// Gives the active file a fresh stage (after open or rotation): in direct
+    /// mode it starts with the file's partly filled last block.
+    fn new_stage(&self, a: &mut Active) -> Result<()> {
+        a.stage = None;
+        a.direct = false;
+        if self.opts.write_mode == WriteMode::Inline {
+            return Ok(());
+        }
+        let Some(file) = a.file.clone() else {
+            return Err(Error::Poisoned("no active container file".into()));
+        };
+        let path = || self.root.join(container_file_name(a.file_no));
+        if self.opts.write_mode == WriteMode::Direct {
+            a.direct = file.set_direct().map_err(|e| Error::io(path(), e))?;
+            if !a.direct {
+                log::info!(
+                    "direct I/O refused for {}: buffered writes",
+                    path().display()
+                );
+            }
+        }
+        let base = if a.direct {
+            align_down(a.offset as usize) as u64
+        } else {
+            a.offset
+        };
+        let mut buf = self.writer.take_buf().map_err(Error::Poisoned)?;
+        if base < a.offset {
+            let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+            let f = files
+                .get(&a.file_no)
+                .ok_or_else(|| Error::Poisoned("active container file not mapped".into()))?;
+            let head = f
+                .view
+                .read(base..a.offset)
+                .map_err(|e| Error::io(path(), e))?;
+            buf.push(head.as_slice());
+        }
+        a.stage = Some(Stage {
+            written: buf.len(),
+            buf,
+            base,
+            pooled: true,
+        });
+        Ok(())
+    }
+
+    /// Hands the stage's new bytes to the writer thread. Returns the part of
+    /// the stage the next one must start with (direct mode: the partly filled
+    /// last block) and where that starts; the stage is gone afterwards.
+    fn submit_stage(&self, a: &mut Active) -> Result<(Vec<u8>, u64)> {
+        let Some(stage) = a.stage.take() else {
+            return Err(Error::Poisoned("no write stage".into()));
+        };
+        let Some(file) = a.file.clone() else {
+            return Err(Error::Poisoned("no active container file".into()));
+        };
+        let len = stage.buf.len();
+        let carry_from = if a.direct { align_down(len) } else { len };
+        let carry = stage.buf.bytes()[carry_from..].to_vec();
+        let next_base = stage.base + carry_from as u64;
+        if stage.has_new_bytes() {
+            self.writer.submit(
+                file,
+                a.file_no,
+                stage.base,
+                stage.buf,
+                a.direct,
+                stage.pooled,
+            );
+        } else if stage.pooled {
+            self.writer.give_back(stage.buf);
+        }
+        Ok((carry, next_base))
+    }
+
+    /// Hands the stage over and starts the next one, with room for `need` more
+    /// bytes (a one-off buffer if they exceed the pool's buffer size).
+    fn hand_over(&self, a: &mut Active, need: usize) -> Result<()> {
+        let (carry, base) = self.submit_stage(a)?;
+        let (mut buf, pooled) = if carry.len() + need > self.writer.buf_size() {
+            (Buf::with_capacity(carry.len() + need), false)
+        } else {
+            (self.writer.take_buf().map_err(Error::Poisoned)?, true)
+        };
+        buf.push(&carry);
+        a.stage = Some(Stage {
+            written: carry.len(),
+            buf,
+            base,
+            pooled,
+        });
+        Ok(())
+    }
+
+    /// Puts `bytes` (records starting at the write position) in the stage.
+    fn stage_bytes(&self, a: &mut Active, bytes: &[u8]) -> Result<()> {
+        let fits = a
+            .stage
+            .as_ref()
+            .is_some_and(|s| s.buf.len() + bytes.len() <= s.buf.capacity());
+        if !fits {
+            self.hand_over(a, bytes.len())?;
+        }
+        let stage = a.stage.as_mut().expect("hand_over leaves a stage");
+        debug_assert_eq!(stage.end(), a.offset);
+        stage.buf.push(bytes);
+        if stage.buf.len() == stage.buf.capacity() {
+            self.hand_over(a, 0)?;
+        }
+        Ok(())
+    }
+
+    /// A sync request the policy does not make wait for the disk. Under
+    /// `SyncPolicy::Interval` the stage goes to the writer thread now, so that
+    /// the next timed `fdatasync` covers it.
+    pub fn sync_deferred(&self) -> Result<()> {
+        if self.opts.sync.interval().is_none() {
+            return Ok(());
+        }
+        self.check_poison()?;
+        let mut a = lock(&self.active);
+        if a.stage.as_ref().is_some_and(|s| s.has_new_bytes()) {
+            self.hand_over(&mut a, 0)?;
+        }
+        Ok(())
     }
 
     fn poison_with(&self, what: &str, file_no: u64, e: std::io::Error) -> Error {
@@ -236,7 +405,7 @@ impl Container {
                     .map_err(|e| Error::io(self.root.join(container_file_name(a.file_no)), e))?;
                 a.allocated = want;
             }
-            let durable = self.durable.load(Ordering::SeqCst);
+            let durable = self.durable().load(Ordering::SeqCst);
             let start = a.offset;
             let mut extents = Vec::with_capacity(payloads.len());
             let a = &mut *a;
@@ -252,8 +421,19 @@ impl Container {
                 a.next_seq += 1;
             }
             debug_assert_eq!(a.scratch.len() as u64, total);
-            if let Err(e) = file.write_at(start, &a.scratch) {
-                return Err(self.poison_with("write", a.file_no, e));
+            if a.stage.is_some() {
+                let records = std::mem::take(&mut a.scratch);
+                let staged = self.stage_bytes(a, &records);
+                a.scratch = records;
+                staged?;
+            } else {
+                if let Err(e) = file.write_at(start, &a.scratch) {
+                    return Err(self.poison_with("write", a.file_no, e));
+                }
+                if self.opts.sync.interval().is_some() {
+                    self.writer
+                        .note_written(&file, log_position(a.file_no, start + total));
+                }
             }
             a.offset += total;
             for p in payloads {
@@ -349,6 +529,11 @@ impl Container {
         }
         self.check_poison()?;
         let old_no = a.file_no;
+        if a.stage.is_some() {
+            // Everything of the old file is written before it is sealed.
+            self.submit_stage(&mut a)?;
+            self.wait_written(log_position(old_no, a.offset))?;
+        }
         if let Some(file) = a.file.take() {
             // Give back the unused reservation, then make the sealed file durable:
             // recovery relies on every file but the last being complete.
@@ -358,7 +543,7 @@ impl Container {
             }
             // `file` (the descriptor) is closed here, before the next one opens.
         }
-        self.durable
+        self.durable()
             .store(log_position(old_no, a.offset), Ordering::SeqCst);
         if let Some(f) = self
             .files
@@ -403,8 +588,15 @@ impl Container {
         a.start = start;
         a.next_seq += 1;
         a.allocated = start.max(self.opts.grow_step.min(self.opts.file_capacity));
-        self.durable
+        self.durable()
             .store(log_position(new_no, a.offset), Ordering::SeqCst);
+        self.writer
+            .shared
+            .set_written(log_position(new_no, a.offset));
+        if let Err(e) = self.new_stage(&mut a) {
+            a.file = None;
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -413,7 +605,7 @@ impl Container {
             return Ok(());
         }
         file.sync_data()?;
-        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.writer.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -425,30 +617,41 @@ impl Container {
             let a = lock(&self.active);
             log_position(a.file_no, a.offset)
         };
-        if self.durable.load(Ordering::SeqCst) >= target {
+        if self.durable().load(Ordering::SeqCst) >= target {
             return Ok(());
         }
         let _s = lock(&self.sync_lock);
         self.check_poison()?;
-        if self.durable.load(Ordering::SeqCst) >= target {
+        if self.durable().load(Ordering::SeqCst) >= target {
             return Ok(());
         }
         let (file, file_no, end) = {
-            let a = lock(&self.active);
+            let mut a = lock(&self.active);
+            if a.stage.as_ref().is_some_and(|s| s.has_new_bytes()) {
+                self.hand_over(&mut a, 0)?;
+            }
             (a.file.clone(), a.file_no, log_position(a.file_no, a.offset))
         };
+        if self.opts.write_mode != WriteMode::Inline {
+            self.wait_written(end)?;
+        }
         let Some(file) = file else {
             return Err(Error::Poisoned("no active container file".into()));
         };
         if let Err(e) = self.sync_file(&*file) {
             return Err(self.poison_with("fdatasync", file_no, e));
         }
-        self.durable.fetch_max(end, Ordering::SeqCst);
+        self.durable().fetch_max(end, Ordering::SeqCst);
         Ok(())
     }
 
     /// The bytes of `extent`, zero-copy from the file's mapping.
     pub fn read(&self, extent: Extent) -> std::io::Result<OwnedBytes> {
+        if self.opts.write_mode != WriteMode::Inline {
+            if let Some(bytes) = self.read_unwritten(extent)? {
+                return Ok(OwnedBytes::new(bytes));
+            }
+        }
         let files = self.files.read().unwrap_or_else(|e| e.into_inner());
         let f = files.get(&extent.file_no).ok_or_else(|| {
             std::io::Error::new(
@@ -457,6 +660,34 @@ impl Container {
             )
         })?;
         f.view.read(extent.offset..extent.offset + extent.len)
+    }
+
+    /// A copy of the bytes of `extent` while they are not in the file yet
+    /// (in flight to the writer thread, or still in the stage); `None` once
+    /// they are.
+    fn read_unwritten(&self, extent: Extent) -> std::io::Result<Option<Vec<u8>>> {
+        let (no, off, len) = (extent.file_no, extent.offset, extent.len);
+        loop {
+            match self.writer.shared.lookup(no, off, len) {
+                Ok(found) => return Ok(found),
+                Err(()) => {
+                    let a = lock(&self.active);
+                    if a.file_no == no {
+                        if let Some(bytes) = a.stage.as_ref().and_then(|s| s.copy(off, len)) {
+                            return Ok(Some(bytes));
+                        }
+                    }
+                }
+            }
+            // Neither written, in flight nor staged: moved on between the two
+            // looks (the next look finds it written), unless writing failed.
+            if let Some(msg) = self.writer.shared.error() {
+                return Err(std::io::Error::other(format!(
+                    "container file {no} lost bytes {off}..{}: {msg}",
+                    off + len
+                )));
+            }
+        }
     }
 
     pub fn stats(&self) -> ContainerStats {
@@ -473,7 +704,7 @@ impl Container {
                 .map(|(no, f)| if *no == active_no { active_end } else { f.end })
                 .sum(),
             bytes_appended: self.counters.bytes_appended.load(Ordering::Relaxed),
-            fsyncs: self.counters.fsyncs.load(Ordering::Relaxed),
+            fsyncs: self.writer.shared.fsyncs.load(Ordering::Relaxed),
             fds_held: self.storage.fds_held(),
             mappings: files.len(),
             poisoned: lock(&self.poison).is_some(),
@@ -493,7 +724,17 @@ impl Drop for Container {
     /// Gives back the disk space reserved past the last record. Nothing depends on
     /// it: recovery treats the zeros of a reservation like the end of the log.
     fn drop(&mut self) {
-        let a = lock(&self.active);
+        let mut a = lock(&self.active);
+        if a.stage.is_some() && self.check_poison().is_ok() {
+            // The writer thread writes what was handed over; then it stops.
+            let end = log_position(a.file_no, a.offset);
+            if let Err(e) = self
+                .submit_stage(&mut a)
+                .and_then(|_| self.wait_written(end))
+            {
+                log::error!("container closed with unwritten records: {e}");
+            }
+        }
         if lock(&self.poison).is_none() {
             if let Some(file) = &a.file {
                 if let Err(e) = file.truncate(a.offset) {

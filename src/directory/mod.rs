@@ -23,7 +23,7 @@ use crate::export::ExportReport;
 use crate::format::file_header::{FILE_HEADER_LEN, MAX_CAPACITY};
 use crate::io::Storage;
 use crate::path::normalize;
-use crate::policy::{AdvicePolicy, ExportPolicy, SyncPolicy, COMMIT_FILE};
+use crate::policy::{AdvicePolicy, ExportPolicy, SyncPolicy, WriteMode, COMMIT_FILE};
 use crate::reclaim::ReclaimReport;
 
 use handle::ExtentsHandle;
@@ -105,8 +105,13 @@ pub struct Builder {
     sync: SyncPolicy,
     /// `None`: 64 KiB..4 MiB, clamped to a quarter of a container file.
     write_buffer: Option<(usize, usize)>,
+    write_mode: WriteMode,
+    write_queue: usize,
     engine: EngineOptions,
 }
+
+/// Write-behind buffers per container (see [`Builder::write_queue`]).
+const WRITE_BUFFERS: usize = 4;
 
 impl Builder {
     /// The most bytes one container file holds before a new one is started
@@ -132,6 +137,21 @@ impl Builder {
     /// 64 KiB and 4 MiB). Each open writer holds at most `max` bytes.
     pub fn write_buffer(mut self, min: usize, max: usize) -> Self {
         self.write_buffer = Some((min, max));
+        self
+    }
+
+    /// How appended records reach the disk (default [`WriteMode::Buffered`]).
+    pub fn write_mode(mut self, mode: WriteMode) -> Self {
+        self.write_mode = mode;
+        self
+    }
+
+    /// The most bytes handed to the background writer and not yet written
+    /// (default 32 MiB, in 4 buffers; at least 256 KiB). A writer that outruns
+    /// the disk waits. Appends larger than a quarter of this use a one-off
+    /// buffer of their size.
+    pub fn write_queue(mut self, bytes: usize) -> Self {
+        self.write_queue = bytes;
         self
     }
 
@@ -190,6 +210,9 @@ impl Builder {
             file_capacity: self.file_capacity,
             grow_step: self.grow_step.min(self.file_capacity),
             sync: self.sync,
+            write_mode: self.write_mode,
+            write_buffer: (self.write_queue / WRITE_BUFFERS).max(64 << 10),
+            write_buffers: WRITE_BUFFERS,
         };
         let engine = match self.storage {
             Some(storage) => Arc::new(Engine::open(storage, &self.root, opts, self.engine)?),
@@ -233,6 +256,8 @@ impl JockyDirectory {
             grow_step: 8 << 20,
             sync: SyncPolicy::OnRequest,
             write_buffer: None,
+            write_mode: WriteMode::default(),
+            write_queue: 32 << 20,
             engine: EngineOptions::default(),
         }
     }
@@ -424,6 +449,8 @@ impl Directory for JockyDirectory {
     fn sync_directory(&self) -> io::Result<()> {
         if self.engine.sync_policy().on_sync_directory() {
             self.engine.container.sync()?;
+        } else {
+            self.engine.container.sync_deferred()?;
         }
         Ok(())
     }

@@ -188,6 +188,51 @@ impl StorageFile for FsFile {
         self.file.set_len(len)
     }
 
+    fn set_direct(&self) -> io::Result<bool> {
+        let fd = self.file.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above; only adds O_DIRECT to the status flags.
+        let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_DIRECT) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(false),
+            _ => Err(err),
+        }
+    }
+
+    fn start_write_back(&self, range: Range<u64>) {
+        self.sync_range(range, libc::SYNC_FILE_RANGE_WRITE);
+    }
+
+    fn drop_cached(&self, range: Range<u64>) {
+        self.sync_range(
+            range.clone(),
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+        );
+        // SAFETY: posix_fadvise on a descriptor we own, integer arguments only;
+        // it changes what is cached, never the file's bytes.
+        let rc = unsafe {
+            libc::posix_fadvise(
+                self.file.as_raw_fd(),
+                range.start as libc::off_t,
+                (range.end - range.start) as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            log::debug!("posix_fadvise(DONTNEED) on {:?} failed: {rc}", self.path);
+        }
+    }
+
     fn view(&self, capacity: u64) -> io::Result<Arc<dyn ReadView>> {
         let len = usize::try_from(capacity)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "view too large"))?;
@@ -202,6 +247,31 @@ impl StorageFile for FsFile {
             bytes: OwnedBytes::new(mmap),
             path: self.path.clone(),
         }))
+    }
+}
+
+impl FsFile {
+    fn sync_range(&self, range: Range<u64>, flags: libc::c_uint) {
+        if range.end <= range.start {
+            return;
+        }
+        // SAFETY: sync_file_range on a descriptor we own, integer arguments only;
+        // it schedules or waits for write-back and never changes the bytes.
+        let rc = unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                range.start as libc::off64_t,
+                (range.end - range.start) as libc::off64_t,
+                flags,
+            )
+        };
+        if rc != 0 {
+            log::debug!(
+                "sync_file_range on {:?} failed: {}",
+                self.path,
+                io::Error::last_os_error()
+            );
+        }
     }
 }
 

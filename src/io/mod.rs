@@ -52,7 +52,24 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// A read-only view of the first `capacity` bytes that stays valid after the
     /// file is closed or removed. Only bytes below the file's length may be read.
     fn view(&self, capacity: u64) -> io::Result<Arc<dyn ReadView>>;
+    /// Switches later writes through this handle to direct I/O: from then on
+    /// every `write_at` has an offset, a length and a buffer address aligned to
+    /// [`DIRECT_ALIGN`]. Returns `false` (and stays buffered) where direct I/O
+    /// is not available.
+    fn set_direct(&self) -> io::Result<bool> {
+        Ok(false)
+    }
+    /// Starts write-back of `range` to the disk without waiting for it (a hint;
+    /// not a durability point).
+    fn start_write_back(&self, _range: Range<u64>) {}
+    /// Waits for write-back of `range` and drops its pages from the page cache
+    /// (a hint; pages mapped by someone stay).
+    fn drop_cached(&self, _range: Range<u64>) {}
 }
+
+/// The alignment direct I/O asks of offsets, lengths and buffers. 4096 covers
+/// every logical block size Linux file systems use in practice.
+pub const DIRECT_ALIGN: usize = 4096;
 
 /// Read access to a file's bytes, zero-copy where the implementation allows it.
 pub trait ReadView: Send + Sync + fmt::Debug {

@@ -333,6 +333,7 @@ impl SimStorage {
             data,
             state: self.state.clone(),
             open_files: self.open_files.clone(),
+            direct: Default::default(),
         }))
     }
 }
@@ -402,6 +403,8 @@ struct SimFile {
     data: Arc<Mutex<FileData>>,
     state: Arc<Mutex<State>>,
     open_files: Arc<AtomicUsize>,
+    /// Direct I/O was switched on: writes must be aligned, as `O_DIRECT` asks.
+    direct: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for SimFile {
@@ -445,7 +448,22 @@ impl StorageFile for SimFile {
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        if self.direct.load(Ordering::SeqCst) {
+            let align = super::DIRECT_ALIGN;
+            if offset as usize % align != 0
+                || buf.len() % align != 0
+                || buf.as_ptr() as usize % align != 0
+            {
+                // What the kernel answers to a misaligned O_DIRECT write.
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+        }
         self.mutate(Op::Write(offset, buf.to_vec()), buf.len() as u64)
+    }
+
+    fn set_direct(&self) -> io::Result<bool> {
+        self.direct.store(true, Ordering::SeqCst);
+        Ok(true)
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {

@@ -21,6 +21,7 @@ pub fn open_sim(s: &SimStorage) -> jocky::Result<JockyDirectory> {
         .write_buffer(4 << 10, 64 << 10)
         // Nothing in the background: crash tests replay exact histories.
         .export_policy(jocky::ExportPolicy::Manual)
+        .write_mode(jocky::WriteMode::Inline)
         .open()
 }
 

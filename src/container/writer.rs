@@ -1,0 +1,541 @@
+//! The write-behind stage: page-aligned buffers between `Container::append` and
+//! the container files, and the one thread per container that writes them.
+//!
+//! `append` copies records into the *stage*, the buffer being filled (it lives
+//! in the active-file state, under its lock). A full stage, or one a sync
+//! request or a rotation needs on disk, is *handed over*: it joins the
+//! in-flight list, where reads still find its bytes (read-your-writes), and
+//! the writer thread's queue. The thread writes each buffer with one `pwrite`,
+//! then advances the `written` watermark and returns the buffer to the pool.
+//! The pool has a fixed number of buffers: a producer that outruns the disk
+//! waits for one to come back, memory in flight never grows.
+//!
+//! Direct I/O: a stage starts on a [`DIRECT_ALIGN`] boundary and is written up
+//! to the next one, zero padded. The partly filled last block is carried into
+//! the next stage and written again with it; the bytes already written are
+//! rewritten identical, so a torn rewrite cannot change them.
+//!
+//! Buffered writes: every [`SMOOTH_WINDOW`] bytes the thread starts write-back
+//! of the window it just wrote and drops the window before it from the page
+//! cache, so dirty pages never pile up and the cache keeps few container bytes.
+//!
+//! [`SyncPolicy::Interval`](crate::policy::SyncPolicy::Interval): the thread
+//! also calls `fdatasync` once the interval has passed since the last one and
+//! something written is not durable yet.
+//!
+//! A failed write poisons the writer: nothing after it is written, the failed
+//! buffers stay readable in the in-flight list, and every wait returns the
+//! error.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::format::file_header::log_position;
+use crate::io::{StorageFile, DIRECT_ALIGN};
+
+/// Bytes between two write-back steps of buffered mode.
+pub(crate) const SMOOTH_WINDOW: u64 = 8 << 20;
+
+pub(crate) fn align_down(n: usize) -> usize {
+    n / DIRECT_ALIGN * DIRECT_ALIGN
+}
+
+fn align_up(n: usize) -> usize {
+    n.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN
+}
+
+/// A byte buffer whose start is [`DIRECT_ALIGN`]ed in memory (over-allocated
+/// and sliced, no unsafe), with room for whole blocks.
+#[derive(Debug)]
+pub(crate) struct Buf {
+    raw: Vec<u8>,
+    off: usize,
+    cap: usize,
+    len: usize,
+}
+
+impl Buf {
+    pub fn with_capacity(cap: usize) -> Buf {
+        let cap = align_up(cap.max(1));
+        let raw = vec![0u8; cap + DIRECT_ALIGN];
+        let off = raw.as_ptr().align_offset(DIRECT_ALIGN);
+        Buf {
+            raw,
+            off,
+            cap,
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.raw[self.off..self.off + self.len]
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        assert!(self.len + bytes.len() <= self.cap, "stage overflow");
+        let at = self.off + self.len;
+        self.raw[at..at + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Zeroes the rest of the last block, for a direct write.
+    fn zero_padding(&mut self) {
+        let end = align_up(self.len);
+        self.raw[self.off + self.len..self.off + end].fill(0);
+    }
+
+    /// The bytes a write of this buffer covers: up to the next block boundary
+    /// (zero padded by [`Buf::zero_padding`]) for direct I/O.
+    fn to_write(&self, direct: bool) -> &[u8] {
+        let end = if direct { align_up(self.len) } else { self.len };
+        &self.raw[self.off..self.off + end]
+    }
+}
+
+/// The buffer being filled, and where in the active container file it starts.
+#[derive(Debug)]
+pub(crate) struct Stage {
+    pub buf: Buf,
+    /// File offset of `buf[0]` (block aligned in direct mode).
+    pub base: u64,
+    /// `buf[..written]` is already in the file (the carried partial block).
+    pub written: usize,
+    /// The buffer belongs to the pool (not a one-off for an oversized append).
+    pub pooled: bool,
+}
+
+impl Stage {
+    pub fn end(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    pub fn has_new_bytes(&self) -> bool {
+        self.buf.len() > self.written
+    }
+
+    /// The bytes of `offset..offset + len` of the file, if this stage holds them.
+    pub fn copy(&self, offset: u64, len: u64) -> Option<Vec<u8>> {
+        copy_from(self.base, self.buf.bytes(), offset, len)
+    }
+}
+
+fn copy_from(base: u64, bytes: &[u8], offset: u64, len: u64) -> Option<Vec<u8>> {
+    if offset < base || offset + len > base + bytes.len() as u64 {
+        return None;
+    }
+    let at = (offset - base) as usize;
+    Some(bytes[at..at + len as usize].to_vec())
+}
+
+/// One buffer to write.
+pub(crate) struct Job {
+    pub file: Arc<dyn StorageFile>,
+    pub file_no: u64,
+    pub base: u64,
+    pub buf: Arc<Buf>,
+    pub direct: bool,
+    pub pooled: bool,
+}
+
+enum Msg {
+    Write(Job),
+    /// Inline mode wrote up to this log position (for the sync timer).
+    Wrote(Weak<dyn StorageFile>, u64),
+}
+
+struct InFlight {
+    file_no: u64,
+    base: u64,
+    buf: Arc<Buf>,
+}
+
+struct State {
+    /// Log position up to which every handed-over byte is in its file.
+    written: u64,
+    inflight: VecDeque<InFlight>,
+    free: Vec<Buf>,
+    /// Pool buffers alive (free, staged or in flight).
+    pooled: usize,
+    error: Option<String>,
+}
+
+/// What the container and its writer thread share.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    /// Log position up to which everything is known durable.
+    pub durable: AtomicU64,
+    pub fsyncs: AtomicU64,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn new(written: u64) -> Shared {
+        Shared {
+            state: Mutex::new(State {
+                written,
+                inflight: VecDeque::new(),
+                free: Vec::new(),
+                pooled: 0,
+                error: None,
+            }),
+            changed: Condvar::new(),
+            durable: AtomicU64::new(written),
+            fsyncs: AtomicU64::new(0),
+        }
+    }
+
+    pub fn error(&self) -> Option<String> {
+        lock(&self.state).error.clone()
+    }
+
+    /// Records a failure; everything waiting wakes up and sees it.
+    pub fn fail(&self, msg: String) {
+        let mut st = lock(&self.state);
+        st.error.get_or_insert(msg);
+        self.changed.notify_all();
+    }
+
+    /// Sets the watermark after a rotation or a synchronous write.
+    pub fn set_written(&self, pos: u64) {
+        let mut st = lock(&self.state);
+        st.written = st.written.max(pos);
+        self.changed.notify_all();
+    }
+
+    /// Waits until everything up to log position `pos` is in its file.
+    pub fn wait_written(&self, pos: u64) -> Result<(), String> {
+        let mut st = lock(&self.state);
+        loop {
+            if st.written >= pos {
+                return Ok(());
+            }
+            if let Some(e) = &st.error {
+                return Err(e.clone());
+            }
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Where the bytes of `offset..offset + len` of container file `file_no`
+    /// are: `Ok(None)` once they are in the file, a copy while they are in
+    /// flight, `Err(())` if neither (they are still in the stage).
+    pub fn lookup(&self, file_no: u64, offset: u64, len: u64) -> Result<Option<Vec<u8>>, ()> {
+        let st = lock(&self.state);
+        if st.written >= log_position(file_no, offset + len) {
+            return Ok(None);
+        }
+        for f in st.inflight.iter().rev() {
+            if f.file_no == file_no {
+                if let Some(bytes) = copy_from(f.base, f.buf.bytes(), offset, len) {
+                    return Ok(Some(bytes));
+                }
+            }
+        }
+        Err(())
+    }
+}
+
+/// The writer thread of one container (none in inline mode without a timer).
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    tx: Option<mpsc::Sender<Msg>>,
+    thread: Option<JoinHandle<()>>,
+    buf_size: usize,
+    pool: usize,
+}
+
+impl Writer {
+    /// `buf_size` bytes per buffer, `pool` buffers. `thread`: whether to start
+    /// the writer thread at all.
+    pub fn start(
+        shared: Arc<Shared>,
+        buf_size: usize,
+        pool: usize,
+        thread: bool,
+        sync_every: Option<Duration>,
+    ) -> std::io::Result<Writer> {
+        let (tx, handle) = if thread {
+            let (tx, rx) = mpsc::channel();
+            let s = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("jocky-writer".into())
+                .spawn(move || run(s, rx, sync_every))?;
+            (Some(tx), Some(handle))
+        } else {
+            (None, None)
+        };
+        Ok(Writer {
+            shared,
+            tx,
+            thread: handle,
+            buf_size: align_up(buf_size),
+            pool: pool.max(2),
+        })
+    }
+
+    pub fn buf_size(&self) -> usize {
+        self.buf_size
+    }
+
+    /// A buffer from the pool, waiting for one to come back if all are in use.
+    pub fn take_buf(&self) -> Result<Buf, String> {
+        let mut st = lock(&self.shared.state);
+        loop {
+            if let Some(e) = &st.error {
+                return Err(e.clone());
+            }
+            if let Some(b) = st.free.pop() {
+                return Ok(b);
+            }
+            if st.pooled < self.pool {
+                st.pooled += 1;
+                return Ok(Buf::with_capacity(self.buf_size));
+            }
+            st = self
+                .shared
+                .changed
+                .wait(st)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Gives a buffer that was never handed over back to the pool.
+    pub fn give_back(&self, mut buf: Buf) {
+        buf.len = 0;
+        lock(&self.shared.state).free.push(buf);
+        self.shared.changed.notify_all();
+    }
+
+    /// Hands a filled buffer over: it joins the in-flight list (where reads
+    /// find it) and the writer thread's queue.
+    pub fn submit(
+        &self,
+        file: Arc<dyn StorageFile>,
+        file_no: u64,
+        base: u64,
+        mut buf: Buf,
+        direct: bool,
+        pooled: bool,
+    ) {
+        if direct {
+            buf.zero_padding();
+        }
+        let buf = Arc::new(buf);
+        lock(&self.shared.state).inflight.push_back(InFlight {
+            file_no,
+            base,
+            buf: buf.clone(),
+        });
+        let job = Job {
+            file,
+            file_no,
+            base,
+            buf,
+            direct,
+            pooled,
+        };
+        match &self.tx {
+            Some(tx) => {
+                if tx.send(Msg::Write(job)).is_err() {
+                    self.shared
+                        .fail("the container's writer thread is gone".into());
+                }
+            }
+            None => write_job(&self.shared, job, &mut Smoother::default()),
+        }
+    }
+
+    /// Inline mode: everything up to `pos` is in `file` (for the sync timer).
+    pub fn note_written(&self, file: &Arc<dyn StorageFile>, pos: u64) {
+        match &self.tx {
+            Some(tx) => {
+                let _ = tx.send(Msg::Wrote(Arc::downgrade(file), pos));
+            }
+            None => self.shared.set_written(pos),
+        }
+    }
+}
+
+impl Drop for Writer {
+    /// The container hands over and waits for its last stage before this.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::error!("the container's writer thread panicked");
+            }
+        }
+    }
+}
+
+fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Msg>, sync_every: Option<Duration>) {
+    let mut smooth = Smoother::default();
+    // Weak: a sealed file's descriptor closes when the container lets it go
+    // (it was synced when sealed, so the timer has nothing to do there).
+    let mut last_file: Option<Weak<dyn StorageFile>> = None;
+    let mut last_sync = Instant::now();
+    loop {
+        let msg = match sync_every {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(d) => rx.recv_timeout(d.saturating_sub(last_sync.elapsed())),
+        };
+        match msg {
+            Ok(Msg::Write(job)) => {
+                last_file = Some(Arc::downgrade(&job.file));
+                write_job(&shared, job, &mut smooth);
+            }
+            Ok(Msg::Wrote(file, pos)) => {
+                last_file = Some(file);
+                shared.set_written(pos);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if let Some(d) = sync_every {
+            if last_sync.elapsed() >= d {
+                if let Some(file) = last_file.as_ref().and_then(Weak::upgrade) {
+                    timer_sync(&shared, &*file);
+                }
+                last_sync = Instant::now();
+            }
+        }
+    }
+}
+
+/// `SyncPolicy::Interval`: makes what is written durable. `file` is the file
+/// of the last write; every older container file was synced when it was
+/// sealed, so its sync covers the whole watermark.
+fn timer_sync(shared: &Shared, file: &dyn StorageFile) {
+    let (written, failed) = {
+        let st = lock(&shared.state);
+        (st.written, st.error.is_some())
+    };
+    if failed || shared.durable.load(Ordering::SeqCst) >= written {
+        return;
+    }
+    match file.sync_data() {
+        Ok(()) => {
+            shared.durable.fetch_max(written, Ordering::SeqCst);
+            shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => shared.fail(format!("timed fdatasync failed: {e}")),
+    }
+}
+
+fn write_job(shared: &Shared, job: Job, smooth: &mut Smoother) {
+    if shared.error().is_some() {
+        // Poisoned: nothing more is written; the buffer stays readable.
+        return;
+    }
+    let end = job.base + job.buf.len() as u64;
+    if let Err(e) = job.file.write_at(job.base, job.buf.to_write(job.direct)) {
+        shared.fail(format!(
+            "write of {}..{end} failed on container file {}: {e}",
+            job.base, job.file_no
+        ));
+        return;
+    }
+    if !job.direct {
+        smooth.wrote(&*job.file, job.file_no, job.base, end);
+    }
+    let mut st = lock(&shared.state);
+    st.written = st.written.max(log_position(job.file_no, end));
+    let done = st.inflight.pop_front();
+    debug_assert!(done.as_ref().is_some_and(|f| Arc::ptr_eq(&f.buf, &job.buf)));
+    drop(job.buf);
+    if let Some(done) = done {
+        match Arc::try_unwrap(done.buf) {
+            Ok(mut b) if job.pooled => {
+                b.len = 0;
+                st.free.push(b);
+            }
+            Ok(_) => {}
+            // A reader is copying out of it: let it go, the pool makes a new one.
+            Err(_) if job.pooled => st.pooled -= 1,
+            Err(_) => {}
+        }
+    }
+    shared.changed.notify_all();
+}
+
+/// Buffered mode's write-back smoothing, per container file.
+#[derive(Default)]
+struct Smoother {
+    file_no: Option<u64>,
+    window_start: u64,
+    previous: Option<u64>,
+}
+
+impl Smoother {
+    fn wrote(&mut self, file: &dyn StorageFile, file_no: u64, start: u64, end: u64) {
+        if self.file_no != Some(file_no) {
+            *self = Smoother {
+                file_no: Some(file_no),
+                window_start: start,
+                previous: None,
+            };
+        }
+        if end - self.window_start < SMOOTH_WINDOW {
+            return;
+        }
+        file.start_write_back(self.window_start..end);
+        if let Some(p) = self.previous {
+            file.drop_cached(p..self.window_start);
+        }
+        self.previous = Some(self.window_start);
+        self.window_start = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_aligned_and_padded_with_zeros() {
+        let mut b = Buf::with_capacity(10_000);
+        assert_eq!(b.capacity(), 3 * DIRECT_ALIGN);
+        assert_eq!(b.bytes().as_ptr() as usize % DIRECT_ALIGN, 0);
+        b.push(&[7u8; 5000]);
+        b.raw[b.off + 5000..].fill(9);
+        b.zero_padding();
+        let w = b.to_write(true);
+        assert_eq!(w.len(), 2 * DIRECT_ALIGN);
+        assert!(w[..5000].iter().all(|x| *x == 7));
+        assert!(w[5000..].iter().all(|x| *x == 0));
+        assert_eq!(b.to_write(false).len(), 5000);
+    }
+
+    #[test]
+    fn lookup_finds_in_flight_bytes_until_written() {
+        let shared = Shared::new(log_position(0, 0));
+        let mut b = Buf::with_capacity(4096);
+        b.push(b"hello world");
+        shared.state.lock().unwrap().inflight.push_back(InFlight {
+            file_no: 0,
+            base: 100,
+            buf: Arc::new(b),
+        });
+        assert_eq!(shared.lookup(0, 106, 5), Ok(Some(b"world".to_vec())));
+        assert_eq!(shared.lookup(0, 106, 6), Err(()), "past the buffer");
+        assert_eq!(shared.lookup(1, 106, 5), Err(()), "another file");
+        shared.set_written(log_position(0, 111));
+        assert_eq!(shared.lookup(0, 106, 5), Ok(None));
+    }
+}
