@@ -450,9 +450,9 @@ impl StorageFile for SimFile {
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         if self.direct.load(Ordering::SeqCst) {
             let align = super::DIRECT_ALIGN;
-            if offset as usize % align != 0
-                || buf.len() % align != 0
-                || buf.as_ptr() as usize % align != 0
+            if !(offset as usize).is_multiple_of(align)
+                || !buf.len().is_multiple_of(align)
+                || !(buf.as_ptr() as usize).is_multiple_of(align)
             {
                 // What the kernel answers to a misaligned O_DIRECT write.
                 return Err(io::Error::from_raw_os_error(libc::EINVAL));
