@@ -45,7 +45,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use jocky::{ExportPolicy, JockyDirectory};
+use jocky::{ExportPolicy, JockyDirectory, WriteMode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tantivy::directory::TerminatingWrite;
@@ -77,7 +77,14 @@ fn jocky_configs(dir: &Path, record: usize) -> Vec<(&'static str, jocky::Builder
             .write_buffer(record, record)
             .export_policy(ExportPolicy::Manual)
     };
-    vec![("jocky", base("jocky"))]
+    vec![
+        (
+            "jocky buffered",
+            base("buffered").write_mode(WriteMode::Buffered),
+        ),
+        ("jocky direct", base("direct").write_mode(WriteMode::Direct)),
+        ("jocky inline", base("inline").write_mode(WriteMode::Inline)),
+    ]
 }
 
 struct Case {

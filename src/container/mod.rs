@@ -219,10 +219,22 @@ impl Container {
 
     /// Waits until the writer thread has everything up to `pos` in its file.
     fn wait_written(&self, pos: u64) -> Result<()> {
-        self.writer.shared.wait_written(pos).map_err(|msg| {
-            lock(&self.poison).get_or_insert(msg.clone());
-            Error::Poisoned(msg)
-        })
+        self.writer
+            .shared
+            .wait_written(pos)
+            .map_err(|msg| self.writer_failed(msg))
+    }
+
+    /// The writer thread failed: the container is poisoned from now on.
+    fn writer_failed(&self, msg: String) -> Error {
+        lock(&self.poison).get_or_insert(msg.clone());
+        Error::Poisoned(msg)
+    }
+
+    fn take_buf(&self) -> Result<Buf> {
+        self.writer
+            .take_buf()
+            .map_err(|msg| self.writer_failed(msg))
     }
 
     /// Gives the active file a fresh stage (after open or rotation): in direct
@@ -251,7 +263,7 @@ impl Container {
         } else {
             a.offset
         };
-        let mut buf = self.writer.take_buf().map_err(Error::Poisoned)?;
+        let mut buf = self.take_buf()?;
         if base < a.offset {
             let files = self.files.read().unwrap_or_else(|e| e.into_inner());
             let f = files
@@ -308,7 +320,7 @@ impl Container {
         let (mut buf, pooled) = if carry.len() + need > self.writer.buf_size() {
             (Buf::with_capacity(carry.len() + need), false)
         } else {
-            (self.writer.take_buf().map_err(Error::Poisoned)?, true)
+            (self.take_buf()?, true)
         };
         buf.push(&carry);
         a.stage = Some(Stage {
@@ -707,7 +719,7 @@ impl Container {
             fsyncs: self.writer.shared.fsyncs.load(Ordering::Relaxed),
             fds_held: self.storage.fds_held(),
             mappings: files.len(),
-            poisoned: lock(&self.poison).is_some(),
+            poisoned: self.check_poison().is_err(),
         }
     }
 
