@@ -64,12 +64,27 @@ const CHART_FILE: &str = "compare_mmap.svg";
 /// The directory under test. Switch this to `jocky::JockyDirectory::open(path)`.
 fn open_candidate(path: &Path) -> BoxResult<Box<dyn Directory>> {
     let mut builder = jocky::JockyDirectory::builder(path);
+    if let Some(mode) = WRITE_MODE.get().copied().flatten() {
+        builder = builder.write_mode(mode);
+    }
     if let Some(mb) = EXPORT_MIN_MB.get().copied().flatten() {
         builder = builder.export_policy(jocky::ExportPolicy::OnCommit {
             min_segment_bytes: mb << 20,
         });
     }
     Ok(Box::new(builder.open()?))
+}
+
+/// `--write-mode`, when given.
+static WRITE_MODE: std::sync::OnceLock<Option<jocky::WriteMode>> = std::sync::OnceLock::new();
+
+fn parse_write_mode(s: &str) -> Result<jocky::WriteMode, String> {
+    match s {
+        "buffered" => Ok(jocky::WriteMode::Buffered),
+        "direct" => Ok(jocky::WriteMode::Direct),
+        "inline" => Ok(jocky::WriteMode::Inline),
+        _ => Err(format!("{s:?}: expected buffered, direct or inline")),
+    }
 }
 
 /// `--export-min-mb`, when given.
@@ -127,6 +142,10 @@ struct Args {
     /// library's default export policy).
     #[arg(long)]
     export_min_mb: Option<u64>,
+    /// How jocky writes its container: buffered, direct or inline (default: the
+    /// library's default).
+    #[arg(long, value_parser = parse_write_mode)]
+    write_mode: Option<jocky::WriteMode>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -430,6 +449,7 @@ fn main() {
 
 fn run(args: &Args) -> BoxResult<()> {
     let _ = EXPORT_MIN_MB.set(args.export_min_mb);
+    let _ = WRITE_MODE.set(args.write_mode);
     if args.rounds == 0 || args.threads == 0 || args.query_repeats == 0 {
         return Err("--rounds, --threads and --query-repeats must be at least 1".into());
     }
@@ -480,6 +500,14 @@ fn run(args: &Args) -> BoxResult<()> {
         args.heap_mb,
         args.commit_every,
         args.rounds
+    );
+    println!(
+        "jocky: write mode {:?}, export {}",
+        args.write_mode.unwrap_or_default(),
+        match args.export_min_mb {
+            Some(mb) => format!("after each commit, segments of at least {mb} MiB"),
+            None => "default policy".into(),
+        }
     );
 
     // Untimed warm-up: the first indexing run of a process creates the allocator's

@@ -1,9 +1,9 @@
 //! The shared contract suite (tests/common/contract.rs) run against
-//! `JockyDirectory` in every configuration: default options (buffered writes) on a
+//! `JockyDirectory` in every configuration: default options (direct I/O) on a
 //! real folder; tiny container files and write buffers (files span many extents
-//! and container files, reads cross them); direct I/O through a small write
-//! queue on a real folder and on the simulated storage (which refuses misaligned
-//! writes); inline writes; the simulated storage; tenant "b" of a `Store` whose
+//! and container files, reads cross them); direct I/O and buffered writes through
+//! a small write queue on a real folder, direct I/O on the simulated storage
+//! (which refuses misaligned writes); inline writes; the simulated storage; tenant "b" of a `Store` whose
 //! neighbour tenant "a" holds files, atomic files, locks and a watch under the
 //! names the contract functions use; and, behind `common::exporting::Exporting`
 //! (every file exported into segment files and space reclaimed after every sync,
@@ -55,6 +55,17 @@ fn direct_io() -> TestDirectory {
     let tmp = tempfile::TempDir::new().unwrap();
     let dir = tiny(JockyDirectory::builder(tmp.path()))
         .write_mode(WriteMode::Direct)
+        .write_queue(256 << 10)
+        .open()
+        .unwrap();
+    TestDirectory::with_guard(dir, tmp)
+}
+
+/// Tiny containers, buffered writes through a small write queue.
+fn buffered_io() -> TestDirectory {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let dir = tiny(JockyDirectory::builder(tmp.path()))
+        .write_mode(WriteMode::Buffered)
         .write_queue(256 << 10)
         .open()
         .unwrap();
@@ -431,6 +442,11 @@ mod fs_tiny_containers {
 mod fs_direct_io {
     use super::*;
     crate::contract_tests!(direct_io());
+}
+
+mod fs_buffered_io {
+    use super::*;
+    crate::contract_tests!(buffered_io());
 }
 
 mod fs_inline_writes {

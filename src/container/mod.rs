@@ -3,10 +3,14 @@
 //!
 //! This layer owns the write position, the sequence numbers, rotation to a new
 //! container file, the durability watermark (group commit: concurrent sync requests
-//! share one `fdatasync`) and poisoning after a failed write or fsync. What the
-//! records mean is the file table's business; recovery on open is in [`recovery`].
+//! share one `fdatasync`) and poisoning after a failed write or fsync. How records
+//! reach the file (staged buffers and the writer thread, per [`WriteMode`]) is in
+//! [`writer`]; what the records mean is the file table's business; recovery on
+//! open is in [`recovery`].
 //!
-//! Lock order: `sync_lock` before `active`.
+//! Lock order: `sync_lock`, then `active`, then the writer's state (`files` and
+//! `unapplied` are leaves). The writer thread takes only the writer's state, so
+//! an appender may wait for a free buffer while holding `active`.
 
 mod recovery;
 mod writer;

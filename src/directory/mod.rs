@@ -140,7 +140,7 @@ impl Builder {
         self
     }
 
-    /// How appended records reach the disk (default [`WriteMode::Buffered`]).
+    /// How appended records reach the disk (default [`WriteMode::Direct`]).
     pub fn write_mode(mut self, mode: WriteMode) -> Self {
         self.write_mode = mode;
         self
