@@ -203,14 +203,30 @@ impl Engine {
     /// Removes a file; its bytes stay readable through slices opened before.
     /// Returns `false` if there was no such file.
     pub fn delete(&self, ns: &str, path: &str) -> Result<bool> {
-        let mut table = self.table_mut();
-        let Some(entry) = table.get(ns, path) else {
-            return Ok(false);
+        let removed = {
+            let mut table = self.table_mut();
+            let Some(entry) = table.get(ns, path) else {
+                return Ok(false);
+            };
+            self.container
+                .append(&[Payload::Delete { file_id: entry.id }])?;
+            table.remove(ns, path)
         };
-        self.container
-            .append(&[Payload::Delete { file_id: entry.id }])?;
-        table.remove(ns, path);
+        if let Some(e) = removed {
+            self.release(&e);
+        }
         Ok(true)
+    }
+
+    /// Drops a dead file's pages from memory (outside the table lock: a large
+    /// range takes a while). See [`crate::io::ReadView::release`].
+    fn release(&self, e: &Entry) {
+        match &e.loc {
+            Location::Container(x) => self.container.release(x),
+            Location::Segment { export_no, offset } => {
+                self.segments.release(*export_no, *offset..*offset + e.len)
+            }
+        }
     }
 
     /// Deletes every file of a namespace (logged in batches) and makes the deletion

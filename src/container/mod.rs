@@ -678,6 +678,22 @@ impl Container {
         f.view.read(extent.offset..extent.offset + extent.len)
     }
 
+    /// Drops the pages of `extents` (a deleted or exported file's bytes) from
+    /// memory; see [`ReadView::release`]. Bytes not written yet are skipped.
+    pub fn release(&self, extents: &[Extent]) {
+        let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+        for x in extents {
+            if self.opts.write_mode != WriteMode::Inline
+                && !self.writer.shared.is_written(x.file_no, x.offset + x.len)
+            {
+                continue;
+            }
+            if let Some(f) = files.get(&x.file_no) {
+                f.view.release(x.offset..x.offset + x.len);
+            }
+        }
+    }
+
     /// A copy of the bytes of `extent` while they are not in the file yet
     /// (in flight to the writer thread, or still in the stage); `None` once
     /// they are.

@@ -232,6 +232,11 @@ impl Shared {
         }
     }
 
+    /// Whether everything up to `end` of container file `file_no` is in the file.
+    pub fn is_written(&self, file_no: u64, end: u64) -> bool {
+        lock(&self.state).written >= log_position(file_no, end)
+    }
+
     /// Where the bytes of `offset..offset + len` of container file `file_no`
     /// are: `Ok(None)` once they are in the file, a copy while they are in
     /// flight, `Err(())` if neither (they are still in the stage).

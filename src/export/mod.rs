@@ -154,6 +154,8 @@ impl Engine {
         drop(file); // the descriptor closes; the mapping stays.
 
         // Log the move for the files still as they were; make it durable.
+        // The container extents of the files that moved, released below.
+        let mut old_extents = Vec::new();
         let moved = {
             let mut t = self.table_mut();
             let live: Vec<&SegEntry> = table
@@ -184,6 +186,11 @@ impl Engine {
                     entries: &blob,
                 }])?;
                 for e in &live {
+                    if let Some(Location::Container(x)) =
+                        t.get(&group.ns, &e.path).map(|cur| cur.loc.clone())
+                    {
+                        old_extents.extend(x);
+                    }
                     t.set_exported(e.file_id, no, e.offset, appended.file_no);
                 }
                 entries
@@ -198,6 +205,9 @@ impl Engine {
             return Ok(());
         }
         self.container.sync()?;
+        // Served from the segment file now: the copy in the container (read
+        // for the export) leaves memory and, unless mapped elsewhere, the cache.
+        self.container.release(&old_extents);
         let bytes: u64 = moved.iter().map(|e| e.len).sum();
         report.segment_files += 1;
         report.files += moved.len();

@@ -87,6 +87,14 @@ impl SegmentSet {
         m.view.read(range)
     }
 
+    /// Drops the pages of a deleted file's range of segment file `no`.
+    pub fn release(&self, no: u64, range: Range<u64>) {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = map.get(&no) {
+            m.view.release(range);
+        }
+    }
+
     /// Stops serving segment file `no`; its mapping lives on in slices handed out.
     pub fn forget(&self, no: u64) {
         self.map

@@ -78,4 +78,9 @@ pub trait ReadView: Send + Sync + fmt::Debug {
     fn read(&self, range: Range<u64>) -> io::Result<OwnedBytes>;
     /// Hints how a range will be accessed (no-op where unsupported).
     fn advise(&self, _range: Range<u64>, _advice: crate::policy::Advice) {}
+    /// The bytes of `range` are dead here (deleted, or served from elsewhere):
+    /// drop their pages from this process and, where nothing else maps them,
+    /// from the page cache. Slices still holding them keep working; they fault
+    /// the same bytes back in. A hint (no-op where unsupported).
+    fn release(&self, _range: Range<u64>) {}
 }
