@@ -74,9 +74,9 @@ pub enum WriteMode {
     /// partly filled last block is rewritten (same bytes) by the next write.
     /// Falls back to [`WriteMode::Buffered`] where the file system refuses
     /// `O_DIRECT`. The default: in `examples/compare_mmap.rs` (tantivy end to
-    /// end, same run as `MmapDirectory`) it indexed 1.07x as fast as
-    /// `MmapDirectory` with 0.65x its throughput variation, where buffered
-    /// writes gave 1.02x and 1.01x (README, "The writer").
+    /// end, same run as `MmapDirectory`) it indexed 1.16x and 1.07x as fast as
+    /// `MmapDirectory` in two runs where buffered writes gave 1.01x and 1.02x,
+    /// and its slowest 1 s window was higher (README, "Results").
     #[default]
     Direct,
     /// Buffered writes with smoothed write-back: every few MiB the writer starts
