@@ -196,3 +196,35 @@ fn interval_policy_syncs_without_being_asked() {
         assert_eq!(read(&after, "meta.json"), b"{\"v\":1}");
     }
 }
+
+/// A producer that outruns the disk waits for a buffer: however much is
+/// written, the write-behind buffers never hold more than the queue plus the
+/// largest single append (here 4 × 64 KiB pool buffers and one 256 KiB chunk).
+#[test]
+fn memory_in_flight_is_bounded_by_the_queue() {
+    for mode in MODES {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = JockyDirectory::builder(tmp.path())
+            .write_mode(mode)
+            .write_queue(256 << 10)
+            .write_buffer(4 << 10, 256 << 10)
+            .export_policy(ExportPolicy::Manual)
+            .open()
+            .unwrap();
+        let mut written = Vec::new();
+        for i in 0..24u8 {
+            let bytes = data(i, 1_000_000 + i as usize * 4099);
+            let name = format!("f{i}.idx");
+            write_file(&dir, &name, &bytes);
+            written.push((name, bytes));
+        }
+        dir.sync_directory().unwrap();
+        let peak = dir.stats().write_buffer_bytes_peak;
+        assert!(peak > 0, "{mode:?}");
+        let bound = (256 << 10) + (256 << 10) + 2 * 4096 + 4096;
+        assert!(peak <= bound, "{mode:?}: peak {peak} > {bound}");
+        for (name, bytes) in &written {
+            assert_eq!(&read(&dir, name), bytes, "{mode:?}: {name}");
+        }
+    }
+}

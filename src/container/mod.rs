@@ -143,6 +143,7 @@ pub(crate) struct ContainerStats {
     pub fds_held: usize,
     pub mappings: usize,
     pub poisoned: bool,
+    pub write_buffer_bytes_peak: usize,
 }
 
 impl Container {
@@ -322,7 +323,11 @@ impl Container {
     fn hand_over(&self, a: &mut Active, need: usize) -> Result<()> {
         let (carry, base) = self.submit_stage(a)?;
         let (mut buf, pooled) = if carry.len() + need > self.writer.buf_size() {
-            (Buf::with_capacity(carry.len() + need), false)
+            let buf = self
+                .writer
+                .one_off(carry.len() + need)
+                .map_err(|msg| self.writer_failed(msg))?;
+            (buf, false)
         } else {
             (self.take_buf()?, true)
         };
@@ -737,6 +742,7 @@ impl Container {
                 .sum(),
             bytes_appended: self.counters.bytes_appended.load(Ordering::Relaxed),
             fsyncs: self.writer.shared.fsyncs.load(Ordering::Relaxed),
+            write_buffer_bytes_peak: self.writer.shared.peak_buffer_bytes(),
             fds_held: self.storage.fds_held(),
             mappings: files.len(),
             poisoned: self.check_poison().is_err(),

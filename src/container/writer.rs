@@ -168,7 +168,19 @@ struct State {
     free: Vec<Buf>,
     /// Pool buffers alive (free, staged or in flight).
     pooled: usize,
+    /// A one-off buffer (for an append larger than a pool buffer) is alive.
+    one_off: bool,
+    /// Bytes of all buffers alive, and the most there ever were.
+    bytes: usize,
+    peak_bytes: usize,
     error: Option<String>,
+}
+
+impl State {
+    fn grow(&mut self, bytes: usize) {
+        self.bytes += bytes;
+        self.peak_bytes = self.peak_bytes.max(self.bytes);
+    }
 }
 
 /// What the container and its writer thread share.
@@ -192,12 +204,20 @@ impl Shared {
                 inflight: VecDeque::new(),
                 free: Vec::new(),
                 pooled: 0,
+                one_off: false,
+                bytes: 0,
+                peak_bytes: 0,
                 error: None,
             }),
             changed: Condvar::new(),
             durable: AtomicU64::new(written),
             fsyncs: AtomicU64::new(0),
         }
+    }
+
+    /// The most bytes held in write buffers at once since open.
+    pub fn peak_buffer_bytes(&self) -> usize {
+        lock(&self.state).peak_bytes
     }
 
     pub fn error(&self) -> Option<String> {
@@ -310,7 +330,31 @@ impl Writer {
             }
             if st.pooled < self.pool {
                 st.pooled += 1;
+                st.grow(self.buf_size);
                 return Ok(Buf::with_capacity(self.buf_size));
+            }
+            st = self
+                .shared
+                .changed
+                .wait(st)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// A buffer of `cap` bytes for an append larger than a pool buffer. At most
+    /// one is alive at a time (this waits until the previous one is written),
+    /// so memory stays bounded by the pool plus the largest append.
+    pub fn one_off(&self, cap: usize) -> Result<Buf, String> {
+        let mut st = lock(&self.shared.state);
+        loop {
+            if let Some(e) = &st.error {
+                return Err(e.clone());
+            }
+            if !st.one_off {
+                st.one_off = true;
+                let buf = Buf::with_capacity(cap);
+                st.grow(buf.capacity());
+                return Ok(buf);
             }
             st = self
                 .shared
@@ -465,15 +509,22 @@ fn write_job(shared: &Shared, job: Job, smooth: &mut Smoother) {
     debug_assert!(done.as_ref().is_some_and(|f| Arc::ptr_eq(&f.buf, &job.buf)));
     drop(job.buf);
     if let Some(done) = done {
+        let cap = done.buf.capacity();
         match Arc::try_unwrap(done.buf) {
             Ok(mut b) if job.pooled => {
                 b.len = 0;
                 st.free.push(b);
             }
-            Ok(_) => {}
-            // A reader is copying out of it: let it go, the pool makes a new one.
-            Err(_) if job.pooled => st.pooled -= 1,
-            Err(_) => {}
+            // A one-off, or a pool buffer a reader is copying out of (the
+            // reader lets go of it soon; the pool makes a new one).
+            _ => {
+                st.bytes -= cap;
+                if job.pooled {
+                    st.pooled -= 1;
+                } else {
+                    st.one_off = false;
+                }
+            }
         }
     }
     shared.changed.notify_all();

@@ -75,6 +75,9 @@ pub struct Stats {
     pub mappings: usize,
     /// Whether a failed write or fsync made the container refuse further writes.
     pub poisoned: bool,
+    /// The most bytes held at once in the container's write-behind buffers
+    /// since open (bounded by the write queue plus the largest single append).
+    pub write_buffer_bytes_peak: usize,
     /// Unterminated files dropped when the container was opened.
     pub files_dropped_on_open: usize,
     /// Segment files mapped now.
@@ -340,6 +343,7 @@ pub(crate) fn stats_of(engine: &Engine) -> Stats {
         fds_held: c.fds_held,
         mappings: c.mappings + segment_files,
         poisoned: c.poisoned,
+        write_buffer_bytes_peak: c.write_buffer_bytes_peak,
         files_dropped_on_open: engine.dropped_on_open,
         segment_files,
         segment_bytes,
