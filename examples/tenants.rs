@@ -39,6 +39,13 @@ struct Args {
     /// Skip MmapDirectory above this many tenants (it runs out of mappings near 3,600).
     #[arg(long)]
     mmap_max: Option<usize>,
+    /// Which sides to run, comma separated (mmap, jocky, jocky-oncommit).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "mmap,jocky,jocky-oncommit"
+    )]
+    sides: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -213,6 +220,9 @@ fn main() -> BoxResult<()> {
             ("jocky-oncommit", true, jocky::SyncPolicy::OnCommit),
         ];
         for (i, (name, jocky, policy)) in sides.into_iter().enumerate() {
+            if !args.sides.iter().any(|s| s == name) {
+                continue;
+            }
             if !jocky && args.mmap_max.is_some_and(|m| n > m) {
                 println!("{n:>8} {name:<14} skipped (--mmap-max)");
                 continue;
@@ -240,7 +250,7 @@ fn main() -> BoxResult<()> {
             }
             std::fs::remove_dir_all(&root)?;
         }
-        if walls[0] > 0.0 && walls[1] > 0.0 {
+        if walls.iter().all(|w| *w > 0.0) {
             println!(
                 "{n:>8} time per tenant, mmap/jocky: jocky {:.1}x, jocky-oncommit {:.1}x",
                 walls[0] / walls[1],

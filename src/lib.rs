@@ -30,7 +30,7 @@
 //! ## Layers (bottom up)
 //! - [`io`]: the one I/O trait, a real implementation (libc, mmap) and a
 //!   fault-injecting twin for power-loss and EIO/ENOSPC tests.
-//! - [`format`]: bytes only — container file header and records.
+//! - [`format`](mod@format): bytes only — container file header and records.
 //! - `container`: the append-only log: write position, rotation, group commit,
 //!   poisoning, and recovery on open.
 //! - `table`: the in-memory file table rebuilt by replay.

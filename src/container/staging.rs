@@ -1,0 +1,209 @@
+//! The container's side of the write-behind stage: filling the stage, handing
+//! it to the writer thread ([`super::writer`]), waiting for it, reading bytes
+//! that are not in the file yet, and releasing dead bytes from memory. Every
+//! method here runs under the lock its caller holds (`active` where it takes
+//! `&mut Active`); the lock order is in the module docs of [`super`].
+
+use super::writer::{align_down, Buf, Stage};
+use super::{lock, Active, Container, Extent};
+use crate::error::{Error, Result};
+use crate::format::file_header::container_file_name;
+use crate::policy::WriteMode;
+
+impl Container {
+    /// Waits until the writer thread has everything up to `pos` in its file.
+    pub(super) fn wait_written(&self, pos: u64) -> Result<()> {
+        self.writer
+            .shared
+            .wait_written(pos)
+            .map_err(|msg| self.writer_failed(msg))
+    }
+
+    /// The writer thread failed: the container is poisoned from now on.
+    pub(super) fn writer_failed(&self, msg: String) -> Error {
+        lock(&self.poison).get_or_insert(msg.clone());
+        Error::Poisoned(msg)
+    }
+
+    pub(super) fn take_buf(&self) -> Result<Buf> {
+        self.writer
+            .take_buf()
+            .map_err(|msg| self.writer_failed(msg))
+    }
+
+    /// Gives the active file a fresh stage (after open or rotation): in direct
+    /// mode it starts with the file's partly filled last block.
+    pub(super) fn new_stage(&self, a: &mut Active) -> Result<()> {
+        a.stage = None;
+        a.direct = false;
+        if self.opts.write_mode == WriteMode::Inline {
+            return Ok(());
+        }
+        let Some(file) = a.file.clone() else {
+            return Err(Error::Poisoned("no active container file".into()));
+        };
+        let path = || self.root.join(container_file_name(a.file_no));
+        if self.opts.write_mode == WriteMode::Direct {
+            a.direct = file.set_direct().map_err(|e| Error::io(path(), e))?;
+            if !a.direct {
+                log::info!(
+                    "direct I/O refused for {}: buffered writes",
+                    path().display()
+                );
+            }
+        }
+        let base = if a.direct {
+            align_down(a.offset as usize) as u64
+        } else {
+            a.offset
+        };
+        let mut buf = self.take_buf()?;
+        if base < a.offset {
+            let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+            let f = files
+                .get(&a.file_no)
+                .ok_or_else(|| Error::Poisoned("active container file not mapped".into()))?;
+            let head = f
+                .view
+                .read(base..a.offset)
+                .map_err(|e| Error::io(path(), e))?;
+            buf.push(head.as_slice());
+        }
+        a.stage = Some(Stage {
+            written: buf.len(),
+            buf,
+            base,
+            pooled: true,
+        });
+        Ok(())
+    }
+
+    /// Hands the stage's new bytes to the writer thread. Returns the part of
+    /// the stage the next one must start with (direct mode: the partly filled
+    /// last block) and where that starts; the stage is gone afterwards.
+    pub(super) fn submit_stage(&self, a: &mut Active) -> Result<(Vec<u8>, u64)> {
+        let Some(stage) = a.stage.take() else {
+            return Err(Error::Poisoned("no write stage".into()));
+        };
+        let Some(file) = a.file.clone() else {
+            return Err(Error::Poisoned("no active container file".into()));
+        };
+        let len = stage.buf.len();
+        let carry_from = if a.direct { align_down(len) } else { len };
+        let carry = stage.buf.bytes()[carry_from..].to_vec();
+        let next_base = stage.base + carry_from as u64;
+        if stage.has_new_bytes() {
+            self.writer.submit(
+                file,
+                a.file_no,
+                stage.base,
+                stage.buf,
+                a.direct,
+                stage.pooled,
+            );
+        } else if stage.pooled {
+            self.writer.give_back(stage.buf);
+        }
+        Ok((carry, next_base))
+    }
+
+    /// Hands the stage over and starts the next one, with room for `need` more
+    /// bytes (a one-off buffer if they exceed the pool's buffer size).
+    pub(super) fn hand_over(&self, a: &mut Active, need: usize) -> Result<()> {
+        let (carry, base) = self.submit_stage(a)?;
+        let (mut buf, pooled) = if carry.len() + need > self.writer.buf_size() {
+            let buf = self
+                .writer
+                .one_off(carry.len() + need)
+                .map_err(|msg| self.writer_failed(msg))?;
+            (buf, false)
+        } else {
+            (self.take_buf()?, true)
+        };
+        buf.push(&carry);
+        a.stage = Some(Stage {
+            written: carry.len(),
+            buf,
+            base,
+            pooled,
+        });
+        Ok(())
+    }
+
+    /// Puts `bytes` (records starting at the write position) in the stage.
+    pub(super) fn stage_bytes(&self, a: &mut Active, bytes: &[u8]) -> Result<()> {
+        let fits = a
+            .stage
+            .as_ref()
+            .is_some_and(|s| s.buf.len() + bytes.len() <= s.buf.capacity());
+        if !fits {
+            self.hand_over(a, bytes.len())?;
+        }
+        let stage = a.stage.as_mut().expect("hand_over leaves a stage");
+        debug_assert_eq!(stage.end(), a.offset);
+        stage.buf.push(bytes);
+        if stage.buf.len() == stage.buf.capacity() {
+            self.hand_over(a, 0)?;
+        }
+        Ok(())
+    }
+
+    /// A sync request the policy does not make wait for the disk. Under
+    /// `SyncPolicy::Interval` the stage goes to the writer thread now, so that
+    /// the next timed `fdatasync` covers it.
+    pub fn sync_deferred(&self) -> Result<()> {
+        if self.opts.sync.interval().is_none() {
+            return Ok(());
+        }
+        self.check_poison()?;
+        let mut a = lock(&self.active);
+        if a.stage.as_ref().is_some_and(|s| s.has_new_bytes()) {
+            self.hand_over(&mut a, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the pages of `extents` (a deleted or exported file's bytes) from
+    /// memory; see [`ReadView::release`]. Bytes not written yet are skipped.
+    pub fn release(&self, extents: &[Extent]) {
+        let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+        for x in extents {
+            if self.opts.write_mode != WriteMode::Inline
+                && !self.writer.shared.is_written(x.file_no, x.offset + x.len)
+            {
+                continue;
+            }
+            if let Some(f) = files.get(&x.file_no) {
+                f.view.release(x.offset..x.offset + x.len);
+            }
+        }
+    }
+
+    /// A copy of the bytes of `extent` while they are not in the file yet
+    /// (in flight to the writer thread, or still in the stage); `None` once
+    /// they are.
+    pub(super) fn read_unwritten(&self, extent: Extent) -> std::io::Result<Option<Vec<u8>>> {
+        let (no, off, len) = (extent.file_no, extent.offset, extent.len);
+        loop {
+            match self.writer.shared.lookup(no, off, len) {
+                Ok(found) => return Ok(found),
+                Err(()) => {
+                    let a = lock(&self.active);
+                    if a.file_no == no {
+                        if let Some(bytes) = a.stage.as_ref().and_then(|s| s.copy(off, len)) {
+                            return Ok(Some(bytes));
+                        }
+                    }
+                }
+            }
+            // Neither written, in flight nor staged: moved on between the two
+            // looks (the next look finds it written), unless writing failed.
+            if let Some(msg) = self.writer.shared.error() {
+                return Err(std::io::Error::other(format!(
+                    "container file {no} lost bytes {off}..{}: {msg}",
+                    off + len
+                )));
+            }
+        }
+    }
+}
