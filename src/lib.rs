@@ -32,10 +32,14 @@
 //!   fault-injecting twin for power-loss and EIO/ENOSPC tests.
 //! - [`format`](mod@format): bytes only — container file header and records.
 //! - `container`: the append-only log: write position, rotation, group commit,
-//!   poisoning, and recovery on open.
+//!   poisoning, recovery on open, and the write-behind stage with its writer
+//!   thread (direct I/O or smoothed buffered writes, bounded memory).
 //! - `table`: the in-memory file table rebuilt by replay.
-//! - `engine` + `directory`: tantivy's `Directory` trait over all of the above.
-//! - [`policy`]: when to fsync, which access advice.
+//! - `engine` + `directory`: tantivy's `Directory` trait over all of the above;
+//!   `export` (segment files) and `reclaim` (dead space) beside them; [`Store`]
+//!   for many indexes in one container.
+//! - [`policy`]: when to fsync, how to write, when to export, which access
+//!   advice.
 //!
 //! `docs/format.md` in the repository has the byte layout and its version history.
 #![forbid(unsafe_op_in_unsafe_fn)]
