@@ -7,7 +7,10 @@
 //!
 //! jocky runs twice: with the strict default `SyncPolicy::OnRequest` (every
 //! `sync_directory` and atomic write is an fdatasync) and with
-//! `SyncPolicy::OnCommit` (one fdatasync per commit).
+//! `SyncPolicy::OnCommit` (one fdatasync per commit). A last side runs each
+//! tenant on tantivy's `RamDirectory`: no disk at all, so its time is what
+//! tantivy itself costs per tenant, and mmap/ram the most any directory could
+//! gain over `MmapDirectory` on this workload.
 //!
 //! `cargo run --release --example tenants -- --tenants 1000,10000`
 
@@ -39,11 +42,12 @@ struct Args {
     /// Skip MmapDirectory above this many tenants (it runs out of mappings near 3,600).
     #[arg(long)]
     mmap_max: Option<usize>,
-    /// Which sides to run, comma separated (mmap, jocky, jocky-oncommit).
+    /// Which sides to run, comma separated (mmap, jocky, jocky-oncommit, ram:
+    /// tantivy's RamDirectory, the floor for any directory).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "mmap,jocky,jocky-oncommit"
+        default_value = "mmap,jocky,jocky-oncommit,ram"
     )]
     sides: Vec<String>,
 }
@@ -109,14 +113,19 @@ fn files_and_bytes(path: &Path) -> (u64, u64) {
     acc
 }
 
-fn run_side(
-    jocky: bool,
-    policy: jocky::SyncPolicy,
-    n: usize,
-    root: &Path,
-    docs: &[Doc],
-    args: &Args,
-) -> Outcome {
+/// What one side of the comparison runs on.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// One `MmapDirectory` per tenant.
+    Mmap,
+    /// jocky's `Store` with this sync policy.
+    Jocky(jocky::SyncPolicy),
+    /// One tantivy `RamDirectory` per tenant: no disk at all, the floor that
+    /// tantivy's own per-tenant work sets for any directory.
+    Ram,
+}
+
+fn run_side(kind: Kind, n: usize, root: &Path, docs: &[Doc], args: &Args) -> Outcome {
     let per = args.docs_per_commit * args.commits;
     let sampler = Sampler::start(Duration::from_millis(20)).expect("sampler");
     let base = sampler.baseline();
@@ -124,7 +133,7 @@ fn run_side(
     let start = Instant::now();
     let mut kept = Vec::with_capacity(n);
     let mut out = Outcome::default();
-    let store = if jocky {
+    let store = if let Kind::Jocky(policy) = kind {
         match jocky::Store::builder(root).sync_policy(policy).open_store() {
             Ok(s) => Some(s),
             Err(e) => {
@@ -142,6 +151,9 @@ fn run_side(
                 .directory(&format!("tenant-{t}"))
                 .map(|d| Box::new(d) as Box<dyn Directory>)
                 .map_err(Into::into),
+            None if matches!(kind, Kind::Ram) => {
+                Ok(Box::new(tantivy::directory::RamDirectory::create()) as Box<dyn Directory>)
+            }
             None => {
                 let p = root.join(format!("tenant-{t}"));
                 std::fs::create_dir_all(&p)
@@ -213,23 +225,24 @@ fn main() -> BoxResult<()> {
     );
     for &n in &args.tenants {
         // Seconds per tenant done (a side may fail part-way).
-        let mut walls = [0.0f64; 3];
+        let mut walls = [0.0f64; 4];
         let sides = [
-            ("mmap", false, jocky::SyncPolicy::OnRequest),
-            ("jocky", true, jocky::SyncPolicy::OnRequest),
-            ("jocky-oncommit", true, jocky::SyncPolicy::OnCommit),
+            ("mmap", Kind::Mmap),
+            ("jocky", Kind::Jocky(jocky::SyncPolicy::OnRequest)),
+            ("jocky-oncommit", Kind::Jocky(jocky::SyncPolicy::OnCommit)),
+            ("ram", Kind::Ram),
         ];
-        for (i, (name, jocky, policy)) in sides.into_iter().enumerate() {
+        for (i, (name, kind)) in sides.into_iter().enumerate() {
             if !args.sides.iter().any(|s| s == name) {
                 continue;
             }
-            if !jocky && args.mmap_max.is_some_and(|m| n > m) {
+            if matches!(kind, Kind::Mmap) && args.mmap_max.is_some_and(|m| n > m) {
                 println!("{n:>8} {name:<14} skipped (--mmap-max)");
                 continue;
             }
             let root = out_root.join(format!("{name}-{n}"));
             std::fs::create_dir_all(&root)?;
-            let o = run_side(jocky, policy, n, &root, &docs, &args);
+            let o = run_side(kind, n, &root, &docs, &args);
             walls[i] = o.secs / o.tenants_done.max(1) as f64;
             println!(
                 "{:>8} {:<14} {:>9} {:>9.2} {:>9} {:>10} {:>10} {:>9} {:>10} {:>9.1} {:>12.1}",
@@ -250,11 +263,17 @@ fn main() -> BoxResult<()> {
             }
             std::fs::remove_dir_all(&root)?;
         }
-        if walls.iter().all(|w| *w > 0.0) {
+        if walls[..3].iter().all(|w| *w > 0.0) {
             println!(
                 "{n:>8} time per tenant, mmap/jocky: jocky {:.1}x, jocky-oncommit {:.1}x",
                 walls[0] / walls[1],
                 walls[0] / walls[2]
+            );
+        }
+        if walls[0] > 0.0 && walls[3] > 0.0 {
+            println!(
+                "{n:>8} the most any directory could gain over mmap here (mmap/ram): {:.1}x",
+                walls[0] / walls[3]
             );
         }
     }
