@@ -7,6 +7,7 @@ mod common;
 use std::io::Write;
 use std::path::Path;
 
+use common::contract::patterned;
 use common::{open_sim, read, run_child, write_file};
 
 use jocky::io::sim::SimStorage;
@@ -14,16 +15,6 @@ use jocky::{Error, JockyDirectory};
 use tantivy::directory::{Directory, TerminatingWrite};
 
 const CONTAINER: &str = "jocky-0000000000.log";
-
-fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| {
-            (i as u32)
-                .wrapping_mul(2654435761)
-                .wrapping_add(seed as u32) as u8
-        })
-        .collect()
-}
 
 /// "meta" names the files a commit references; they must all be intact.
 fn check_consistent(dir: &JockyDirectory, files: &[(&str, Vec<u8>)]) -> Option<String> {
@@ -41,8 +32,8 @@ fn check_consistent(dir: &JockyDirectory, files: &[(&str, Vec<u8>)]) -> Option<S
 /// Two commits, each a data file then meta.json naming it.
 fn two_commits(s: &SimStorage) -> Vec<(&'static str, Vec<u8>)> {
     let files = vec![
-        ("a.bin", pattern(1, 150_000)),
-        ("b.bin", pattern(2, 90_000)),
+        ("a.bin", patterned(1, 150_000)),
+        ("b.bin", patterned(2, 90_000)),
     ];
     let dir = open_sim(s).unwrap();
     write_file(&dir, "a.bin", &files[0].1);
@@ -175,30 +166,30 @@ fn drop_without_sync_keeps_everything_synced() {
     let s = SimStorage::new();
     {
         let dir = open_sim(&s).unwrap();
-        write_file(&dir, "synced.bin", &pattern(3, 10_000));
+        write_file(&dir, "synced.bin", &patterned(3, 10_000));
         dir.sync_directory().unwrap();
-        write_file(&dir, "unsynced.bin", &pattern(4, 10_000));
+        write_file(&dir, "unsynced.bin", &patterned(4, 10_000));
         let mut w = dir.open_write(Path::new("unterminated.bin")).unwrap();
-        w.write_all(&pattern(5, 100_000)).unwrap();
+        w.write_all(&patterned(5, 100_000)).unwrap();
         std::mem::forget(w);
     }
     // Process death: the page cache survives, so everything written is there.
     let dir = open_sim(&s.crash_keeping(usize::MAX, 0)).unwrap();
-    assert_eq!(read(&dir, "synced.bin"), pattern(3, 10_000));
-    assert_eq!(read(&dir, "unsynced.bin"), pattern(4, 10_000));
+    assert_eq!(read(&dir, "synced.bin"), patterned(3, 10_000));
+    assert_eq!(read(&dir, "unsynced.bin"), patterned(4, 10_000));
     assert!(!dir.exists(Path::new("unterminated.bin")).unwrap());
     assert_eq!(dir.stats().files_dropped_on_open, 1);
     drop(dir);
     // Power loss: only what was synced.
     let dir = open_sim(&s.crash()).unwrap();
-    assert_eq!(read(&dir, "synced.bin"), pattern(3, 10_000));
+    assert_eq!(read(&dir, "synced.bin"), patterned(3, 10_000));
     assert!(!dir.exists(Path::new("unterminated.bin")).unwrap());
 }
 
 #[test]
 fn files_larger_than_a_container_file_span_several() {
     let s = SimStorage::new();
-    let big = pattern(6, 3 << 20);
+    let big = patterned(6, 3 << 20);
     {
         let dir = open_sim(&s).unwrap();
         write_file(&dir, "big.bin", &big);
@@ -220,7 +211,7 @@ fn files_larger_than_a_container_file_span_several() {
 fn a_crash_during_rotation_is_recovered() {
     let s = SimStorage::new();
     s.record_history();
-    let big = pattern(7, 2 << 20);
+    let big = patterned(7, 2 << 20);
     {
         let dir = open_sim(&s).unwrap();
         write_file(&dir, "big.bin", &big);
@@ -239,21 +230,21 @@ fn a_crash_during_rotation_is_recovered() {
 fn enospc_fails_the_write_and_keeps_what_was_synced() {
     let s = SimStorage::new();
     let dir = open_sim(&s).unwrap();
-    write_file(&dir, "before.bin", &pattern(8, 50_000));
+    write_file(&dir, "before.bin", &patterned(8, 50_000));
     dir.sync_directory().unwrap();
     dir.atomic_write(Path::new("meta.json"), b"before.bin")
         .unwrap();
     s.set_write_budget(Some(20_000));
     let mut w = dir.open_write(Path::new("after.bin")).unwrap();
     let res = w
-        .write_all(&pattern(9, 400_000))
+        .write_all(&patterned(9, 400_000))
         .and_then(|_| w.terminate());
     let err = res.expect_err("the disk is full");
     assert!(err.to_string().contains("after.bin"), "{err}");
     drop(dir);
     s.set_write_budget(None);
     let dir = open_sim(&s.crash_keeping(usize::MAX, 0)).unwrap();
-    assert_eq!(read(&dir, "before.bin"), pattern(8, 50_000));
+    assert_eq!(read(&dir, "before.bin"), patterned(8, 50_000));
     assert_eq!(
         dir.atomic_read(Path::new("meta.json")).unwrap(),
         b"before.bin"
@@ -316,7 +307,7 @@ fn foreign_and_corrupt_folders_are_refused_untouched() {
     // A container file that is not one.
     let garbage = tmp.path().join("garbage");
     std::fs::create_dir(&garbage).unwrap();
-    let junk = pattern(10, 10_000);
+    let junk = patterned(10, 10_000);
     std::fs::write(garbage.join(CONTAINER), &junk).unwrap();
     let err = JockyDirectory::open(&garbage).unwrap_err();
     assert!(matches!(err, Error::Corrupted { .. }), "{err:?}");

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::contract::patterned;
 use common::{read, write_file};
 use jocky::io::sim::SimStorage;
 use jocky::{Builder, ExportPolicy, JockyDirectory, SyncPolicy, WriteMode};
@@ -29,16 +30,6 @@ fn open(s: &SimStorage, mode: WriteMode) -> JockyDirectory {
     builder(s, mode).open().unwrap()
 }
 
-fn data(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| {
-            (i as u32)
-                .wrapping_mul(2654435761)
-                .wrapping_add(seed as u32) as u8
-        })
-        .collect()
-}
-
 /// Whether a reopen of `s` after a process death (page cache kept, nothing of
 /// the process's memory) shows `name`.
 fn survives_process_death(s: &SimStorage, name: &str) -> bool {
@@ -56,7 +47,7 @@ fn records_are_readable_before_they_reach_the_file() {
     for mode in MODES {
         let s = SimStorage::new();
         let dir = open(&s, mode);
-        let bytes = data(1, 300_000);
+        let bytes = patterned(1, 300_000);
         write_file(&dir, "a.idx", &bytes);
         // Still in the writer's buffer: not in the file, yet readable.
         assert!(!survives_process_death(&s, "a.idx"), "{mode:?}");
@@ -76,13 +67,13 @@ fn power_loss_keeps_every_synced_file_intact() {
         // Sizes that leave partly filled blocks, and enough bytes to rotate
         // container files and fill whole buffers.
         for i in 0..40u8 {
-            let bytes = data(i, 1 + (i as usize * 37_123) % 400_000);
+            let bytes = patterned(i as u64, 1 + (i as usize * 37_123) % 400_000);
             let name = format!("f{i}.idx");
             write_file(&dir, &name, &bytes);
             dir.sync_directory().unwrap();
             files.push((name, bytes));
         }
-        write_file(&dir, "unsynced.idx", &data(99, 5000));
+        write_file(&dir, "unsynced.idx", &patterned(99, 5000));
         let after = open(&s.crash(), mode);
         for (name, bytes) in &files {
             assert_eq!(&read(&after, name), bytes, "{mode:?}: {name}");
@@ -98,12 +89,12 @@ fn power_loss_keeps_every_synced_file_intact() {
 fn torn_rewrites_of_a_partial_block_lose_nothing_synced() {
     let s = SimStorage::new();
     let dir = open(&s, WriteMode::Direct);
-    let synced = data(7, 10_000);
+    let synced = patterned(7, 10_000);
     write_file(&dir, "synced.idx", &synced);
     dir.sync_directory().unwrap();
     // The next write starts inside the last synced block; its fsync fails, so
     // the write stays unsynced (and the container poisoned).
-    write_file(&dir, "late.idx", &data(8, 20_000));
+    write_file(&dir, "late.idx", &patterned(8, 20_000));
     s.set_fail_sync(true);
     assert!(dir.sync_directory().is_err());
     let unsynced = s.unsynced_ops();
@@ -125,11 +116,11 @@ fn a_failed_write_poisons_the_container() {
     for mode in MODES {
         let s = SimStorage::new();
         let dir = open(&s, mode);
-        let a = data(1, 50_000);
+        let a = patterned(1, 50_000);
         write_file(&dir, "a.idx", &a);
         dir.sync_directory().unwrap();
         s.set_fail_write(true);
-        let b = data(2, 50_000);
+        let b = patterned(2, 50_000);
         write_file(&dir, "b.idx", &b); // staged: the failure shows at the sync
         let err = dir.sync_directory().unwrap_err();
         assert!(err.to_string().contains("failed"), "{mode:?}: {err}");
@@ -151,10 +142,10 @@ fn a_failed_fsync_poisons_the_container() {
     for mode in MODES {
         let s = SimStorage::new();
         let dir = open(&s, mode);
-        let a = data(3, 70_000);
+        let a = patterned(3, 70_000);
         write_file(&dir, "a.idx", &a);
         dir.sync_directory().unwrap();
-        write_file(&dir, "b.idx", &data(4, 70_000));
+        write_file(&dir, "b.idx", &patterned(4, 70_000));
         s.set_fail_sync(true);
         assert!(dir.sync_directory().is_err(), "{mode:?}");
         s.set_fail_sync(false);
@@ -173,7 +164,7 @@ fn interval_policy_syncs_without_being_asked() {
             .sync_policy(SyncPolicy::Interval(Duration::from_millis(20)))
             .open()
             .unwrap();
-        let bytes = data(5, 123_456);
+        let bytes = patterned(5, 123_456);
         write_file(&dir, "a.idx", &bytes);
         dir.atomic_write(Path::new("meta.json"), b"{\"v\":1}")
             .unwrap();
@@ -213,7 +204,7 @@ fn memory_in_flight_is_bounded_by_the_queue() {
             .unwrap();
         let mut written = Vec::new();
         for i in 0..24u8 {
-            let bytes = data(i, 1_000_000 + i as usize * 4099);
+            let bytes = patterned(i as u64, 1_000_000 + i as usize * 4099);
             let name = format!("f{i}.idx");
             write_file(&dir, &name, &bytes);
             written.push((name, bytes));

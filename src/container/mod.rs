@@ -5,8 +5,8 @@
 //! container file, the durability watermark (group commit: concurrent sync requests
 //! share one `fdatasync`) and poisoning after a failed write or fsync. How records
 //! reach the file (per [`WriteMode`]) is in [`staging`] (the stage, from the
-//! container's side) and [`writer`] (buffers, pool, the writer thread); what the records mean is the file table's business; recovery on
-//! open is in [`recovery`].
+//! container's side) and [`writer`] (buffers, pool, the writer thread); what the
+//! records mean is the file table's business; recovery on open is in [`recovery`].
 //!
 //! Lock order: `sync_lock`, then `active`, then the writer's state (`files` and
 //! `unapplied` are leaves). The writer thread takes only the writer's state, so
@@ -300,10 +300,10 @@ impl Container {
                 if let Err(e) = file.write_at(start, &a.scratch) {
                     return Err(self.poison_with("write", a.file_no, e));
                 }
-                if self.opts.sync.interval().is_some() {
-                    self.writer
-                        .note_written(&file, log_position(a.file_no, start + total));
-                }
+                self.writer
+                    .shared
+                    .set_written(log_position(a.file_no, start + total));
+                self.writer.note_file(&file);
             }
             a.offset += total;
             for p in payloads {
@@ -497,14 +497,10 @@ impl Container {
         }
         let (file, file_no, end) = {
             let mut a = lock(&self.active);
-            if a.stage.as_ref().is_some_and(|s| s.has_new_bytes()) {
-                self.hand_over(&mut a, 0)?;
-            }
+            self.flush_stage(&mut a)?;
             (a.file.clone(), a.file_no, log_position(a.file_no, a.offset))
         };
-        if self.opts.write_mode != WriteMode::Inline {
-            self.wait_written(end)?;
-        }
+        self.wait_written(end)?;
         let Some(file) = file else {
             return Err(Error::Poisoned("no active container file".into()));
         };
@@ -517,10 +513,8 @@ impl Container {
 
     /// The bytes of `extent`, zero-copy from the file's mapping.
     pub fn read(&self, extent: Extent) -> std::io::Result<OwnedBytes> {
-        if self.opts.write_mode != WriteMode::Inline {
-            if let Some(bytes) = self.read_unwritten(extent)? {
-                return Ok(OwnedBytes::new(bytes));
-            }
+        if let Some(bytes) = self.read_unwritten(extent)? {
+            return Ok(OwnedBytes::new(bytes));
         }
         let files = self.files.read().unwrap_or_else(|e| e.into_inner());
         let f = files.get(&extent.file_no).ok_or_else(|| {

@@ -156,9 +156,14 @@ impl Container {
             return Ok(());
         }
         self.check_poison()?;
-        let mut a = lock(&self.active);
+        self.flush_stage(&mut lock(&self.active))
+    }
+
+    /// Hands the stage to the writer thread if it holds bytes not handed over
+    /// yet (a sync needs them in the file), without waiting.
+    pub(super) fn flush_stage(&self, a: &mut Active) -> Result<()> {
         if a.stage.as_ref().is_some_and(|s| s.has_new_bytes()) {
-            self.hand_over(&mut a, 0)?;
+            self.hand_over(a, 0)?;
         }
         Ok(())
     }
@@ -168,9 +173,7 @@ impl Container {
     pub fn release(&self, extents: &[Extent]) {
         let files = self.files.read().unwrap_or_else(|e| e.into_inner());
         for x in extents {
-            if self.opts.write_mode != WriteMode::Inline
-                && !self.writer.shared.is_written(x.file_no, x.offset + x.len)
-            {
+            if !self.writer.shared.is_written(x.file_no, x.offset + x.len) {
                 continue;
             }
             if let Some(f) = files.get(&x.file_no) {

@@ -152,7 +152,8 @@ pub(crate) struct Job {
 enum Msg {
     Write(Job),
     /// Inline mode wrote up to this log position (for the sync timer).
-    Wrote(Weak<dyn StorageFile>, u64),
+    /// Inline mode wrote to this file (the file the sync timer syncs).
+    File(Weak<dyn StorageFile>),
 }
 
 struct InFlight {
@@ -162,8 +163,6 @@ struct InFlight {
 }
 
 struct State {
-    /// Log position up to which every handed-over byte is in its file.
-    written: u64,
     inflight: VecDeque<InFlight>,
     free: Vec<Buf>,
     /// Pool buffers alive (free, staged or in flight).
@@ -187,6 +186,10 @@ impl State {
 pub(crate) struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// Log position up to which every appended byte is in its file. Only
+    /// raised while holding `state` (so a look at the in-flight list agrees
+    /// with it), read without it on the read path.
+    written: AtomicU64,
     /// Log position up to which everything is known durable.
     pub durable: AtomicU64,
     pub fsyncs: AtomicU64,
@@ -199,8 +202,8 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 impl Shared {
     pub fn new(written: u64) -> Shared {
         Shared {
+            written: AtomicU64::new(written),
             state: Mutex::new(State {
-                written,
                 inflight: VecDeque::new(),
                 free: Vec::new(),
                 pooled: 0,
@@ -233,16 +236,19 @@ impl Shared {
 
     /// Sets the watermark after a rotation or a synchronous write.
     pub fn set_written(&self, pos: u64) {
-        let mut st = lock(&self.state);
-        st.written = st.written.max(pos);
+        let _st = lock(&self.state);
+        self.written.fetch_max(pos, Ordering::Release);
         self.changed.notify_all();
     }
 
     /// Waits until everything up to log position `pos` is in its file.
     pub fn wait_written(&self, pos: u64) -> Result<(), String> {
+        if self.is_written_to(pos) {
+            return Ok(());
+        }
         let mut st = lock(&self.state);
         loop {
-            if st.written >= pos {
+            if self.is_written_to(pos) {
                 return Ok(());
             }
             if let Some(e) = &st.error {
@@ -254,15 +260,23 @@ impl Shared {
 
     /// Whether everything up to `end` of container file `file_no` is in the file.
     pub fn is_written(&self, file_no: u64, end: u64) -> bool {
-        lock(&self.state).written >= log_position(file_no, end)
+        self.is_written_to(log_position(file_no, end))
+    }
+
+    fn is_written_to(&self, pos: u64) -> bool {
+        self.written.load(Ordering::Acquire) >= pos
     }
 
     /// Where the bytes of `offset..offset + len` of container file `file_no`
     /// are: `Ok(None)` once they are in the file, a copy while they are in
     /// flight, `Err(())` if neither (they are still in the stage).
     pub fn lookup(&self, file_no: u64, offset: u64, len: u64) -> Result<Option<Vec<u8>>, ()> {
+        let end = log_position(file_no, offset + len);
+        if self.is_written_to(end) {
+            return Ok(None); // the common case, without the lock
+        }
         let st = lock(&self.state);
-        if st.written >= log_position(file_no, offset + len) {
+        if self.is_written_to(end) {
             return Ok(None);
         }
         for f in st.inflight.iter().rev() {
@@ -410,13 +424,11 @@ impl Writer {
         }
     }
 
-    /// Inline mode: everything up to `pos` is in `file` (for the sync timer).
-    pub fn note_written(&self, file: &Arc<dyn StorageFile>, pos: u64) {
-        match &self.tx {
-            Some(tx) => {
-                let _ = tx.send(Msg::Wrote(Arc::downgrade(file), pos));
-            }
-            None => self.shared.set_written(pos),
+    /// Inline mode wrote to `file`: tells the sync timer (if there is one)
+    /// which file to sync.
+    pub fn note_file(&self, file: &Arc<dyn StorageFile>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::File(Arc::downgrade(file)));
         }
     }
 }
@@ -449,10 +461,7 @@ fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Msg>, sync_every: Option<Duration
                 last_file = Some(Arc::downgrade(&job.file));
                 write_job(&shared, job, &mut smooth);
             }
-            Ok(Msg::Wrote(file, pos)) => {
-                last_file = Some(file);
-                shared.set_written(pos);
-            }
+            Ok(Msg::File(file)) => last_file = Some(file),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
@@ -471,11 +480,8 @@ fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Msg>, sync_every: Option<Duration
 /// of the last write; every older container file was synced when it was
 /// sealed, so its sync covers the whole watermark.
 fn timer_sync(shared: &Shared, file: &dyn StorageFile) {
-    let (written, failed) = {
-        let st = lock(&shared.state);
-        (st.written, st.error.is_some())
-    };
-    if failed || shared.durable.load(Ordering::SeqCst) >= written {
+    let written = shared.written.load(Ordering::Acquire);
+    if shared.error().is_some() || shared.durable.load(Ordering::SeqCst) >= written {
         return;
     }
     match file.sync_data() {
@@ -504,7 +510,9 @@ fn write_job(shared: &Shared, job: Job, smooth: &mut Smoother) {
         smooth.wrote(&*job.file, job.file_no, job.base, end);
     }
     let mut st = lock(&shared.state);
-    st.written = st.written.max(log_position(job.file_no, end));
+    shared
+        .written
+        .fetch_max(log_position(job.file_no, end), Ordering::Release);
     let done = st.inflight.pop_front();
     debug_assert!(done.as_ref().is_some_and(|f| Arc::ptr_eq(&f.buf, &job.buf)));
     drop(job.buf);

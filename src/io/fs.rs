@@ -303,57 +303,54 @@ impl ReadView for MmapView {
 
     fn release(&self, range: Range<u64>) {
         // Whole pages inside the range only: a neighbour's bytes stay cached.
-        let page = 4096u64;
-        let start = range.start.div_ceil(page) * page;
-        let end = range.end.min(self.bytes.len() as u64) / page * page;
-        if end <= start {
-            return;
-        }
-        let ptr = self.bytes.as_slice()[start as usize..].as_ptr() as *mut libc::c_void;
-        let len = (end - start) as usize;
-        // SAFETY: `start..end` lies inside our live mapping (checked above). The
-        // mapping is a read-only *shared* file mapping, for which MADV_PAGEOUT
-        // and MADV_DONTNEED only drop pages: a later access faults the file's
-        // (unchanged) bytes back in, so no slice ever sees different bytes.
-        let rc = unsafe { libc::madvise(ptr, len, libc::MADV_PAGEOUT) };
-        if rc != 0 {
+        let start = range.start.div_ceil(PAGE) * PAGE;
+        let end = range.end / PAGE * PAGE;
+        // MADV_PAGEOUT and MADV_DONTNEED only drop pages of this read-only
+        // *shared* file mapping: a later access faults the file's (unchanged)
+        // bytes back in, so no slice ever sees different bytes.
+        if self.madvise(start..end, libc::MADV_PAGEOUT).is_err() {
             // Kernels before 5.4: at least take the pages out of our RSS.
-            // SAFETY: as above.
-            let rc = unsafe { libc::madvise(ptr, len, libc::MADV_DONTNEED) };
-            if rc != 0 {
-                log::debug!(
-                    "madvise(DONTNEED) on {:?} failed: {}",
-                    self.path,
-                    io::Error::last_os_error()
-                );
+            if let Err(e) = self.madvise(start..end, libc::MADV_DONTNEED) {
+                log::debug!("madvise(DONTNEED) on {:?} failed: {e}", self.path);
             }
         }
     }
 
     fn advise(&self, range: Range<u64>, advice: Advice) {
         let Some(code) = advice.to_libc() else { return };
-        let page = 4096u64;
-        let start = range.start / page * page;
-        let end = range.end.min(self.bytes.len() as u64);
-        if end <= start {
-            return;
+        // These advice values never change the bytes seen through the mapping.
+        if let Err(e) = self.madvise(range.start / PAGE * PAGE..range.end, code) {
+            log::debug!("madvise({advice:?}) on {:?} failed: {e}", self.path);
         }
-        // SAFETY: `start..end` lies inside our live mapping (bounded above by its
-        // length, start aligned down to a page that is still inside it); madvise
-        // with these advice values never changes the bytes seen through it.
+    }
+}
+
+const PAGE: u64 = 4096;
+
+impl MmapView {
+    /// `madvise(code)` over `range` (page-aligned start), clipped to the
+    /// mapping. Callers pass only advice that leaves the bytes as they are.
+    fn madvise(&self, range: Range<u64>, code: libc::c_int) -> io::Result<()> {
+        let end = range.end.min(self.bytes.len() as u64);
+        if end <= range.start {
+            return Ok(());
+        }
+        debug_assert_eq!(range.start % PAGE, 0);
+        // SAFETY: `range.start..end` lies inside our live mapping (clipped to its
+        // length above; the start is page-aligned), and every caller passes
+        // advice that does not change the bytes seen through a shared read-only
+        // file mapping (see `release` and `advise`).
         let rc = unsafe {
             libc::madvise(
-                self.bytes.as_slice().as_ptr().add(start as usize) as *mut libc::c_void,
-                (end - start) as usize,
+                self.bytes.as_slice().as_ptr().add(range.start as usize) as *mut libc::c_void,
+                (end - range.start) as usize,
                 code,
             )
         };
-        if rc != 0 {
-            log::debug!(
-                "madvise({advice:?}) on {:?} failed: {}",
-                self.path,
-                io::Error::last_os_error()
-            );
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
         }
     }
 }
