@@ -86,41 +86,69 @@ impl Engine {
             });
         }
         let mut table = FileTable::new();
-        let (container, found) =
-            Container::open(storage.clone(), root, opts, &mut |rec| table.replay(rec))?;
+        // Segment files the log has a record of: begun, exported or dropped.
+        // Only those may be removed when nothing live is in them.
+        let mut logged_segments = std::collections::BTreeSet::new();
+        let (container, found, plan) = Container::open(storage.clone(), root, opts, &mut |rec| {
+            if let Payload::ExportBegin { export_no }
+            | Payload::SegmentDrop { export_no }
+            | Payload::Export { export_no, .. } = rec.payload
+            {
+                logged_segments.insert(export_no);
+            }
+            table.replay(rec)
+        })?;
         let dropped_on_open = table.finish_replay();
         if dropped_on_open > 0 {
             log::info!("dropped {dropped_on_open} files that were never terminated before a crash");
         }
-        container.note_file_id_floor(table.next_id());
         // Segment files: those the log references are mapped (a missing or
-        // damaged one is an error); the others are exports a crash interrupted or
-        // dead ones whose removal it cut short.
+        // damaged one is an error); the others go only if the log proves them
+        // dead or incomplete. Nothing in the folder changes before all of them
+        // checked out.
         let segments = SegmentSet::new(root, eopts.advice);
         let live = table.live_segments();
         for no in &live {
             if !found.contains(no) {
-                return Err(Error::Corrupted {
-                    file: root.join(segment_file_name(*no)),
-                    offset: 0,
-                    reason: "segment file missing: the log still references it".into(),
+                return Err(Error::Incomplete {
+                    path: root.join(segment_file_name(*no)),
+                    reason: format!(
+                        "is missing: the log references it ({} live file(s) in it)",
+                        table.segment_use(*no)
+                    ),
                 });
             }
             segments.open_existing(&*storage, *no)?;
         }
-        let mut removed = false;
-        for no in found.iter().filter(|n| !live.contains(n)) {
-            log::info!("removing unreferenced segment file {no}");
+        let unreferenced: Vec<u64> = found
+            .iter()
+            .copied()
+            .filter(|n| !live.contains(n))
+            .collect();
+        if let Some(no) = unreferenced.iter().find(|n| !logged_segments.contains(n)) {
+            return Err(Error::Incomplete {
+                path: root.join(segment_file_name(*no)),
+                reason: "is not referenced by the log, and the log has no record of writing or dropping it (copied in from another index?): move it out of the folder to open".into(),
+            });
+        }
+        container.finish_open(plan)?;
+        container.note_file_id_floor(table.next_id());
+        for no in &unreferenced {
+            log::info!("removing segment file {no}: the log says it is dead or incomplete");
             let name = segment_file_name(*no);
             storage
                 .remove(&name)
                 .map_err(|e| Error::io(root.join(&name), e))?;
-            removed = true;
         }
-        if removed && container.sync_policy() != crate::policy::SyncPolicy::Never {
+        if !unreferenced.is_empty() && container.sync_policy() != crate::policy::SyncPolicy::Never {
             storage.sync_dir().map_err(|e| Error::io(root, e))?;
         }
-        let next_export_no = found.iter().chain(&live).max().map_or(0, |n| n + 1);
+        let next_export_no = found
+            .iter()
+            .chain(&live)
+            .chain(&logged_segments)
+            .max()
+            .map_or(0, |n| n + 1);
         Ok(Engine {
             container,
             table: RwLock::new(table),

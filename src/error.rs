@@ -34,6 +34,12 @@ pub enum Error {
     Locked { path: PathBuf },
     #[error("{path} holds files that are not part of a jocky container (for example {example:?}); refusing to touch them")]
     ForeignData { path: PathBuf, example: String },
+    /// The folder is missing a file the log needs, or holds one the log cannot
+    /// account for. Open changed nothing in the folder.
+    #[error(
+        "incomplete or inconsistent folder: {path} {reason}; nothing in the folder was changed"
+    )]
+    Incomplete { path: PathBuf, reason: String },
     #[error("invalid path {path:?}: {reason}")]
     InvalidPath { path: PathBuf, reason: &'static str },
     #[error("invalid tenant name {name:?}: {reason}")]
@@ -84,9 +90,10 @@ impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match &e {
             Error::Io { source, .. } => source.kind(),
-            Error::Corrupted { .. } | Error::ChecksumMismatch { .. } | Error::Version { .. } => {
-                io::ErrorKind::InvalidData
-            }
+            Error::Corrupted { .. }
+            | Error::ChecksumMismatch { .. }
+            | Error::Version { .. }
+            | Error::Incomplete { .. } => io::ErrorKind::InvalidData,
             Error::Locked { .. } => io::ErrorKind::WouldBlock,
             Error::InvalidPath { .. } | Error::InvalidOption(_) | Error::InvalidTenant { .. } => {
                 io::ErrorKind::InvalidInput

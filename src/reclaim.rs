@@ -7,9 +7,11 @@
 //! of the log. Removal is logged first: a `Reclaim` record, synced, then
 //! the unlink, then the folder sync. A crash in between leaves a file the next
 //! open removes (the newest checkpoint and `Reclaim` records say which files the
-//! log still needs). Segment files are removed once no live file is in them and
-//! the deletions that killed them are durable; a segment file no record
-//! references is removed on open anyway.
+//! log still needs). Segment files are removed once no live file is in them:
+//! a `SegmentDrop` record and the deletions that killed them are made durable
+//! first, so a crash before the unlink leaves a file the log proves dead (the
+//! next open removes it). The evidence is only reclaimed in a later pass, after
+//! the folder sync made the removal durable.
 //!
 //! Slices handed out before keep their bytes: they hold the mapping, and the
 //! kernel frees an unlinked file's blocks when its last mapping goes.
@@ -99,15 +101,18 @@ impl Engine {
         if dead.is_empty() && dead_segments.is_empty() {
             return Ok(report);
         }
-        if !dead.is_empty() {
-            let payloads: Vec<Payload<'_>> = dead
-                .iter()
-                .map(|no| Payload::Reclaim { file_no: *no })
-                .collect();
-            self.container.append(&payloads)?;
-        }
-        // The reclaim records, the copies and the deletions that made these
-        // files dead are durable before anything is removed.
+        let payloads: Vec<Payload<'_>> = dead
+            .iter()
+            .map(|no| Payload::Reclaim { file_no: *no })
+            .chain(
+                dead_segments
+                    .iter()
+                    .map(|no| Payload::SegmentDrop { export_no: *no }),
+            )
+            .collect();
+        drop(self.container.append(&payloads)?);
+        // The reclaim and drop records, the copies and the deletions that made
+        // these files dead are durable before anything is removed.
         self.container.sync()?;
         for no in &dead {
             self.container.unlink(*no)?;

@@ -178,7 +178,11 @@ impl FileTable {
             Payload::Checkpoint { next_file_id, .. } => {
                 self.next_id = self.next_id.max(next_file_id);
             }
-            Payload::Reclaim { .. } | Payload::Padding { .. } => {}
+            Payload::Reclaim { .. }
+            | Payload::Padding { .. }
+            | Payload::ExportBegin { .. }
+            | Payload::SegmentDrop { .. }
+            | Payload::Continued { .. } => {}
         }
         Ok(())
     }

@@ -32,7 +32,10 @@ use crate::io::{ReadView, Storage, StorageFile};
 use crate::policy::{SyncPolicy, WriteMode};
 use writer::{Shared, Stage, Writer};
 
-pub(crate) use recovery::RecordRef;
+/// The first format version whose sealed files end with a `Continued` record.
+const CONTINUED_SINCE: u32 = 3;
+
+pub(crate) use recovery::{OpenPlan, RecordRef};
 
 /// Where a run of file bytes lies in the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +75,8 @@ struct Active {
     stage: Option<Stage>,
     /// Writes to `file` use direct I/O.
     direct: bool,
+    /// Format version of `file` (older files never get newer record kinds).
+    version: u32,
 }
 
 /// What one [`Container::append`] did.
@@ -125,6 +130,9 @@ pub(crate) struct Container {
     counters: Counters,
     /// Per container file, how many [`Appended`]s are alive.
     unapplied: Mutex<BTreeMap<u64, usize>>,
+    /// `finish_open` ran: the folder checked out and the container may write.
+    /// Until then nothing, not even `Drop`, touches a file.
+    opened: std::sync::atomic::AtomicBool,
     /// The write-behind buffers and their thread; also holds the durable
     /// watermark. Declared last: dropped after `Drop for Container` flushed it.
     writer: Writer,
@@ -150,15 +158,17 @@ pub(crate) struct ContainerStats {
 impl Container {
     /// Opens (or creates) the container in `storage`, replaying every record into
     /// `apply` in log order. Also returns the numbers of the segment files found
-    /// in the folder (the caller knows which of them the log references).
+    /// in the folder (the caller knows which of them the log references) and
+    /// what recovery found must change in the folder: nothing is changed (and
+    /// nothing can be appended) until the caller passes it to
+    /// [`Container::finish_open`].
     pub fn open(
         storage: Arc<dyn Storage>,
         root: &Path,
         opts: ContainerOptions,
         apply: &mut dyn FnMut(RecordRef<'_>) -> std::result::Result<(), String>,
-    ) -> Result<(Container, Vec<u64>)> {
+    ) -> Result<(Container, Vec<u64>, OpenPlan)> {
         let rec = recovery::recover(&*storage, root, &opts, apply)?;
-        let upgrade = rec.active_version < FORMAT_VERSION;
         let files = rec
             .files
             .into_iter()
@@ -187,6 +197,7 @@ impl Container {
                 scratch: Vec::new(),
                 stage: None,
                 direct: false,
+                version: rec.active_version,
             }),
             opts,
             sync_lock: Mutex::new(()),
@@ -194,15 +205,60 @@ impl Container {
             poison: Mutex::new(None),
             counters: Counters::default(),
             unapplied: Mutex::new(BTreeMap::new()),
+            opened: std::sync::atomic::AtomicBool::new(false),
             writer,
         };
-        container.new_stage(&mut lock(&container.active))?;
-        if upgrade {
+        Ok((container, rec.segment_files, rec.plan))
+    }
+
+    /// Carries out what recovery found (the caller checked the folder): removes
+    /// newest files whose creation was cut short, cuts the torn tail, makes the
+    /// newest file durable as replayed, removes reclaimed files, and continues
+    /// an old-format log in a new file. Only then may records be appended.
+    pub fn finish_open(&self, plan: OpenPlan) -> Result<()> {
+        let sync = self.opts.sync != SyncPolicy::Never;
+        let mut dir_changed = false;
+        for no in &plan.torn_creations {
+            let name = container_file_name(*no);
+            log::warn!("removing {name} (its creation was cut short by a crash)");
+            self.unlink(*no)?;
+            dir_changed = true;
+        }
+        {
+            let a = lock(&self.active);
+            let file = a.file.clone().expect("an opened container has a file");
+            let path = self.root.join(container_file_name(a.file_no));
+            if let Some((no, end, len)) = plan.cut {
+                debug_assert_eq!(no, a.file_no);
+                log::warn!(
+                    "cutting a torn tail of {} bytes off {}",
+                    len - end,
+                    path.display()
+                );
+                file.truncate(end).map_err(|e| Error::io(&path, e))?;
+            }
+            if sync {
+                file.sync_data().map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        for no in &plan.reclaimed {
+            log::info!("removing reclaimed container file {no}");
+            self.unlink(*no)?;
+            dir_changed = true;
+        }
+        if dir_changed && sync {
+            self.storage
+                .sync_dir()
+                .map_err(|e| Error::io(&self.root, e))?;
+        }
+        self.new_stage(&mut lock(&self.active))?;
+        self.opened.store(true, Ordering::SeqCst);
+        if plan.upgrade {
             // New record kinds never go into an old-version file, which an older
             // jocky would then misread: continue the log in a new file.
-            container.rotate(container.active_no())?;
+            self.rotate(self.active_no())?;
         }
-        Ok((container, rec.segment_files))
+        Ok(())
     }
 
     fn check_poison(&self) -> Result<()> {
@@ -255,6 +311,9 @@ impl Container {
                 "{total} bytes of records do not fit in a container file of {} bytes",
                 self.opts.file_capacity
             )));
+        }
+        if !self.opened.load(Ordering::Relaxed) {
+            return Err(Error::Poisoned("the container was not opened".into()));
         }
         loop {
             self.check_poison()?;
@@ -404,6 +463,7 @@ impl Container {
             self.submit_stage(&mut a)?;
             self.wait_written(log_position(old_no, a.offset))?;
         }
+        let had_file = a.file.is_some();
         if let Some(file) = a.file.take() {
             // Give back the unused reservation, then make the sealed file durable:
             // recovery relies on every file but the last being complete.
@@ -423,11 +483,15 @@ impl Container {
         {
             f.end = a.offset;
         }
+        // A v3 file ends with a `Continued` record naming its successor, written
+        // once the successor exists durably: it takes the next sequence number,
+        // so the new file starts one later.
+        let continued = had_file && a.version >= CONTINUED_SINCE;
         let new_no = old_no + 1;
         let header = FileHeader {
             version: FORMAT_VERSION,
             file_no: new_no,
-            first_sequence: a.next_seq,
+            first_sequence: a.next_seq + u64::from(continued),
             capacity: self.opts.file_capacity,
         };
         let existing: Vec<u64> = self
@@ -437,7 +501,7 @@ impl Container {
             .keys()
             .copied()
             .collect();
-        let (file, view, start) = match create_file(
+        let (mut file, view, start) = match create_file(
             &*self.storage,
             &header,
             &existing,
@@ -448,6 +512,42 @@ impl Container {
             Ok(x) => x,
             Err(e) => return Err(self.poison_with("creating", new_no, e)),
         };
+        if continued {
+            let mut rec = Vec::new();
+            let cont = Payload::Continued {
+                next_file_no: new_no,
+            };
+            record::encode(&mut rec, &cont, a.next_seq, log_position(old_no, a.offset));
+            // One descriptor at a time (the fd bound): the new file is closed
+            // while the old one takes its last record, then opened again.
+            drop(file);
+            let written = self
+                .storage
+                .open(&container_file_name(old_no))
+                .and_then(|old| {
+                    old.write_at(a.offset, &rec)?;
+                    self.sync_file(&*old)
+                });
+            if let Err(e) = written {
+                return Err(self.poison_with("sealing", old_no, e));
+            }
+            file = match self.storage.open(&container_file_name(new_no)) {
+                Ok(f) => f,
+                Err(e) => return Err(self.poison_with("opening", new_no, e)),
+            };
+            let end = a.offset + rec.len() as u64;
+            if let Some(f) = self
+                .files
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&old_no)
+            {
+                f.end = end;
+            }
+            self.counters
+                .bytes_appended
+                .fetch_add(rec.len() as u64, Ordering::Relaxed);
+        }
         self.files
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -456,7 +556,8 @@ impl Container {
         a.file_no = new_no;
         a.offset = start;
         a.start = start;
-        a.next_seq += 1;
+        a.version = FORMAT_VERSION;
+        a.next_seq = header.first_sequence + 1;
         a.allocated = start.max(self.opts.grow_step.min(self.opts.file_capacity));
         self.durable()
             .store(log_position(new_no, a.offset), Ordering::SeqCst);
@@ -561,6 +662,9 @@ impl Drop for Container {
     /// Gives back the disk space reserved past the last record. Nothing depends on
     /// it: recovery treats the zeros of a reservation like the end of the log.
     fn drop(&mut self) {
+        if !self.opened.load(Ordering::SeqCst) {
+            return;
+        }
         let mut a = lock(&self.active);
         if a.stage.is_some() && self.check_poison().is_ok() {
             // The writer thread writes what was handed over; then it stops.

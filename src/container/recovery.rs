@@ -7,7 +7,16 @@
 //! durable (its `durable` field is past them): then it is damage, reported with
 //! file and offset, never silently cut. A torn tail is cut off (the file truncated
 //! and synced) so that stale frames past it can never be mistaken for new ones.
-//! Sequence numbers must increase by exactly one, across files too.
+//! Sequence numbers must increase by exactly one, across files too (a sealed v3
+//! file's last record, `Continued`, is written after its successor was created
+//! with the next number: if a crash lost it, the successor starts one later).
+//!
+//! Recovery itself changes nothing in the folder: what it finds must be removed
+//! or cut (a torn tail, a newest file whose creation never completed, files a
+//! durable `Reclaim` declared dead) goes into an [`OpenPlan`] that the caller
+//! carries out only after the whole folder checked out (segment files too).
+//! Every entry of the plan names the durable evidence that allows it; see
+//! `docs/format.md`, "What open may remove, and why".
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,9 +31,8 @@ use crate::format::file_header::{
     FORMAT_VERSION,
 };
 use crate::format::record::{self, framed_len, Payload, ALIGN, HEADER_LEN};
-use crate::format::segment_file::parse_segment_file_name;
+use crate::format::segment_file::{parse_segment_file_name, segment_file_name};
 use crate::io::{ReadView, Storage, StorageFile};
-use crate::policy::SyncPolicy;
 
 /// One verified record handed to the file table during replay.
 pub(crate) struct RecordRef<'a> {
@@ -46,6 +54,26 @@ pub(super) struct Recovered {
     pub next_seq: u64,
     /// Segment files found in the folder (their numbers).
     pub segment_files: Vec<u64>,
+    pub plan: OpenPlan,
+}
+
+/// What recovery found must change in the folder, carried out by
+/// `Container::finish_open` once the caller has checked everything else.
+#[derive(Debug, Default)]
+pub(crate) struct OpenPlan {
+    /// Newest container files whose creation a crash cut short: no record in
+    /// them verifies, their predecessor is present and does not end with the
+    /// `Continued` record that is written once a creation completed.
+    pub torn_creations: Vec<u64>,
+    /// The torn tail of the newest file: `(file_no, end of the log, file length)`.
+    /// No record past `end` says the bytes at `end` had been made durable.
+    pub cut: Option<(u64, u64, u64)>,
+    /// Container files that are not part of the log: a durable `Reclaim`
+    /// record names them, or the newest checkpoint (written after such a
+    /// record was made durable by sealing its file) leaves them out.
+    pub reclaimed: Vec<u64>,
+    /// The newest file is of an older format version: continue in a new file.
+    pub upgrade: bool,
 }
 
 enum ScanEnd {
@@ -87,15 +115,47 @@ pub(super) fn recover(
     numbers.sort_unstable();
     segment_files.sort_unstable();
 
-    // A newest file whose creation never became durable goes first: nothing was
-    // appended to it, and the one before it (sealed) is the end of the log.
+    // A newest file whose creation never became durable: nothing was appended
+    // to it, and the one before it (sealed) is the end of the log. Removed
+    // later, and only if its predecessor is here to take over.
+    let mut torn_creations = Vec::new();
     while let Some(&last) = numbers.last() {
-        if !remove_if_torn_creation(storage, root, last, opts)? {
+        if !is_torn_creation(storage, root, last, opts)? {
             break;
         }
         numbers.pop();
+        if numbers.is_empty() && last == 0 && segment_files.is_empty() && torn_creations.is_empty()
+        {
+            // A new folder whose very first file was cut short: it held nothing.
+            let name = container_file_name(0);
+            log::warn!("removing {} (creation cut short by a crash)", name);
+            storage
+                .remove(&name)
+                .map_err(|e| Error::io(root.join(&name), e))?;
+            return create_first(storage, root, opts, segment_files);
+        }
+        if last == 0 || numbers.last() != Some(&(last - 1)) {
+            return Err(Error::Incomplete {
+                path: root.join(container_file_name(last.saturating_sub(1))),
+                reason: format!(
+                    "is missing: {} was being created when the log stopped, and the file before it holds the log's end",
+                    container_file_name(last)
+                ),
+            });
+        }
+        torn_creations.push(last);
     }
     let Some(&last) = numbers.last() else {
+        if !segment_files.is_empty() {
+            return Err(Error::Incomplete {
+                path: root.to_path_buf(),
+                reason: format!(
+                    "holds {} segment file(s) ({}, ...) but no container file (jocky-*.log): the log that says what they hold is missing",
+                    segment_files.len(),
+                    segment_file_name(segment_files[0])
+                ),
+            });
+        }
         return create_first(storage, root, opts, segment_files);
     };
     let census = take_census(storage, root, last, &numbers)?;
@@ -111,7 +171,9 @@ pub(super) fn recover(
 
     let mut files = Vec::new();
     let mut next_seq: Option<(u64, u64)> = None; // (file_no, sequence after it)
+    let mut prev_continued: Option<u64> = None;
     let mut active = None;
+    let mut cut = None;
     for &no in &census.expected {
         let is_last = no == last;
         let path = root.join(container_file_name(no));
@@ -128,9 +190,13 @@ pub(super) fn recover(
             });
         }
         // Sequences continue across neighbouring files; a reclaimed file in
-        // between leaves a gap the checkpoint accounts for.
+        // between leaves a gap the checkpoint accounts for. A v3 rotation
+        // numbers the new file after the `Continued` record it then writes into
+        // the old one; without that record (a crash came first) one number is
+        // skipped.
         if let Some((prev, expected)) = next_seq {
-            if prev + 1 == no && header.first_sequence != expected {
+            let skipped = prev_continued.is_none() && header.first_sequence == expected + 1;
+            if prev + 1 == no && header.first_sequence != expected && !skipped {
                 return Err(Error::Corrupted {
                     file: path,
                     offset: 24,
@@ -152,8 +218,9 @@ pub(super) fn recover(
             .view(header.capacity)
             .map_err(|e| Error::io(&path, e))?;
         let mut seq = header.first_sequence;
-        let (end, how) = scan(&*view, no, len, &mut seq, &path, apply)?;
+        let (end, how, continued) = scan(&*view, no, len, &mut seq, &path, apply)?;
         next_seq = Some((no, seq));
+        prev_continued = continued;
         match how {
             ScanEnd::Clean => {}
             ScanEnd::Bad(e) if !is_last => {
@@ -173,26 +240,30 @@ pub(super) fn recover(
             }
         }
         if is_last {
-            if len > end {
-                file.truncate(end).map_err(|e| Error::io(&path, e))?;
+            if let Some(next) = continued {
+                // Written only after file `next` was created and synced.
+                let next_name = container_file_name(next);
+                return Err(Error::Incomplete {
+                    path: root.join(&next_name),
+                    reason: if torn_creations.contains(&next) {
+                        format!(
+                            "is damaged at offset 0: {} says its creation had completed",
+                            container_file_name(no)
+                        )
+                    } else {
+                        format!(
+                            "is missing: {} was sealed and the log continues in it",
+                            container_file_name(no)
+                        )
+                    },
+                });
             }
-            if opts.sync != SyncPolicy::Never {
-                file.sync_data().map_err(|e| Error::io(&path, e))?;
+            if len > end {
+                cut = Some((no, end, len));
             }
             active = Some((file, end, header.version));
         }
         files.push((no, view, end));
-    }
-    // Files whose reclamation was logged (durably: the log is synced above) but
-    // whose removal a crash cut short.
-    for no in &leftovers {
-        log::info!("removing reclaimed container file {no}");
-        storage
-            .remove(&container_file_name(*no))
-            .map_err(|e| Error::io(root.join(container_file_name(*no)), e))?;
-    }
-    if !leftovers.is_empty() && opts.sync != SyncPolicy::Never {
-        storage.sync_dir().map_err(|e| Error::io(root, e))?;
     }
     let (active_file, active_end, active_version) =
         active.expect("the newest file is always expected");
@@ -205,6 +276,12 @@ pub(super) fn recover(
         active_version,
         next_seq: next_seq.map(|(_, s)| s).unwrap_or(1),
         segment_files,
+        plan: OpenPlan {
+            torn_creations,
+            cut,
+            reclaimed: leftovers,
+            upgrade: active_version < FORMAT_VERSION,
+        },
     })
 }
 
@@ -233,6 +310,7 @@ fn create_first(
         active_version: FORMAT_VERSION,
         next_seq: 2,
         segment_files,
+        plan: OpenPlan::default(),
     })
 }
 
@@ -243,17 +321,17 @@ fn read_header(file: &dyn StorageFile, len: u64) -> std::result::Result<FileHead
     FileHeader::decode(&head)
 }
 
-/// Removes the newest container file if its creation (header and checkpoint,
-/// written and synced together before anything else) never completed: its
-/// header is torn or its checkpoint does not verify, and no record past the
-/// checkpoint verifies either.
-fn remove_if_torn_creation(
+/// Whether the newest container file's creation (header and checkpoint, written
+/// and synced together before anything else) never completed: its header is
+/// torn or its checkpoint does not verify, and no record past the checkpoint
+/// verifies either.
+fn is_torn_creation(
     storage: &dyn Storage,
     root: &Path,
     no: u64,
     opts: &ContainerOptions,
 ) -> Result<bool> {
-    let (name, path, file, len, view) = open_mapped(storage, root, no)?;
+    let (_, _, file, len, view) = open_mapped(storage, root, no)?;
     let torn = match read_header(&*file, len) {
         Ok(h) if h.version < FORMAT_VERSION => false,
         Ok(_) => {
@@ -277,17 +355,7 @@ fn remove_if_torn_creation(
             }) && !find_records(&*view, FILE_HEADER_LEN as u64, len, 0, |_| true)
         }
     };
-    if !torn {
-        return Ok(false);
-    }
-    log::warn!(
-        "removing {} (creation cut short by a crash)",
-        path.display()
-    );
-    drop(view);
-    drop(file);
-    storage.remove(&name).map_err(|e| Error::io(&path, e))?;
-    Ok(true)
+    Ok(torn)
 }
 
 /// What lies at `pos` of a container file.
@@ -403,7 +471,8 @@ fn take_census(storage: &dyn Storage, root: &Path, last: u64, present: &[u64]) -
     Ok(Census { expected, start })
 }
 
-/// Replays the records of one file. Returns where they end and why.
+/// Replays the records of one file. Returns where they end, why, and the next
+/// file number if the last record is `Continued`.
 fn scan(
     view: &dyn ReadView,
     file_no: u64,
@@ -411,13 +480,14 @@ fn scan(
     seq: &mut u64,
     path: &Path,
     apply: &mut dyn FnMut(super::RecordRef<'_>) -> std::result::Result<(), String>,
-) -> Result<(u64, ScanEnd)> {
+) -> Result<(u64, ScanEnd, Option<u64>)> {
     let mut pos = FILE_HEADER_LEN as u64;
+    let mut continued = None;
     loop {
         let (header, rec, framed) =
             match read_record(view, pos, len).map_err(|e| Error::io(path, e))? {
-                Found::End => return Ok((pos, ScanEnd::Clean)),
-                Found::Bad(e) => return Ok((pos, ScanEnd::Bad(e))),
+                Found::End => return Ok((pos, ScanEnd::Clean, continued)),
+                Found::Bad(e) => return Ok((pos, ScanEnd::Bad(e), continued)),
                 Found::Record(h, rec, framed) => (h, rec, framed),
             };
         if header.sequence != *seq {
@@ -427,10 +497,15 @@ fn scan(
                     expected: *seq,
                     got: header.sequence,
                 }),
+                continued,
             ));
         }
         let payload = record::decode_payload(header.kind, &rec.as_slice()[HEADER_LEN..])
             .map_err(|e| Error::decode(path, pos, e))?;
+        continued = match payload {
+            Payload::Continued { next_file_no } => Some(next_file_no),
+            _ => None,
+        };
         let extent = payload.bytes_offset_in_payload().map(|off| super::Extent {
             file_no,
             offset: pos + (HEADER_LEN + off) as u64,

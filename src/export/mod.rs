@@ -2,11 +2,14 @@
 //! segment file each, read through a single mapping with advice per file type.
 //!
 //! Order of an export, so that a crash at any point leaves nothing `open` trusts
-//! half-made: (1) the segment file is written whole (files on page boundaries,
-//! table, trailer) and fdatasync'ed, (2) the folder is fsync'ed, (3) an `Export`
-//! record in the container, synced, makes the move durable. Until (3) the files'
-//! records in the container stay authoritative, and a segment file no `Export`
-//! record references is removed on the next open.
+//! half-made: (0) an `ExportBegin` record, synced, says the segment file is about
+//! to be written, (1) the segment file is written whole (files on page
+//! boundaries, table, trailer) and fdatasync'ed, (2) the folder is fsync'ed,
+//! (3) an `Export` record in the container, synced, makes the move durable.
+//! Until (3) the files' records in the container stay authoritative; a segment
+//! file that no `Export` record references but whose `ExportBegin` is in the log
+//! is removed on the next open (the log proves it incomplete). A segment file
+//! the log has no record of is never removed: open refuses the folder.
 //!
 //! What gets exported: the files of each segment listed in a namespace's last
 //! `meta.json` (`<segment uuid>.<ext>`), once all of them are terminated and
@@ -145,6 +148,13 @@ impl Engine {
         let sync = self.container.sync_policy() != SyncPolicy::Never;
         let name = segment_file_name(no);
         let path = self.container.root().join(&name);
+        // The evidence that lets the next open remove this file if a crash cuts
+        // the export short: durable before the file exists.
+        drop(
+            self.container
+                .append(&[Payload::ExportBegin { export_no: no }])?,
+        );
+        self.container.sync()?;
         let (file, len, table) = write_segment_file(self, &*storage, no, &group, sync)
             .map_err(|e| Error::io(&path, e))?;
         if sync {

@@ -38,9 +38,16 @@
 //!              files listed existed when it was created. First record of every
 //!              v2 file.
 //! Reclaim      file_no u64: this container file is dead and gets removed
+//! ExportBegin  export_no u64: segment file `export_no` is about to be written;
+//!              until an `Export` record names it, it is incomplete (removable)
+//! SegmentDrop  export_no u64: segment file `export_no` is dead and gets removed
+//! Continued    next_file_no u64: container file `next_file_no` was created and
+//!              synced; this file is sealed (the last record of every sealed v3
+//!              file, so a missing successor is seen, not taken for the end)
 //! ```
 //!
-//! Kinds 7..=9 (Export, Checkpoint, Reclaim) appear only in format version 2.
+//! Kinds 7..=9 (Export, Checkpoint, Reclaim) appear from format version 2 on,
+//! kinds 10..=12 (ExportBegin, SegmentDrop, Continued) from version 3 on.
 
 use crate::error::DecodeError;
 use crate::format::reader::Reader;
@@ -74,6 +81,9 @@ pub enum RecordKind {
     Export = 7,
     Checkpoint = 8,
     Reclaim = 9,
+    ExportBegin = 10,
+    SegmentDrop = 11,
+    Continued = 12,
 }
 
 impl RecordKind {
@@ -88,6 +98,9 @@ impl RecordKind {
             7 => RecordKind::Export,
             8 => RecordKind::Checkpoint,
             9 => RecordKind::Reclaim,
+            10 => RecordKind::ExportBegin,
+            11 => RecordKind::SegmentDrop,
+            12 => RecordKind::Continued,
             _ => return None,
         })
     }
@@ -144,6 +157,15 @@ pub enum Payload<'a> {
     },
     Reclaim {
         file_no: u64,
+    },
+    ExportBegin {
+        export_no: u64,
+    },
+    SegmentDrop {
+        export_no: u64,
+    },
+    Continued {
+        next_file_no: u64,
     },
 }
 
@@ -225,6 +247,9 @@ impl Payload<'_> {
             Payload::Export { .. } => RecordKind::Export,
             Payload::Checkpoint { .. } => RecordKind::Checkpoint,
             Payload::Reclaim { .. } => RecordKind::Reclaim,
+            Payload::ExportBegin { .. } => RecordKind::ExportBegin,
+            Payload::SegmentDrop { .. } => RecordKind::SegmentDrop,
+            Payload::Continued { .. } => RecordKind::Continued,
         }
     }
 
@@ -248,7 +273,10 @@ impl Payload<'_> {
                 namespace, entries, ..
             } => 8 + 2 + namespace.len() + entries.len(),
             Payload::Checkpoint { files, .. } => 8 + files.len(),
-            Payload::Reclaim { .. } => 8,
+            Payload::Reclaim { .. }
+            | Payload::ExportBegin { .. }
+            | Payload::SegmentDrop { .. }
+            | Payload::Continued { .. } => 8,
         }
     }
 
@@ -331,7 +359,10 @@ pub fn encode(out: &mut Vec<u8>, payload: &Payload<'_>, sequence: u64, durable: 
             out.extend_from_slice(&next_file_id.to_le_bytes());
             out.extend_from_slice(files);
         }
-        Payload::Reclaim { file_no } => out.extend_from_slice(&file_no.to_le_bytes()),
+        Payload::Reclaim { file_no: n }
+        | Payload::ExportBegin { export_no: n }
+        | Payload::SegmentDrop { export_no: n }
+        | Payload::Continued { next_file_no: n } => out.extend_from_slice(&n.to_le_bytes()),
     }
     debug_assert_eq!(out.len() - start - HEADER_LEN, payload_len);
     let header = &mut out[start..start + HEADER_LEN];
@@ -442,6 +473,15 @@ pub fn decode_payload<'a>(kind: RecordKind, p: &'a [u8]) -> Result<Payload<'a>, 
             }
         }
         RecordKind::Reclaim => Payload::Reclaim { file_no: r.u64()? },
+        RecordKind::ExportBegin => Payload::ExportBegin {
+            export_no: r.u64()?,
+        },
+        RecordKind::SegmentDrop => Payload::SegmentDrop {
+            export_no: r.u64()?,
+        },
+        RecordKind::Continued => Payload::Continued {
+            next_file_no: r.u64()?,
+        },
     };
     Ok(payload)
 }
@@ -528,6 +568,9 @@ mod tests {
         });
         assert_eq!(decode_file_numbers(&files).unwrap(), vec![0, 2, 5]);
         roundtrip(Payload::Reclaim { file_no: 2 });
+        roundtrip(Payload::ExportBegin { export_no: 3 });
+        roundtrip(Payload::SegmentDrop { export_no: 4 });
+        roundtrip(Payload::Continued { next_file_no: 5 });
         // Counts larger than the bytes present are refused before allocating.
         assert!(decode_export_entries(&u32::MAX.to_le_bytes()).is_err());
         assert!(decode_file_numbers(&u32::MAX.to_le_bytes()).is_err());

@@ -207,6 +207,23 @@ impl StorageFile for FsFile {
         }
     }
 
+    fn set_buffered(&self) -> io::Result<()> {
+        let fd = self.file.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if flags & libc::O_DIRECT == 0 {
+            return Ok(());
+        }
+        // SAFETY: as above; only clears O_DIRECT from the status flags.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     fn start_write_back(&self, range: Range<u64>) {
         self.sync_range(range, libc::SYNC_FILE_RANGE_WRITE);
     }

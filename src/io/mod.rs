@@ -59,6 +59,12 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     fn set_direct(&self) -> io::Result<bool> {
         Ok(false)
     }
+    /// Switches later writes through this handle back to buffered I/O (after
+    /// [`StorageFile::set_direct`]); used for the one small record written to a
+    /// sealed file.
+    fn set_buffered(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// Starts write-back of `range` to the disk without waiting for it (a hint;
     /// not a durability point).
     fn start_write_back(&self, _range: Range<u64>) {}

@@ -466,6 +466,11 @@ impl StorageFile for SimFile {
         Ok(true)
     }
 
+    fn set_buffered(&self) -> io::Result<()> {
+        self.direct.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let d = lock(&self.data);
         let end = offset as usize + buf.len();
