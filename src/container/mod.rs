@@ -34,6 +34,8 @@ use writer::{Shared, Stage, Writer};
 
 /// The first format version whose sealed files end with a `Continued` record.
 const CONTINUED_SINCE: u32 = 3;
+/// Room kept free at the end of every container file for that record.
+const CONTINUED_LEN: u64 = HEADER_LEN as u64 + 8;
 
 pub(crate) use recovery::{OpenPlan, RecordRef};
 
@@ -287,9 +289,15 @@ impl Container {
         Error::io(path, e)
     }
 
+    /// Where records other than the final `Continued` must end in a container
+    /// file: its capacity less the room that record needs.
+    fn records_end(&self) -> u64 {
+        self.opts.file_capacity - CONTINUED_LEN
+    }
+
     /// The largest payload one record may carry.
     pub fn max_payload(&self) -> usize {
-        let room = self.opts.file_capacity - FILE_HEADER_LEN as u64 - HEADER_LEN as u64;
+        let room = self.records_end() - FILE_HEADER_LEN as u64 - HEADER_LEN as u64;
         room.min(record::MAX_PAYLOAD_LEN as u64) as usize
     }
 
@@ -306,7 +314,7 @@ impl Container {
     /// same lock as rotation), so no checkpoint written after it names the file.
     pub fn append(&self, payloads: &[Payload<'_>]) -> Result<Appended<'_>> {
         let total: u64 = payloads.iter().map(|p| framed_len(p.encoded_len())).sum();
-        if total > self.opts.file_capacity - FILE_HEADER_LEN as u64 {
+        if total > self.records_end() - FILE_HEADER_LEN as u64 {
             return Err(Error::TooLarge(format!(
                 "{total} bytes of records do not fit in a container file of {} bytes",
                 self.opts.file_capacity
@@ -318,7 +326,7 @@ impl Container {
         loop {
             self.check_poison()?;
             let mut a = lock(&self.active);
-            if a.offset + total > self.opts.file_capacity {
+            if a.offset + total > self.records_end() {
                 let seen = a.file_no;
                 drop(a);
                 self.rotate(seen)?;
