@@ -85,20 +85,68 @@ impl Engine {
                 path: root.to_path_buf(),
             });
         }
+        Self::open_mode(storage, root, opts, eopts, false)
+    }
+
+    /// Opens the folder for reading only, beside a writer process that may be
+    /// appending, exporting and reclaiming: takes no lock, changes nothing,
+    /// serves the log as far as it verifies. A replay that loses a race with
+    /// the writer (a container or segment file reclaimed meanwhile, a record
+    /// caught half written) is tried again from the start, a few times.
+    pub fn open_read_only(
+        storage: Arc<dyn Storage>,
+        root: &Path,
+        mut opts: ContainerOptions,
+        mut eopts: EngineOptions,
+    ) -> Result<Engine> {
+        // No writer thread, no fsync, no background export.
+        opts.write_mode = crate::policy::WriteMode::Inline;
+        opts.sync = crate::policy::SyncPolicy::Never;
+        eopts.export = ExportPolicy::Manual;
+        const ATTEMPTS: u32 = 8;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::open_mode(storage.clone(), root, opts.clone(), eopts.clone(), true) {
+                Ok(engine) => return Ok(engine),
+                Err(
+                    e @ (Error::Incomplete { .. } | Error::Corrupted { .. } | Error::Io { .. }),
+                ) if attempt < ATTEMPTS => {
+                    log::debug!(
+                        "read-only open of {} raced a writer ({e}); again",
+                        root.display()
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(5 << attempt.min(6)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn open_mode(
+        storage: Arc<dyn Storage>,
+        root: &Path,
+        opts: ContainerOptions,
+        eopts: EngineOptions,
+        read_only: bool,
+    ) -> Result<Engine> {
         let mut table = FileTable::new();
         // Segment files the log has a record of: begun, exported or dropped.
         // Only those may be removed when nothing live is in them.
         let mut logged_segments = std::collections::BTreeSet::new();
-        let (container, found, plan) = Container::open(storage.clone(), root, opts, &mut |rec| {
-            if let Payload::ExportBegin { export_no }
-            | Payload::SegmentDrop { export_no }
-            | Payload::Export { export_no, .. } = rec.payload
-            {
-                logged_segments.insert(export_no);
-            }
-            table.replay(rec)
-        })?;
-        let dropped_on_open = table.finish_replay();
+        let (container, found, plan) =
+            Container::open(storage.clone(), root, opts, read_only, &mut |rec| {
+                if let Payload::ExportBegin { export_no }
+                | Payload::SegmentDrop { export_no }
+                | Payload::Export { export_no, .. } = rec.payload
+                {
+                    logged_segments.insert(export_no);
+                }
+                table.replay(rec)
+            })?;
+        // A reader beside a writer leaves files being written as they are
+        // (nothing references them yet); the writer drops them on its open.
+        let dropped_on_open = if read_only { 0 } else { table.finish_replay() };
         if dropped_on_open > 0 {
             log::info!("dropped {dropped_on_open} files that were never terminated before a crash");
         }
@@ -125,13 +173,21 @@ impl Engine {
             .copied()
             .filter(|n| !live.contains(n))
             .collect();
+        let unreferenced = if read_only {
+            // An export in progress, or a dead file the writer is removing.
+            Vec::new()
+        } else {
+            unreferenced
+        };
         if let Some(no) = unreferenced.iter().find(|n| !logged_segments.contains(n)) {
             return Err(Error::Incomplete {
                 path: root.join(segment_file_name(*no)),
                 reason: "is not referenced by the log, and the log has no record of writing or dropping it (copied in from another index?): move it out of the folder to open".into(),
             });
         }
-        container.finish_open(plan)?;
+        if !read_only {
+            container.finish_open(plan)?;
+        }
         container.note_file_id_floor(table.next_id());
         for no in &unreferenced {
             log::info!("removing segment file {no}: the log says it is dead or incomplete");

@@ -40,6 +40,10 @@ pub enum Error {
         "incomplete or inconsistent folder: {path} {reason}; nothing in the folder was changed"
     )]
     Incomplete { path: PathBuf, reason: String },
+    /// A write (or export, reclamation) through a directory or store opened
+    /// read-only.
+    #[error("{path} is open read-only: writing, exporting and reclaiming are refused")]
+    ReadOnly { path: PathBuf },
     #[error("invalid path {path:?}: {reason}")]
     InvalidPath { path: PathBuf, reason: &'static str },
     #[error("invalid tenant name {name:?}: {reason}")]
@@ -95,6 +99,7 @@ impl From<Error> for io::Error {
             | Error::Version { .. }
             | Error::Incomplete { .. } => io::ErrorKind::InvalidData,
             Error::Locked { .. } => io::ErrorKind::WouldBlock,
+            Error::ReadOnly { .. } => io::ErrorKind::PermissionDenied,
             Error::InvalidPath { .. } | Error::InvalidOption(_) | Error::InvalidTenant { .. } => {
                 io::ErrorKind::InvalidInput
             }

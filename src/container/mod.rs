@@ -135,6 +135,8 @@ pub(crate) struct Container {
     /// `finish_open` ran: the folder checked out and the container may write.
     /// Until then nothing, not even `Drop`, touches a file.
     opened: std::sync::atomic::AtomicBool,
+    /// Opened by another process's reader: never writes.
+    read_only: bool,
     /// The write-behind buffers and their thread; also holds the durable
     /// watermark. Declared last: dropped after `Drop for Container` flushed it.
     writer: Writer,
@@ -164,13 +166,17 @@ impl Container {
     /// what recovery found must change in the folder: nothing is changed (and
     /// nothing can be appended) until the caller passes it to
     /// [`Container::finish_open`].
+    ///
+    /// A `read_only` container never writes: [`Container::finish_open`] is not
+    /// for it, and every append fails with [`Error::ReadOnly`].
     pub fn open(
         storage: Arc<dyn Storage>,
         root: &Path,
         opts: ContainerOptions,
+        read_only: bool,
         apply: &mut dyn FnMut(RecordRef<'_>) -> std::result::Result<(), String>,
     ) -> Result<(Container, Vec<u64>, OpenPlan)> {
-        let rec = recovery::recover(&*storage, root, &opts, apply)?;
+        let rec = recovery::recover(&*storage, root, &opts, read_only, apply)?;
         let files = rec
             .files
             .into_iter()
@@ -208,6 +214,7 @@ impl Container {
             counters: Counters::default(),
             unapplied: Mutex::new(BTreeMap::new()),
             opened: std::sync::atomic::AtomicBool::new(false),
+            read_only,
             writer,
         };
         Ok((container, rec.segment_files, rec.plan))
@@ -218,6 +225,11 @@ impl Container {
     /// newest file durable as replayed, removes reclaimed files, and continues
     /// an old-format log in a new file. Only then may records be appended.
     pub fn finish_open(&self, plan: OpenPlan) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                path: self.root.clone(),
+            });
+        }
         let sync = self.opts.sync != SyncPolicy::Never;
         let mut dir_changed = false;
         for no in &plan.torn_creations {
@@ -321,6 +333,11 @@ impl Container {
             )));
         }
         if !self.opened.load(Ordering::Relaxed) {
+            if self.read_only {
+                return Err(Error::ReadOnly {
+                    path: self.root.clone(),
+                });
+            }
             return Err(Error::Poisoned("the container was not opened".into()));
         }
         loop {
@@ -444,6 +461,11 @@ impl Container {
     /// Removes the file of a container file that a durable `Reclaim` record
     /// declared dead. Slices of it stay readable until they are dropped.
     pub fn unlink(&self, no: u64) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                path: self.root.clone(),
+            });
+        }
         let name = container_file_name(no);
         match self.storage.remove(&name) {
             Ok(()) => Ok(()),
@@ -459,6 +481,11 @@ impl Container {
     /// Seals the active file and starts the next one, unless someone else already
     /// moved past `seen_file_no`.
     fn rotate(&self, seen_file_no: u64) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                path: self.root.clone(),
+            });
+        }
         let _s = lock(&self.sync_lock);
         let mut a = lock(&self.active);
         if a.file_no != seen_file_no {
@@ -591,6 +618,11 @@ impl Container {
     /// Makes everything appended so far durable. Concurrent callers share one
     /// `fdatasync`: a caller whose data a finished sync already covers returns at once.
     pub fn sync(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                path: self.root.clone(),
+            });
+        }
         self.check_poison()?;
         let target = {
             let a = lock(&self.active);
@@ -659,6 +691,11 @@ impl Container {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Whether this container was opened read-only (it never writes).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     pub fn sync_policy(&self) -> SyncPolicy {

@@ -91,10 +91,13 @@ struct Census {
     start: u64,
 }
 
+/// Replays the log in `storage`. With `read_only`, a folder without a log is an
+/// error (nothing is created) and a torn creation is only skipped.
 pub(super) fn recover(
     storage: &dyn Storage,
     root: &Path,
     opts: &ContainerOptions,
+    read_only: bool,
     apply: &mut dyn FnMut(super::RecordRef<'_>) -> std::result::Result<(), String>,
 ) -> Result<Recovered> {
     let names = storage.list().map_err(|e| Error::io(root, e))?;
@@ -124,7 +127,11 @@ pub(super) fn recover(
             break;
         }
         numbers.pop();
-        if numbers.is_empty() && last == 0 && segment_files.is_empty() && torn_creations.is_empty()
+        if numbers.is_empty()
+            && last == 0
+            && segment_files.is_empty()
+            && torn_creations.is_empty()
+            && !read_only
         {
             // A new folder whose very first file was cut short: it held nothing.
             let name = container_file_name(0);
@@ -154,6 +161,14 @@ pub(super) fn recover(
                     segment_files.len(),
                     segment_file_name(segment_files[0])
                 ),
+            });
+        }
+        if read_only {
+            return Err(Error::Incomplete {
+                path: root.to_path_buf(),
+                reason:
+                    "holds no container file (jocky-*.log): not a jocky folder, or not created yet"
+                        .into(),
             });
         }
         return create_first(storage, root, opts, segment_files);
