@@ -37,6 +37,8 @@ pub(crate) struct Engine {
     pub maintenance: Mutex<()>,
     pub worker: Worker,
     pub counters: MaintenanceCounters,
+    /// Records and record bytes replayed (every one's checksum verified) on open.
+    pub replayed: (u64, u64),
 }
 
 /// What export and reclamation did since open.
@@ -134,6 +136,7 @@ impl Engine {
         // Segment files the log has a record of: begun, exported or dropped.
         // Only those may be removed when nothing live is in them.
         let mut logged_segments = std::collections::BTreeSet::new();
+        let mut replayed = (0u64, 0u64);
         let (container, found, plan) =
             Container::open(storage.clone(), root, opts, read_only, &mut |rec| {
                 if let Payload::ExportBegin { export_no }
@@ -142,6 +145,8 @@ impl Engine {
                 {
                     logged_segments.insert(export_no);
                 }
+                replayed.0 += 1;
+                replayed.1 += rec.payload.encoded_len() as u64;
                 table.replay(rec)
             })?;
         // A reader beside a writer leaves files being written as they are
@@ -217,6 +222,7 @@ impl Engine {
             maintenance: Mutex::new(()),
             worker: Worker::default(),
             counters: MaintenanceCounters::default(),
+            replayed,
         })
     }
 

@@ -52,6 +52,7 @@ pub mod error;
 mod export;
 pub mod format;
 pub mod harness;
+pub mod inspect;
 pub mod io;
 mod lock;
 mod path;
@@ -60,6 +61,7 @@ pub mod procstats;
 mod reclaim;
 mod store;
 mod table;
+pub mod verify;
 
 pub use directory::{Builder, JockyDirectory, Stats};
 pub use error::{Error, Result};

@@ -60,6 +60,20 @@ pub(crate) struct ContainerOptions {
     pub write_buffers: usize,
 }
 
+impl ContainerOptions {
+    /// Options for a read-only open: no writer thread, no fsync.
+    pub fn read_only() -> ContainerOptions {
+        ContainerOptions {
+            file_capacity: 256 << 20,
+            grow_step: 0,
+            sync: SyncPolicy::Never,
+            write_mode: WriteMode::Inline,
+            write_buffer: 64 << 10,
+            write_buffers: 1,
+        }
+    }
+}
+
 struct Active {
     /// `None` only after a failed rotation, which also poisons the container.
     file: Option<Arc<dyn StorageFile>>,
@@ -693,9 +707,9 @@ impl Container {
         &self.root
     }
 
-    /// Whether this container was opened read-only (it never writes).
-    pub fn is_read_only(&self) -> bool {
-        self.read_only
+    /// Format version of the newest container file.
+    pub fn format_version(&self) -> u32 {
+        lock(&self.active).version
     }
 
     pub fn sync_policy(&self) -> SyncPolicy {

@@ -41,6 +41,10 @@ pub(crate) struct RecordRef<'a> {
     pub extent: Option<super::Extent>,
     /// The container file holding the record.
     pub file_no: u64,
+    /// Where the record starts in that file.
+    pub offset: u64,
+    /// Its sequence number.
+    pub sequence: u64,
 }
 
 pub(super) struct Recovered {
@@ -530,6 +534,8 @@ fn scan(
             payload,
             extent,
             file_no,
+            offset: pos,
+            sequence: header.sequence,
         })
         .map_err(|reason| Error::Corrupted {
             file: path.to_path_buf(),

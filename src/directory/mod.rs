@@ -231,6 +231,15 @@ impl Builder {
 }
 
 impl JockyDirectory {
+    /// The directory of namespace `ns` over an engine opened read-only.
+    pub(crate) fn over_read_only(engine: Arc<Engine>, ns: &str) -> JockyDirectory {
+        let opts = Arc::new(WriteOptions {
+            min_chunk: 64 << 10,
+            max_chunk: 64 << 10,
+        });
+        Self::over(engine, opts, ns)
+    }
+
     /// The directory of namespace `ns` over an open engine.
     pub(crate) fn over(engine: Arc<Engine>, opts: Arc<WriteOptions>, ns: &str) -> JockyDirectory {
         JockyDirectory {

@@ -108,6 +108,12 @@ impl SegmentSet {
         map.keys().copied().collect()
     }
 
+    /// `(number, bytes)` of every mapped segment file.
+    pub fn sizes(&self) -> Vec<(u64, u64)> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(no, m)| (*no, m.len)).collect()
+    }
+
     /// `(files, bytes)` of the mapped segment files.
     pub fn usage(&self) -> (usize, u64) {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());

@@ -31,6 +31,11 @@ impl FsStorage {
     /// Opens (creating if missing) the folder at `root`.
     pub fn open(root: &Path) -> io::Result<FsStorage> {
         std::fs::create_dir_all(root)?;
+        Self::open_existing(root)
+    }
+
+    /// Opens an existing folder (never creates it).
+    pub fn open_existing(root: &Path) -> io::Result<FsStorage> {
         let dir = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
