@@ -42,10 +42,6 @@ impl FsStorage {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn wrap(&self, file: File, name: &str) -> Arc<dyn StorageFile> {
         self.open_files.fetch_add(1, Ordering::SeqCst);
         Arc::new(FsFile {

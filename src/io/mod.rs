@@ -6,6 +6,7 @@
 //! Everything above this layer does I/O only through these traits.
 
 pub mod fs;
+#[cfg(any(test, feature = "testing"))]
 pub mod sim;
 
 use std::fmt;
@@ -38,6 +39,7 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 /// One open file. Dropping the last `Arc` closes it; views outlive it.
 #[allow(clippy::len_without_is_empty)]
 pub trait StorageFile: Send + Sync + fmt::Debug {
+    /// The file's length in bytes.
     fn len(&self) -> io::Result<u64>;
     /// Writes all of `buf` at `offset`.
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;

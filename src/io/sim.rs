@@ -147,6 +147,7 @@ fn apply(data: &mut Vec<u8>, op: &Op) {
 }
 
 impl SimStorage {
+    /// An empty folder: no files, nothing written, no faults armed.
     pub fn new() -> SimStorage {
         SimStorage {
             state: Arc::default(),
