@@ -1,7 +1,8 @@
 //! Whole-index lifecycle on `JockyDirectory` compared with `MmapDirectory`: index a
 //! deterministic corpus with two threads over several commits, delete documents,
 //! merge, collect garbage, drop everything, reopen, and search. Hit counts and
-//! top-10 ids must be identical.
+//! top-10 ids must be identical. Also for a tenant of a `Store` beside a neighbour
+//! (moved here from `tests/store.rs` with the harness it uses).
 
 use std::path::Path;
 
