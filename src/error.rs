@@ -9,53 +9,108 @@ use std::path::PathBuf;
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// An I/O call failed.
     #[error("I/O error on {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file or folder it was about.
+        path: PathBuf,
+        /// The error from the OS.
+        source: io::Error,
+    },
+    /// A container or segment file holds bytes that do not decode.
     #[error("corrupted container {file} at offset {offset}: {reason}")]
     Corrupted {
+        /// The file.
         file: PathBuf,
+        /// Where in it.
         offset: u64,
+        /// What is wrong there.
         reason: String,
     },
+    /// A record or header failed its checksum.
     #[error("checksum mismatch in {file} at offset {offset}: expected {expected:#010x}, got {got:#010x}")]
     ChecksumMismatch {
+        /// The file.
         file: PathBuf,
+        /// Where in it.
         offset: u64,
+        /// The checksum stored in the file.
         expected: u32,
+        /// The checksum of the bytes read.
         got: u32,
     },
+    /// A file was written in a format version this build does not read.
     #[error("unsupported format version in {file}: expected {expected}, got {got}")]
     Version {
+        /// The file.
         file: PathBuf,
+        /// The version this build reads.
         expected: u32,
+        /// The version found in the file.
         got: u32,
     },
+    /// Another process, or another open in this one, holds the folder's lock.
     #[error("{path} is locked by another process (or another JockyDirectory in this one)")]
-    Locked { path: PathBuf },
+    Locked {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// The folder holds files jocky did not write.
     #[error("{path} holds files that are not part of a jocky container (for example {example:?}); refusing to touch them")]
-    ForeignData { path: PathBuf, example: String },
+    ForeignData {
+        /// The folder.
+        path: PathBuf,
+        /// One of those files.
+        example: String,
+    },
     /// The folder is missing a file the log needs, or holds one the log cannot
     /// account for. Open changed nothing in the folder.
     #[error(
         "incomplete or inconsistent folder: {path} {reason}; nothing in the folder was changed"
     )]
-    Incomplete { path: PathBuf, reason: String },
+    Incomplete {
+        /// The missing or unaccounted file (or the folder).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A write (or export, reclamation) through a directory or store opened
     /// read-only.
     #[error("{path} is open read-only: writing, exporting and reclaiming are refused")]
-    ReadOnly { path: PathBuf },
+    ReadOnly {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// A tantivy file path jocky cannot store.
     #[error("invalid path {path:?}: {reason}")]
-    InvalidPath { path: PathBuf, reason: &'static str },
+    InvalidPath {
+        /// The path.
+        path: PathBuf,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A tenant name [`crate::Store`] refuses.
     #[error("invalid tenant name {name:?}: {reason}")]
-    InvalidTenant { name: String, reason: &'static str },
+    InvalidTenant {
+        /// The name.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// An earlier write or fsync failed, so every later write and sync of the
+    /// container fails; what was durable stays readable.
     #[error("the container refuses writes after an earlier failed write or fsync: {0}")]
     Poisoned(String),
+    /// A write does not fit in one container record (atomic writes) or one
+    /// container file (appended records).
     #[error("{0}")]
     TooLarge(String),
+    /// A [`crate::Builder`] option is out of range.
     #[error("invalid option: {0}")]
     InvalidOption(String),
 }
 
+/// `Result` with jocky's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

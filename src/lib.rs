@@ -27,10 +27,23 @@
 //! # }
 //! ```
 //!
-//! ## Layers (bottom up)
-//! - [`io`]: the one I/O trait, a real implementation (libc, mmap) and a
+//! ## Public API
+//! - [`JockyDirectory`] (one index per folder) and [`Store`] (many indexes, one
+//!   container), both opened with defaults or through a [`Builder`].
+//! - The policies ([`SyncPolicy`], [`WriteMode`], [`ExportPolicy`],
+//!   [`AdvicePolicy`]/[`Advice`]): when to fsync, how to write, when to export,
+//!   which access advice.
+//! - [`Stats`], [`ExportReport`] and [`ReclaimReport`]: what happened.
+//! - [`Error`] and [`Result`].
+//!
+//! With the `testing` cargo feature, `jocky::testing` also exposes the storage
+//! trait and a fault-injecting simulated storage, for crash tests of code built on
+//! jocky. It is not a supported way to plug in custom storage.
+//!
+//! ## Layers inside (bottom up, all private)
+//! - `io`: the one I/O trait, a real implementation (libc, mmap) and a
 //!   fault-injecting twin for power-loss and EIO/ENOSPC tests.
-//! - [`format`](mod@format): bytes only — container file header and records.
+//! - `format`: bytes only — container file header and records.
 //! - `container`: the append-only log: write position, rotation, group commit,
 //!   poisoning, recovery on open, and the write-behind stage with its writer
 //!   thread (direct I/O or smoothed buffered writes, bounded memory).
@@ -38,30 +51,40 @@
 //! - `engine` + `directory`: tantivy's `Directory` trait over all of the above;
 //!   `export` (segment files) and `reclaim` (dead space) beside them; [`Store`]
 //!   for many indexes in one container.
-//! - [`policy`]: when to fsync, how to write, when to export, which access
-//!   advice.
+//! - [`policy`]: the options above.
 //!
-//! `docs/format.md` in the repository has the byte layout and its version history.
+//! `docs/format.md` in the repository has the byte layout and its version history;
+//! the benchmarks, the comparison with `MmapDirectory` and the `jocky` command live
+//! in the repository's `jocky-bench` and `jocky-cli` crates.
 #![forbid(unsafe_op_in_unsafe_fn)]
+#![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod container;
-pub mod corpus;
 mod directory;
 mod engine;
-pub mod error;
+mod error;
 mod export;
-pub mod format;
-pub mod harness;
+mod format;
 pub mod inspect;
-pub mod io;
+mod io;
 mod lock;
 mod path;
 pub mod policy;
-pub mod procstats;
 mod reclaim;
 mod store;
 mod table;
 pub mod verify;
+
+/// Test support (cargo feature `testing`): the storage trait the directory does all
+/// its I/O through, and [`SimStorage`](testing::SimStorage), an in-memory twin that
+/// keeps "written" apart from "durable" to simulate power loss, ENOSPC and EIO.
+/// Hand one to [`Builder::storage`]. Meant for tests; not a stable API.
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub use crate::io::sim::SimStorage;
+    pub use crate::io::{ReadView, Storage, StorageFile, DIRECT_ALIGN};
+}
 
 pub use directory::{Builder, JockyDirectory, Stats};
 pub use error::{Error, Result};

@@ -96,9 +96,13 @@ pub enum WriteMode {
 pub enum Advice {
     /// Give no advice at all.
     None,
+    /// `MADV_NORMAL`: the kernel's default read-ahead.
     Normal,
+    /// `MADV_RANDOM`: no read-ahead (point lookups).
     Random,
+    /// `MADV_SEQUENTIAL`: aggressive read-ahead, pages dropped soon after use.
     Sequential,
+    /// `MADV_WILLNEED`: read the range in now.
     WillNeed,
 }
 
@@ -126,13 +130,18 @@ pub enum ExportPolicy {
     /// container exports every committed segment of at least `min_segment_bytes`
     /// and then reclaims dead space. Smaller segments stay in the container,
     /// where they cost no file descriptor and no mapping of their own.
-    OnCommit { min_segment_bytes: u64 },
+    OnCommit {
+        /// Segments smaller than this stay in the container.
+        min_segment_bytes: u64,
+    },
     /// Reclaims dead space after each commit, but exports only once no commit
     /// has come for `quiet`: during a bulk load the merge policy keeps merging
     /// fresh segments away, and exporting each of them first would write most
     /// bytes three times instead of twice. The default.
     WhenQuiet {
+        /// Segments smaller than this stay in the container.
         min_segment_bytes: u64,
+        /// How long without a commit counts as quiet.
         quiet: std::time::Duration,
     },
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use common::contract::{self, patterned, TestDirectory};
 use common::exporting::Exporting;
-use jocky::io::sim::SimStorage;
+use jocky::testing::SimStorage;
 use jocky::{Builder, ExportPolicy, JockyDirectory, Store, WriteMode};
 use tantivy::directory::{
     DirectoryLock, FileSlice, Lock, OwnedBytes, TerminatingWrite, WatchCallback, WatchHandle,

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use common::{read, write_file};
 
-use jocky::io::sim::SimStorage;
-use jocky::io::Storage;
+use jocky::testing::SimStorage;
+use jocky::testing::Storage;
 use jocky::{Error, ExportPolicy, JockyDirectory};
 use tantivy::directory::Directory;
 use tantivy::indexer::NoMergePolicy;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use jocky::io::sim::SimStorage;
+use jocky::testing::SimStorage;
 use jocky::{JockyDirectory, SyncPolicy};
 use tantivy::schema::{Schema, FAST, INDEXED, STORED, TEXT};
 use tantivy::{doc, Index, IndexWriter};

@@ -37,8 +37,8 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
-use jocky::io::sim::SimStorage;
-use jocky::io::Storage;
+use jocky::testing::SimStorage;
+use jocky::testing::Storage;
 use jocky::{ExportPolicy, JockyDirectory};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;

@@ -10,7 +10,7 @@ use std::path::Path;
 use common::contract::patterned;
 use common::{open_sim, read, run_child, write_file};
 
-use jocky::io::sim::SimStorage;
+use jocky::testing::SimStorage;
 use jocky::{Error, JockyDirectory};
 use tantivy::directory::{Directory, TerminatingWrite};
 

@@ -1,7 +1,8 @@
 //! The multi-tenant store: the contract suite on store-backed directories (beside
 //! a neighbour tenant that holds the same file names), isolation, many tenants
-//! committing concurrently, removal under an open reader, crash recovery with many
-//! tenants, and the lifecycle comparison with MmapDirectory.
+//! committing concurrently, removal under an open reader, and crash recovery with
+//! many tenants. (The lifecycle comparison of a store tenant with MmapDirectory is
+//! in `jocky-bench/tests/lifecycle.rs`, beside the harness it uses.)
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use common::contract::TestDirectory;
 use common::{read, write_file as write};
-use jocky::io::sim::SimStorage;
+use jocky::testing::SimStorage;
 use jocky::{Error, JockyDirectory, Store};
 use tantivy::directory::{Directory, Lock, TerminatingWrite, WatchCallback};
 use tantivy::schema::{Schema, STORED, TEXT};
@@ -238,38 +239,6 @@ fn power_loss_with_many_tenants() {
         last_total = total;
     }
     assert_eq!(last_total, 12 * 15);
-}
-
-#[test]
-fn lifecycle_on_a_store_tenant_equals_mmap() {
-    use jocky::harness::{run_lifecycle, LifecycleConfig};
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = LifecycleConfig {
-        num_docs: 3000,
-        ..LifecycleConfig::default()
-    };
-    let mmap_path = tmp.path().join("mmap");
-    std::fs::create_dir_all(&mmap_path).unwrap();
-    let reopen_mmap = || -> tantivy::Result<Box<dyn Directory>> {
-        Ok(Box::new(tantivy::directory::MmapDirectory::open(
-            &mmap_path,
-        )?))
-    };
-    let expected = run_lifecycle(reopen_mmap().unwrap(), &reopen_mmap, &cfg).unwrap();
-
-    let store_path = tmp.path().join("store");
-    {
-        // A neighbour with its own index in the same container.
-        let store = Store::open(&store_path).unwrap();
-        small_tenant_index(store.directory("neighbour").unwrap(), 0);
-    }
-    let reopen = || -> tantivy::Result<Box<dyn Directory>> {
-        let store = Store::open(&store_path)
-            .map_err(|e| tantivy::TantivyError::SystemError(e.to_string()))?;
-        Ok(Box::new(store.directory("tenant").unwrap()))
-    };
-    let got = run_lifecycle(reopen().unwrap(), &reopen, &cfg).unwrap();
-    assert_eq!(got, expected);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::contract::patterned;
 use common::{read, write_file};
-use jocky::io::sim::SimStorage;
+use jocky::testing::SimStorage;
 use jocky::{Builder, ExportPolicy, JockyDirectory, SyncPolicy, WriteMode};
 use tantivy::directory::Directory;
 

@@ -172,7 +172,9 @@ impl Builder {
     }
 
     /// Use this storage instead of the folder (for example
-    /// [`crate::io::sim::SimStorage`] to test crash handling).
+    /// [`SimStorage`](crate::testing::SimStorage) to test crash handling). Only
+    /// with the `testing` cargo feature.
+    #[cfg(feature = "testing")]
     pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
         self.storage = Some(storage);
         self

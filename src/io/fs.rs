@@ -47,10 +47,6 @@ impl FsStorage {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn wrap(&self, file: File, name: &str) -> Arc<dyn StorageFile> {
         self.open_files.fetch_add(1, Ordering::SeqCst);
         Arc::new(FsFile {
@@ -210,23 +206,6 @@ impl StorageFile for FsFile {
             Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(false),
             _ => Err(err),
         }
-    }
-
-    fn set_buffered(&self) -> io::Result<()> {
-        let fd = self.file.as_raw_fd();
-        // SAFETY: fcntl on a descriptor we own, with integer arguments only.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if flags & libc::O_DIRECT == 0 {
-            return Ok(());
-        }
-        // SAFETY: as above; only clears O_DIRECT from the status flags.
-        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
     }
 
     fn start_write_back(&self, range: Range<u64>) {

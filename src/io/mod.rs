@@ -6,6 +6,7 @@
 //! Everything above this layer does I/O only through these traits.
 
 pub mod fs;
+#[cfg(any(test, feature = "testing"))]
 pub mod sim;
 
 use std::fmt;
@@ -38,6 +39,7 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 /// One open file. Dropping the last `Arc` closes it; views outlive it.
 #[allow(clippy::len_without_is_empty)]
 pub trait StorageFile: Send + Sync + fmt::Debug {
+    /// The file's length in bytes.
     fn len(&self) -> io::Result<u64>;
     /// Writes all of `buf` at `offset`.
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
@@ -58,12 +60,6 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// is not available.
     fn set_direct(&self) -> io::Result<bool> {
         Ok(false)
-    }
-    /// Switches later writes through this handle back to buffered I/O (after
-    /// [`StorageFile::set_direct`]); used for the one small record written to a
-    /// sealed file.
-    fn set_buffered(&self) -> io::Result<()> {
-        Ok(())
     }
     /// Starts write-back of `range` to the disk without waiting for it (a hint;
     /// not a durability point).

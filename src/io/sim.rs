@@ -147,6 +147,7 @@ fn apply(data: &mut Vec<u8>, op: &Op) {
 }
 
 impl SimStorage {
+    /// An empty folder: no files, nothing written, no faults armed.
     pub fn new() -> SimStorage {
         SimStorage {
             state: Arc::default(),
@@ -464,11 +465,6 @@ impl StorageFile for SimFile {
     fn set_direct(&self) -> io::Result<bool> {
         self.direct.store(true, Ordering::SeqCst);
         Ok(true)
-    }
-
-    fn set_buffered(&self) -> io::Result<()> {
-        self.direct.store(false, Ordering::SeqCst);
-        Ok(())
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {

@@ -8,7 +8,7 @@ pub mod exporting;
 
 use std::sync::Arc;
 
-use jocky::io::sim::SimStorage;
+use jocky::testing::SimStorage;
 use jocky::JockyDirectory;
 
 /// A directory over simulated storage, with container files small enough (1 MiB)

@@ -1,14 +1,16 @@
 //! Whole-index lifecycle on `JockyDirectory` compared with `MmapDirectory`: index a
 //! deterministic corpus with two threads over several commits, delete documents,
 //! merge, collect garbage, drop everything, reopen, and search. Hit counts and
-//! top-10 ids must be identical.
+//! top-10 ids must be identical. Also for a tenant of a `Store` beside a neighbour
+//! (moved here from `tests/store.rs` with the harness it uses).
 
 use std::path::Path;
 
-use jocky::harness::{run_lifecycle, LifecycleConfig, LifecycleOutcome};
-use jocky::{ExportPolicy, JockyDirectory};
+use jocky::{ExportPolicy, JockyDirectory, Store};
+use jocky_bench::harness::{run_lifecycle, LifecycleConfig, LifecycleOutcome};
 use tantivy::directory::MmapDirectory;
-use tantivy::Directory;
+use tantivy::schema::{Schema, STORED, TEXT};
+use tantivy::{doc, Directory, Index, IndexWriter};
 
 fn on_mmap(path: &Path, cfg: &LifecycleConfig) -> LifecycleOutcome {
     std::fs::create_dir_all(path).unwrap();
@@ -98,4 +100,51 @@ fn same_results_as_mmap_directory() {
             assert!(stats.segment_files > 0, "{name}: {stats:?}");
         }
     }
+}
+
+/// 3 commits of 5 documents, as a small tenant does (same as in `tests/store.rs`).
+fn small_tenant_index(dir: JockyDirectory, tenant: usize) {
+    let mut schema = Schema::builder();
+    let body = schema.add_text_field("body", TEXT | STORED);
+    let index = Index::open_or_create(dir, schema.build()).unwrap();
+    let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+    for c in 0..3 {
+        for d in 0..5 {
+            writer
+                .add_document(doc!(body => format!("tenant{tenant} commit{c} doc{d} common")))
+                .unwrap();
+        }
+        writer.commit().unwrap();
+    }
+}
+
+#[test]
+fn lifecycle_on_a_store_tenant_equals_mmap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = LifecycleConfig {
+        num_docs: 3000,
+        ..LifecycleConfig::default()
+    };
+    let mmap_path = tmp.path().join("mmap");
+    std::fs::create_dir_all(&mmap_path).unwrap();
+    let reopen_mmap = || -> tantivy::Result<Box<dyn Directory>> {
+        Ok(Box::new(tantivy::directory::MmapDirectory::open(
+            &mmap_path,
+        )?))
+    };
+    let expected = run_lifecycle(reopen_mmap().unwrap(), &reopen_mmap, &cfg).unwrap();
+
+    let store_path = tmp.path().join("store");
+    {
+        // A neighbour with its own index in the same container.
+        let store = Store::open(&store_path).unwrap();
+        small_tenant_index(store.directory("neighbour").unwrap(), 0);
+    }
+    let reopen = || -> tantivy::Result<Box<dyn Directory>> {
+        let store = Store::open(&store_path)
+            .map_err(|e| tantivy::TantivyError::SystemError(e.to_string()))?;
+        Ok(Box::new(store.directory("tenant").unwrap()))
+    };
+    let got = run_lifecycle(reopen().unwrap(), &reopen, &cfg).unwrap();
+    assert_eq!(got, expected);
 }

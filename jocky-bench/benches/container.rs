@@ -1,8 +1,8 @@
 //! Container micro-benchmarks (issue 4, benchmark 1): jocky's container beside a
 //! plain file on the same disk, in the same run, printed as a markdown table.
 //!
-//! `cargo bench --bench container` (under 2 minutes on a 2-core VM, most of it
-//! jocky's 128 B append), `cargo bench --bench container -- --quick` (seconds). Options: `--rounds N` (default 3, 1 with `--quick`),
+//! `cargo bench -p jocky-bench --bench container` (under 2 minutes on a 2-core VM, most of it
+//! jocky's 128 B append), `cargo bench -p jocky-bench --bench container -- --quick` (seconds). Options: `--rounds N` (default 3, 1 with `--quick`),
 //! `--dir PATH` (where the files go; default a temporary folder under cargo's
 //! target dir), `--fadvise` (make the cache cold with `posix_fadvise` even as root).
 //!
@@ -145,7 +145,7 @@ fn parse_args() -> Result<Args, String> {
             "--bench" => {}
             "-h" | "--help" => {
                 return Err(
-                    "usage: cargo bench --bench container -- [--quick] [--rounds N] [--dir PATH] [--fadvise]"
+                    "usage: cargo bench -p jocky-bench --bench container -- [--quick] [--rounds N] [--dir PATH] [--fadvise]"
                         .into(),
                 )
             }

@@ -13,7 +13,7 @@
 //! and ratios are taken per round against mmap of the same round.
 //!
 //! ```text
-//! cargo run --release --example advice -- --docs 100000 --rounds 3
+//! cargo run --release -p jocky-bench --example advice -- --docs 100000 --rounds 3
 //! ```
 
 use std::error::Error;
@@ -22,10 +22,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use jocky::corpus::{self, Doc};
-use jocky::harness;
-use jocky::procstats;
 use jocky::{Advice, AdvicePolicy, ExportPolicy, JockyDirectory};
+use jocky_bench::corpus::{self, Doc};
+use jocky_bench::harness;
+use jocky_bench::procstats;
 use tantivy::directory::{Directory, MmapDirectory};
 use tantivy::{Index, IndexSettings, IndexWriter};
 

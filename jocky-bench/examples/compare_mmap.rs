@@ -22,9 +22,9 @@
 //! over time for both directories is written as SVG (`--chart`).
 //!
 //! ```text
-//! cargo run --release --example compare_mmap -- --docs 20000 --rounds 1
-//! cargo run --release --example compare_mmap -- --corpus wiki.jsonl
-//! cargo run --release --example compare_mmap -- --corpus /usr/src/linux-source-6.1
+//! cargo run --release -p jocky-bench --example compare_mmap -- --docs 20000 --rounds 1
+//! cargo run --release -p jocky-bench --example compare_mmap -- --corpus wiki.jsonl
+//! cargo run --release -p jocky-bench --example compare_mmap -- --corpus /usr/src/linux-source-6.1
 //! ```
 //!
 //! The candidate is opened by [`open_candidate`]; switching it to
@@ -42,9 +42,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use jocky::corpus::{self, Doc};
-use jocky::harness::{self, CountedDocument, QueryResult};
-use jocky::procstats::{self, Sampler};
+use jocky_bench::corpus::{self, Doc};
+use jocky_bench::harness::{self, CountedDocument, QueryResult};
+use jocky_bench::procstats::{self, Sampler};
 use plotters::prelude::*;
 use tantivy::directory::{Directory, MmapDirectory};
 use tantivy::{Index, IndexSettings, IndexWriter};

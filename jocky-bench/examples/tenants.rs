@@ -12,14 +12,14 @@
 //! tantivy itself costs per tenant, and mmap/ram the most any directory could
 //! gain over `MmapDirectory` on this workload.
 //!
-//! `cargo run --release --example tenants -- --tenants 1000,10000`
+//! `cargo run --release -p jocky-bench --example tenants -- --tenants 1000,10000`
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use jocky::corpus::{self, Doc};
-use jocky::procstats::{self, Sampler};
+use jocky_bench::corpus::{self, Doc};
+use jocky_bench::procstats::{self, Sampler};
 use tantivy::directory::MmapDirectory;
 use tantivy::schema::{Schema, STORED, TEXT};
 use tantivy::{doc, Directory, Index, IndexReader, IndexWriter, ReloadPolicy};
