@@ -125,6 +125,55 @@ impl Engine {
         }
     }
 
+    /// Brings a read-only engine up to the log's current state (replayed anew)
+    /// and fires the watchers of every namespace whose `meta.json` changed.
+    /// Returns whether any did. A writer's engine is always current: `false`.
+    pub fn refresh(&self, root: &Path) -> Result<bool> {
+        if !self.container.is_read_only() {
+            return Ok(false);
+        }
+        let newer = Engine::open_read_only(
+            self.container.storage().clone(),
+            root,
+            ContainerOptions::read_only(),
+            EngineOptions::default(),
+        )?;
+        let meta_ids = |t: &FileTable| -> HashMap<String, u64> {
+            t.namespaces()
+                .into_iter()
+                .filter_map(|ns| {
+                    let id = t.get(&ns, crate::policy::COMMIT_FILE)?.id;
+                    Some((ns, id))
+                })
+                .collect()
+        };
+        let before = meta_ids(&self.table());
+        let Engine {
+            container,
+            table,
+            segments,
+            ..
+        } = newer;
+        let table = table.into_inner().unwrap_or_else(|e| e.into_inner());
+        let after = meta_ids(&table);
+        {
+            // Readers see the old or the new state whole: the table is swapped
+            // while the mappings it points into are already in place.
+            let mut t = self.table_mut();
+            self.segments.adopt(segments);
+            self.container.adopt(container);
+            *t = table;
+        }
+        let mut changed = false;
+        for (ns, id) in &after {
+            if before.get(ns) != Some(id) {
+                changed = true;
+                drop(self.watchers(ns).broadcast());
+            }
+        }
+        Ok(changed)
+    }
+
     fn open_mode(
         storage: Arc<dyn Storage>,
         root: &Path,

@@ -62,6 +62,21 @@ impl Store {
         JockyDirectory::builder(path).open_store()
     }
 
+    /// Opens the store at `path` for reading only, beside a writer process; see
+    /// [`JockyDirectory::open_read_only`]. Its directories refuse writes, and
+    /// [`Store::remove_tenant`] fails with [`crate::Error::ReadOnly`].
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store> {
+        let engine = crate::inspect::open_engine(path.as_ref())?;
+        Ok(Store::over(engine, crate::directory::read_only_options()))
+    }
+
+    /// For a store opened read-only: serves the log's current state (see
+    /// [`JockyDirectory::refresh`]). Returns whether any tenant's `meta.json`
+    /// changed.
+    pub fn refresh(&self) -> Result<bool> {
+        self.engine.refresh(self.engine.container.root())
+    }
+
     /// Options, as for a single directory; finish with [`Builder::open_store`].
     pub fn builder(path: impl AsRef<Path>) -> Builder {
         JockyDirectory::builder(path)

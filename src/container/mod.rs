@@ -707,6 +707,25 @@ impl Container {
         &self.root
     }
 
+    /// Takes over the state of `newer`, a later read-only open of the same
+    /// folder (a refresh). Slices handed out before keep their mappings.
+    pub fn adopt(&self, newer: Container) {
+        debug_assert!(self.read_only && newer.read_only);
+        let files = std::mem::take(&mut *newer.files.write().unwrap_or_else(|e| e.into_inner()));
+        let end = {
+            let mut a = lock(&self.active);
+            std::mem::swap(&mut *a, &mut *lock(&newer.active));
+            log_position(a.file_no, a.offset)
+        };
+        *self.files.write().unwrap_or_else(|e| e.into_inner()) = files;
+        self.writer.shared.set_written(end);
+    }
+
+    /// Whether this container was opened read-only (it never writes).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// Format version of the newest container file.
     pub fn format_version(&self) -> u32 {
         lock(&self.active).version

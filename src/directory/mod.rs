@@ -44,6 +44,14 @@ pub(crate) struct WriteOptions {
     max_chunk: usize,
 }
 
+/// Write options of a read-only open (nothing is ever written through them).
+pub(crate) fn read_only_options() -> Arc<WriteOptions> {
+    Arc::new(WriteOptions {
+        min_chunk: 64 << 10,
+        max_chunk: 64 << 10,
+    })
+}
+
 impl fmt::Debug for JockyDirectory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JockyDirectory")
@@ -235,11 +243,7 @@ impl Builder {
 impl JockyDirectory {
     /// The directory of namespace `ns` over an engine opened read-only.
     pub(crate) fn over_read_only(engine: Arc<Engine>, ns: &str) -> JockyDirectory {
-        let opts = Arc::new(WriteOptions {
-            min_chunk: 64 << 10,
-            max_chunk: 64 << 10,
-        });
-        Self::over(engine, opts, ns)
+        Self::over(engine, read_only_options(), ns)
     }
 
     /// The directory of namespace `ns` over an open engine.
@@ -259,6 +263,30 @@ impl JockyDirectory {
     /// Another process gets [`Error::Locked`].
     pub fn open(path: impl AsRef<Path>) -> Result<JockyDirectory> {
         Self::builder(path).open()
+    }
+
+    /// Opens the index folder at `path` for reading only, beside a writer
+    /// (another process, or this one) that may be indexing into it: takes no
+    /// lock, never writes, removes or blocks anything, and shows the log as it
+    /// was when opened. [`JockyDirectory::refresh`] moves on to newer commits.
+    /// Writes fail with [`Error::ReadOnly`]. A folder without a container is
+    /// an error (nothing is created).
+    ///
+    /// The writer never takes data from under it: files it reclaims or
+    /// removes stay readable through the mappings this open holds; an open
+    /// that races a reclamation is retried.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<JockyDirectory> {
+        let engine = crate::inspect::open_engine(path.as_ref())?;
+        Ok(Self::over_read_only(engine, ""))
+    }
+
+    /// For a directory opened with [`JockyDirectory::open_read_only`]: reads
+    /// the log again and serves its current state; slices opened before stay
+    /// valid. Fires `watch` callbacks (tantivy's `IndexReader` reload) when
+    /// `meta.json` changed, and returns whether it did. A writer's directory is
+    /// always current: `Ok(false)`.
+    pub fn refresh(&self) -> Result<bool> {
+        self.engine.refresh(self.engine.container.root())
     }
 
     /// Options for opening the index folder at `path`.

@@ -108,6 +108,12 @@ impl SegmentSet {
         map.keys().copied().collect()
     }
 
+    /// Takes over the mapped files of `newer` (a refresh of a read-only open).
+    pub fn adopt(&self, newer: SegmentSet) {
+        let map = std::mem::take(&mut *newer.map.write().unwrap_or_else(|e| e.into_inner()));
+        *self.map.write().unwrap_or_else(|e| e.into_inner()) = map;
+    }
+
     /// `(number, bytes)` of every mapped segment file.
     pub fn sizes(&self) -> Vec<(u64, u64)> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
