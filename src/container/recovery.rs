@@ -127,7 +127,7 @@ pub(super) fn recover(
     // later, and only if its predecessor is here to take over.
     let mut torn_creations = Vec::new();
     while let Some(&last) = numbers.last() {
-        if !is_torn_creation(storage, root, last, opts)? {
+        if !is_torn_creation(storage, root, last, opts, read_only)? {
             break;
         }
         numbers.pop();
@@ -177,7 +177,7 @@ pub(super) fn recover(
         }
         return create_first(storage, root, opts, segment_files);
     };
-    let census = take_census(storage, root, last, &numbers)?;
+    let census = take_census(storage, root, last, &numbers, read_only)?;
     let present: BTreeSet<u64> = numbers.iter().copied().collect();
     if let Some(missing) = census.expected.difference(&present).next() {
         return Err(Error::Corrupted {
@@ -233,9 +233,15 @@ pub(super) fn recover(
                 reason: format!("file is {len} bytes, more than its capacity"),
             });
         }
-        let view = file
+        let map = file
             .view(header.capacity)
             .map_err(|e| Error::io(&path, e))?;
+        // What recovery reads to check records (the mapping serves file bytes).
+        let view = if read_only {
+            pread_view(&file)
+        } else {
+            map.clone()
+        };
         let mut seq = header.first_sequence;
         let (end, how, continued) = scan(&*view, no, len, &mut seq, &path, apply)?;
         next_seq = Some((no, seq));
@@ -251,11 +257,6 @@ pub(super) fn recover(
                 if durable_past(&*view, no, end, len, seq) {
                     return Err(Error::decode(&path, end, e));
                 }
-                log::info!(
-                    "cutting a torn tail of {} bytes off {}",
-                    len - end,
-                    path.display()
-                );
             }
         }
         if is_last {
@@ -282,7 +283,7 @@ pub(super) fn recover(
             }
             active = Some((file, end, header.version));
         }
-        files.push((no, view, end));
+        files.push((no, map, end));
     }
     let (active_file, active_end, active_version) =
         active.expect("the newest file is always expected");
@@ -349,8 +350,9 @@ fn is_torn_creation(
     root: &Path,
     no: u64,
     opts: &ContainerOptions,
+    read_only: bool,
 ) -> Result<bool> {
-    let (_, _, file, len, view) = open_mapped(storage, root, no)?;
+    let (_, _, file, len, view) = open_mapped(storage, root, no, read_only)?;
     let torn = match read_header(&*file, len) {
         Ok(h) if h.version < FORMAT_VERSION => false,
         Ok(_) => {
@@ -394,7 +396,15 @@ fn read_record(view: &dyn ReadView, pos: u64, len: u64) -> std::io::Result<Found
     if pos + HEADER_LEN as u64 > len {
         return Ok(Found::End);
     }
-    let head = view.read(pos..pos + HEADER_LEN as u64)?;
+    // A file cut shorter meanwhile (a reader beside a writer): the end.
+    let short = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Ok(Found::Bad(DecodeError::Truncated)),
+        _ => Err(e),
+    };
+    let head = match view.read(pos..pos + HEADER_LEN as u64) {
+        Ok(b) => b,
+        Err(e) => return short(e),
+    };
     let header = match record::decode_header(head.as_slice()) {
         Ok(h) => h,
         Err(e) => return Ok(Found::Bad(e)),
@@ -403,7 +413,10 @@ fn read_record(view: &dyn ReadView, pos: u64, len: u64) -> std::io::Result<Found
     if framed > len - pos {
         return Ok(Found::Bad(DecodeError::Truncated));
     }
-    let rec = view.read(pos..pos + HEADER_LEN as u64 + header.len as u64)?;
+    let rec = match view.read(pos..pos + HEADER_LEN as u64 + header.len as u64) {
+        Ok(b) => b,
+        Err(e) => return short(e),
+    };
     if let Err(e) = record::verify(rec.as_slice(), &header) {
         return Ok(Found::Bad(e));
     }
@@ -427,22 +440,53 @@ type Mapped = (
     Arc<dyn ReadView>,
 );
 
-/// Opens container file `no` and maps what it holds.
-fn open_mapped(storage: &dyn Storage, root: &Path, no: u64) -> Result<Mapped> {
+/// Opens container file `no` and maps what it holds (`read_only`: reads it
+/// with `pread` instead, see [`pread_view`]).
+fn open_mapped(storage: &dyn Storage, root: &Path, no: u64, read_only: bool) -> Result<Mapped> {
     let name = container_file_name(no);
     let path = root.join(&name);
     let file = storage.open(&name).map_err(|e| Error::io(&path, e))?;
     let len = file.len().map_err(|e| Error::io(&path, e))?;
-    let view = file
-        .view(len.max(FILE_HEADER_LEN as u64))
-        .map_err(|e| Error::io(&path, e))?;
+    let view = if read_only {
+        pread_view(&file)
+    } else {
+        file.view(len.max(FILE_HEADER_LEN as u64))
+            .map_err(|e| Error::io(&path, e))?
+    };
     Ok((name, path, file, len, view))
+}
+
+/// Reads through `pread` instead of a mapping. A reader beside a writer
+/// process scans files the writer may truncate meanwhile (sealing gives back
+/// the reservation past the last record): a read through a mapping past the
+/// new end would fault (SIGBUS), `pread` just comes back short (an error, so
+/// the scan ends there). Record bytes handed out later come from the mapping:
+/// they lie before the last record, which no truncation ever cuts.
+fn pread_view(file: &Arc<dyn StorageFile>) -> Arc<dyn ReadView> {
+    #[derive(Debug)]
+    struct Pread(Arc<dyn StorageFile>);
+    impl ReadView for Pread {
+        fn read(&self, range: std::ops::Range<u64>) -> std::io::Result<OwnedBytes> {
+            // Callers bound every range by the file's length and the record
+            // length bound before reading.
+            let mut buf = vec![0u8; (range.end - range.start) as usize];
+            self.0.read_at(range.start, &mut buf)?;
+            Ok(OwnedBytes::new(buf))
+        }
+    }
+    Arc::new(Pread(file.clone()))
 }
 
 /// Reads the newest file's checkpoint and `Reclaim` records: which container
 /// files the log still needs.
-fn take_census(storage: &dyn Storage, root: &Path, last: u64, present: &[u64]) -> Result<Census> {
-    let (_, path, _, len, view) = open_mapped(storage, root, last)?;
+fn take_census(
+    storage: &dyn Storage,
+    root: &Path,
+    last: u64,
+    present: &[u64],
+    read_only: bool,
+) -> Result<Census> {
+    let (_, path, _, len, view) = open_mapped(storage, root, last, read_only)?;
     let mut expected: Option<BTreeSet<u64>> = None;
     let mut reclaimed = BTreeSet::new();
     let mut start = FILE_HEADER_LEN as u64;
@@ -571,13 +615,17 @@ fn find_records(
     min_seq: u64,
     pred: impl Fn(&record::Header) -> bool,
 ) -> bool {
-    let Ok(bytes) = view.read(0..len) else {
+    let start = from.div_ceil(ALIGN) * ALIGN;
+    if start >= len {
+        return false;
+    }
+    let Ok(bytes) = view.read(start..len) else {
         return false;
     };
     let bytes = bytes.as_slice();
-    let mut pos = from.div_ceil(ALIGN) * ALIGN;
+    let mut pos = start;
     while pos + HEADER_LEN as u64 <= len {
-        let b = &bytes[pos as usize..];
+        let b = &bytes[(pos - start) as usize..];
         if let Ok(h) = record::decode_header(b) {
             if h.sequence >= min_seq
                 && framed_len(h.len as usize) <= len - pos
