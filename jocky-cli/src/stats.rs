@@ -1,12 +1,15 @@
 //! `jocky stats DIR`: the counters of an index folder.
 
+use std::io::Write;
 use std::path::Path;
 
-/// Prints the [`jocky::Stats`] of the folder `dir` right after opening it.
-pub fn run(dir: &Path) -> Result<(), String> {
-    let directory = crate::open::builder(dir)?
-        .open()
-        .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-    println!("{:#?}", directory.stats());
+use crate::Outcome;
+
+/// Prints the [`jocky::Stats`] of the folder `dir`, opened read-only.
+pub fn run(dir: &Path) -> Outcome {
+    let directory = crate::open::read_only_dir(dir, None)?;
+    let mut out = crate::out::stdout();
+    writeln!(out, "{:#?}", directory.stats())?;
+    out.flush()?;
     Ok(())
 }
