@@ -6,7 +6,7 @@ use std::path::Path;
 use jocky::inspect::{Inspection, VirtualFileInfo};
 use serde_json::{json, Value};
 
-use crate::out::{size, tenant_label, Table};
+use crate::out::{bytes, size, tenant_label, Table};
 use crate::Outcome;
 
 /// Reads the folder `dir` read-only (a spinner meanwhile: replaying a large log
@@ -86,10 +86,10 @@ fn write_human(out: &mut impl Write, i: &Inspection) -> std::io::Result<()> {
     let dead: u64 = i.container_files.iter().map(|c| c.dead_bytes).sum();
     writeln!(
         out,
-        "\ncontainer files: {} ({} bytes, {} dead)",
+        "\ncontainer files: {}, {}, dead {}",
         i.container_files.len(),
-        size(total),
-        size(dead)
+        bytes(total),
+        bytes(dead)
     )?;
     let mut t = Table::new(&[
         ("NAME", false),
@@ -110,9 +110,9 @@ fn write_human(out: &mut impl Write, i: &Inspection) -> std::io::Result<()> {
     let total: u64 = i.segment_files.iter().map(|s| s.bytes).sum();
     writeln!(
         out,
-        "\nsegment files: {} ({} bytes)",
+        "\nsegment files: {}, {}",
         i.segment_files.len(),
-        size(total)
+        bytes(total)
     )?;
     if !i.segment_files.is_empty() {
         let mut t = Table::new(&[

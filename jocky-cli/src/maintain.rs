@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::fail::Fail;
-use crate::out::size;
+use crate::out::bytes;
 use crate::Outcome;
 
 /// Exports every committed segment of every tenant still in the container.
@@ -17,9 +17,9 @@ pub fn export(dir: &Path) -> Outcome {
     let mut out = crate::out::stdout();
     writeln!(
         out,
-        "exported {} file(s), {} bytes, into {} new segment file(s)",
+        "exported {} file(s), {}, into {} new segment file(s)",
         report.files,
-        size(report.bytes),
+        bytes(report.bytes),
         report.segment_files
     )?;
     out.flush()?;
@@ -36,11 +36,11 @@ pub fn reclaim(dir: &Path) -> Outcome {
     let mut out = crate::out::stdout();
     writeln!(
         out,
-        "removed {} container file(s) and {} segment file(s); copied {} live file(s), {} bytes, forward",
+        "removed {} container file(s) and {} segment file(s); copied {} live file(s), {}, forward",
         report.container_files_removed,
         report.segment_files_removed,
         report.files_copied_forward,
-        size(report.bytes_copied_forward)
+        bytes(report.bytes_copied_forward)
     )?;
     out.flush()?;
     Ok(())

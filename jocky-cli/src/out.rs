@@ -22,6 +22,14 @@ pub fn size(n: u64) -> String {
     format!("{n} ({value:.1} {})", UNITS[unit])
 }
 
+/// `n` bytes for prose: `812 bytes`, `4096 bytes (4.0 KiB)`.
+pub fn bytes(n: u64) -> String {
+    match size(n).split_once(' ') {
+        Some((digits, unit)) => format!("{digits} bytes {unit}"),
+        None => format!("{n} bytes"),
+    }
+}
+
 /// A table printed with aligned columns: text left, numbers right.
 pub struct Table {
     header: Vec<&'static str>,
@@ -97,6 +105,8 @@ mod tests {
         assert_eq!(size(1023), "1023");
         assert_eq!(size(4096), "4096 (4.0 KiB)");
         assert_eq!(size(3 << 20), "3145728 (3.0 MiB)");
+        assert_eq!(bytes(12), "12 bytes");
+        assert_eq!(bytes(4096), "4096 bytes (4.0 KiB)");
     }
 
     #[test]

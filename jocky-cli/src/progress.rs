@@ -9,8 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub fn spinner(message: impl Into<String>) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-            .expect("valid template"),
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
     );
     bar.set_message(message.into());
     bar.enable_steady_tick(Duration::from_millis(120));

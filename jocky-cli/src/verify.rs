@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::fail::Fail;
-use crate::out::{size, Table};
+use crate::out::{bytes, Table};
 use crate::Outcome;
 
 /// Verifies `dir` read-only (the library drops what it read from the page
@@ -16,7 +16,8 @@ pub fn run(dir: &Path, json: bool) -> Outcome {
     let spinner = crate::progress::spinner(format!("verifying {}", dir.display()));
     let report = jocky::verify::verify(dir);
     spinner.finish_and_clear();
-    let report = report.map_err(|e| Fail::Error(format!("cannot verify {}: {e}", dir.display())))?;
+    let report =
+        report.map_err(|e| Fail::Error(format!("cannot verify {}: {e}", dir.display())))?;
     let mut out = crate::out::stdout();
     if json {
         let value = json!({
@@ -38,9 +39,9 @@ pub fn run(dir: &Path, json: bool) -> Outcome {
         writeln!(out, "verified {}", dir.display())?;
         writeln!(
             out,
-            "  container records: {} ({} bytes)",
+            "  container records: {} ({})",
             report.records,
-            size(report.record_bytes)
+            bytes(report.record_bytes)
         )?;
         writeln!(out, "  segment files:     {}", report.segment_files)?;
         writeln!(

@@ -85,7 +85,9 @@ fn index_into(index: &Index, commits: usize, docs: usize) {
         for i in 0..docs {
             let n = c * docs + i;
             writer
-                .add_document(doc!(title => format!("doc{n} {}", words(n)), body => words(n * 7 + 3)))
+                .add_document(
+                    doc!(title => format!("doc{n} {}", words(n)), body => words(n * 7 + 3)),
+                )
                 .unwrap();
         }
         if c == 1 {
@@ -143,24 +145,31 @@ fn search(index: &Index) -> Vec<(usize, Vec<(String, String)>)> {
         .unwrap();
     let searcher = reader.searcher();
     let parser = QueryParser::for_index(index, vec![title, body]);
-    ["alpha", "beta gamma", "+delta +epsilon", "\"zeta eta\"", "doc7", "mu -kappa"]
-        .iter()
-        .map(|q| {
-            let query = parser.parse_query(q).unwrap();
-            let count = searcher.search(&query, &Count).unwrap();
-            let top = searcher
-                .search(&query, &TopDocs::with_limit(10).order_by_score())
-                .unwrap()
-                .into_iter()
-                .map(|(score, addr)| {
-                    let doc: TantivyDocument = searcher.doc(addr).unwrap();
-                    let t = doc.get_first(title).unwrap().as_str().unwrap().to_string();
-                    (format!("{score:.6}"), t)
-                })
-                .collect();
-            (count, top)
-        })
-        .collect()
+    [
+        "alpha",
+        "beta gamma",
+        "+delta +epsilon",
+        "\"zeta eta\"",
+        "doc7",
+        "mu -kappa",
+    ]
+    .iter()
+    .map(|q| {
+        let query = parser.parse_query(q).unwrap();
+        let count = searcher.search(&query, &Count).unwrap();
+        let top = searcher
+            .search(&query, &TopDocs::with_limit(10).order_by_score())
+            .unwrap()
+            .into_iter()
+            .map(|(score, addr)| {
+                let doc: TantivyDocument = searcher.doc(addr).unwrap();
+                let t = doc.get_first(title).unwrap().as_str().unwrap().to_string();
+                (format!("{score:.6}"), t)
+            })
+            .collect();
+        (count, top)
+    })
+    .collect()
 }
 
 fn files_named(dir: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
@@ -206,7 +215,10 @@ fn convert_round_trip_is_byte_identical_and_searches_alike() {
     let stdout = ok(jocky(&[&"convert", &src, &jk]));
     assert!(stdout.contains("converted"), "{stdout}");
     assert_eq!(snapshot(&src), original, "the source is unchanged");
-    assert!(!files_named(&jk, "jocky-seg-", ".seg").is_empty(), "segments exported");
+    assert!(
+        !files_named(&jk, "jocky-seg-", ".seg").is_empty(),
+        "segments exported"
+    );
     ok(jocky(&[&"verify", &jk]));
 
     // The same answers from the jocky copy as from the original.
@@ -238,7 +250,11 @@ fn convert_round_trip_is_byte_identical_and_searches_alike() {
 
     let stdout = ok(jocky(&[&"convert", &"--to-mmap", &jk, &back]));
     assert!(stdout.contains("converted"), "{stdout}");
-    assert_eq!(snapshot(&back), original, "byte-identical after the round trip");
+    assert_eq!(
+        snapshot(&back),
+        original,
+        "byte-identical after the round trip"
+    );
     assert_eq!(search(&Index::open_in_dir(&back).unwrap()), expected);
 }
 
@@ -269,13 +285,23 @@ fn convert_into_tenants_of_a_store_and_back() {
     assert_eq!(ls.as_array().unwrap().len(), original.len());
 
     // Without --tenant there is no plain index in a store.
-    let err = fails(jocky(&[&"convert", &"--to-mmap", &store, &tmp.path().join("x")]), 1);
+    let err = fails(
+        jocky(&[&"convert", &"--to-mmap", &store, &tmp.path().join("x")]),
+        1,
+    );
     assert!(err.contains("--tenant"), "{err}");
     assert!(!tmp.path().join("x").exists());
 
     for t in ["a", "b"] {
         let back = tmp.path().join(format!("back-{t}"));
-        ok(jocky(&[&"convert", &"--to-mmap", &store, &back, &"--tenant", &t]));
+        ok(jocky(&[
+            &"convert",
+            &"--to-mmap",
+            &store,
+            &back,
+            &"--tenant",
+            &t,
+        ]));
         assert_eq!(snapshot(&back), original, "tenant {t}");
     }
     ok(jocky(&[&"verify", &store]));
@@ -327,6 +353,11 @@ fn convert_refuses_what_is_not_an_index_and_a_non_empty_destination() {
     let err = fails(jocky(&[&"convert", &"--to-mmap", &empty, &full]), 1);
     assert!(err.contains("not empty"), "{err}");
     assert_eq!(all_files(&full).len(), 1);
+    // A plain jocky index is not a store to add a tenant to.
+    let before = all_files(&empty);
+    let err = fails(jocky(&[&"convert", &src, &empty, &"--tenant", &"t"]), 1);
+    assert!(err.contains("plain index"), "{err}");
+    assert_eq!(all_files(&empty), before);
     // A jocky folder is not an MmapDirectory source.
     let err = fails(jocky(&[&"convert", &empty, &dst]), 1);
     assert!(err.contains("--to-mmap"), "{err}");
@@ -351,7 +382,10 @@ fn verify_names_a_damaged_segment_file() {
     let out = jocky(&[&"verify", &jk]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("DAMAGED") && stdout.contains(&name), "{stdout}");
+    assert!(
+        stdout.contains("DAMAGED") && stdout.contains(&name),
+        "{stdout}"
+    );
 
     let report = json(&text(&jocky(&[&"verify", &jk, &"--json"]).stdout));
     assert_eq!(report["clean"], false);
@@ -401,7 +435,12 @@ fn verify_names_a_damaged_container_record() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|d| d["file"].as_str().unwrap().ends_with("jocky-0000000000.log"))
+        .find(|d| {
+            d["file"]
+                .as_str()
+                .unwrap()
+                .ends_with("jocky-0000000000.log")
+        })
         .unwrap_or_else(|| panic!("{report}"));
     assert_eq!(hit["offset"].as_u64(), Some(offset), "{report}");
 }
@@ -440,7 +479,13 @@ fn inspect_json_parses_and_has_the_keys() {
     );
 
     let human = ok(jocky(&[&"inspect", &store]));
-    for part in ["format version", "container files", "segment files", "t1", "meta.json"] {
+    for part in [
+        "format version",
+        "container files",
+        "segment files",
+        "t1",
+        "meta.json",
+    ] {
         assert!(human.contains(part), "{part} in {human}");
     }
     let tenants = json(&ok(jocky(&[&"tenants", &store, &"--json"])));
@@ -453,7 +498,8 @@ fn ls_cat_dump_and_their_errors() {
     let jk = tmp.path().join("jocky");
     {
         let dir = jocky::JockyDirectory::open(&jk).unwrap();
-        dir.atomic_write(Path::new("meta.json"), b"{\"x\":1}").unwrap();
+        dir.atomic_write(Path::new("meta.json"), b"{\"x\":1}")
+            .unwrap();
         let mut w = dir.open_write(Path::new("a.bin")).unwrap();
         w.write_all(&[7u8; 5000]).unwrap();
         tantivy::directory::TerminatingWrite::terminate(w).unwrap();
@@ -470,14 +516,21 @@ fn ls_cat_dump_and_their_errors() {
     assert!(err.contains("no tenant"), "{err}");
 
     let dump = ok(jocky(&[&"dump", &jk]));
-    assert!(dump.contains("AtomicWrite") && dump.contains("Create"), "{dump}");
+    assert!(
+        dump.contains("AtomicWrite") && dump.contains("Create"),
+        "{dump}"
+    );
     let lines = ok(jocky(&[&"dump", &jk, &"--json"]));
     let kinds: Vec<String> = lines
         .lines()
         .map(|l| json(l)["kind"].as_str().unwrap().to_string())
         .collect();
     assert!(kinds.contains(&"Finish".to_string()), "{kinds:?}");
-    assert_eq!(lines.lines().count() + 1, dump.lines().count(), "header line");
+    assert_eq!(
+        lines.lines().count() + 1,
+        dump.lines().count(),
+        "header line"
+    );
     assert_eq!(all_files(&jk), before, "read-only commands change nothing");
 }
 
@@ -493,8 +546,8 @@ fn export_reclaim_rm_tenant() {
             .open_store()
             .unwrap();
         for t in ["keep", "drop"] {
-            let index = Index::create(store.directory(t).unwrap(), schema().0, Default::default())
-                .unwrap();
+            let index =
+                Index::create(store.directory(t).unwrap(), schema().0, Default::default()).unwrap();
             index_into(&index, 2, 40);
         }
 
@@ -565,7 +618,12 @@ fn errors_exit_with_1_and_create_nothing() {
             vec!["tenants".as_ref(), d],
             vec!["rm-tenant".as_ref(), d, "t".as_ref()],
             vec!["stats".as_ref(), d],
-            vec!["convert".as_ref(), "--to-mmap".as_ref(), d, "/nonexistent-x".as_ref()],
+            vec![
+                "convert".as_ref(),
+                "--to-mmap".as_ref(),
+                d,
+                "/nonexistent-x".as_ref(),
+            ],
         ];
         for args in commands {
             let out = Command::new(env!("CARGO_BIN_EXE_jocky"))
@@ -574,7 +632,7 @@ fn errors_exit_with_1_and_create_nothing() {
                 .unwrap();
             let err = fails(out, 1);
             assert!(err.starts_with("jocky: "), "{args:?}: {err}");
-            if dir == &missing {
+            if *dir == missing {
                 assert!(err.contains("No such file"), "{args:?}: {err}");
             } else {
                 assert!(err.contains("holds no jocky container"), "{args:?}: {err}");
@@ -698,5 +756,8 @@ fn inspect_beside_a_writer_process() {
     );
     ok(jocky(&[&"ls", &dir]));
     ok(jocky(&[&"dump", &dir]));
-    assert!(child.0.try_wait().unwrap().is_none(), "the writer kept going");
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the writer kept going"
+    );
 }

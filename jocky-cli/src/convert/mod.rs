@@ -104,10 +104,12 @@ fn check_index(
     what: &str,
     open: impl FnOnce() -> tantivy::Result<tantivy::Index>,
 ) -> Result<(), Fail> {
+    let spinner = crate::progress::spinner(format!("checking the footers of {what}"));
     let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let index = open()?;
         index.validate_checksum()
     }));
+    spinner.finish_and_clear();
     match checked {
         Ok(Ok(bad)) if bad.is_empty() => Ok(()),
         Ok(Ok(bad)) => {

@@ -10,7 +10,7 @@ use tantivy::{Directory, HasLen};
 
 use super::{check_dst, check_index, is_lock_file, undo, write_order, Dest, CHUNK};
 use crate::fail::{error, Fail};
-use crate::out::size;
+use crate::out::bytes;
 use crate::Outcome;
 
 /// Where the files go, and how to take them back out on failure.
@@ -29,7 +29,10 @@ pub fn to_jocky(src: &Path, dst: &Path, tenant: Option<&str>) -> Outcome {
     let files = check_source(src)?;
     let target = match tenant {
         None => Target::Plain(check_dst(dst)?),
-        Some(_) if dst.is_dir() && crate::open::has_container(dst)? => Target::ExistingStore,
+        Some(_) if dst.is_dir() && crate::open::has_container(dst)? => {
+            check_is_store(dst)?;
+            Target::ExistingStore
+        }
         Some(_) => Target::NewStore(check_dst(dst)?),
     };
     let (directory, store) = open_target(dst, tenant, &target)?;
@@ -39,10 +42,10 @@ pub fn to_jocky(src: &Path, dst: &Path, tenant: Option<&str>) -> Outcome {
             let mut out = crate::out::stdout();
             writeln!(
                 out,
-                "converted {} ({} files, {} bytes) into {}{}; {} segment file(s) exported",
+                "converted {} ({} files, {}) into {}{}; {} segment file(s) exported",
                 src.display(),
                 files.len(),
-                size(total),
+                bytes(total),
                 dst.display(),
                 tenant.map_or(String::new(), |t| format!(" tenant {t:?}")),
                 exported
@@ -114,12 +117,27 @@ fn check_source(src: &Path) -> Result<Vec<(PathBuf, u64)>, Fail> {
             ));
         }
         if name.to_str().is_none() {
-            return error(format!("{}: file name is not UTF-8", entry.path().display()));
+            return error(format!(
+                "{}: file name is not UTF-8",
+                entry.path().display()
+            ));
         }
         files.push((name, meta.len()));
     }
     write_order(&mut files);
     Ok(files)
+}
+
+/// Checks that the existing jocky folder `dst` is a store, not a plain index.
+fn check_is_store(dst: &Path) -> Result<(), Fail> {
+    let inspection = jocky::inspect::inspect(dst).map_err(|e| crate::open::open_error(dst, e))?;
+    if inspection.tenants.iter().any(|t| t.name.is_empty()) {
+        return error(format!(
+            "destination {} holds a plain index, not a store of tenants; nothing was written",
+            dst.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Opens (creating) the destination directory; the store too when there is a
@@ -136,7 +154,9 @@ fn open_target(
             .map_err(|e| crate::open::open_error(dst, e))?;
         return Ok((directory, None));
     };
-    let opened = builder.open_store().map_err(|e| crate::open::open_error(dst, e));
+    let opened = builder
+        .open_store()
+        .map_err(|e| crate::open::open_error(dst, e));
     let checked = opened.and_then(|store| {
         if store.tenants().iter().any(|n| n == t) {
             return error(format!(
@@ -144,9 +164,7 @@ fn open_target(
                 dst.display()
             ));
         }
-        let directory = store
-            .directory(t)
-            .map_err(|e| Fail::Error(e.to_string()))?;
+        let directory = store.directory(t).map_err(|e| Fail::Error(e.to_string()))?;
         Ok((directory, Some(store)))
     });
     match (checked, target) {
@@ -206,9 +224,8 @@ fn copy_files(
     let mut buf = vec![0u8; CHUNK];
     for (name, _) in files {
         let path = src.join(name);
-        let failed = |e: &dyn std::fmt::Display| {
-            Fail::Error(format!("copying {}: {e}", path.display()))
-        };
+        let failed =
+            |e: &dyn std::fmt::Display| Fail::Error(format!("copying {}: {e}", path.display()));
         if matches!(name.to_str(), Some("meta.json" | ".managed.json")) {
             let bytes = fs::read(&path).map_err(|e| failed(&e))?;
             directory

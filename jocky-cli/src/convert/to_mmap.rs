@@ -9,7 +9,7 @@ use tantivy::{Directory, HasLen};
 
 use super::{check_dst, check_index, is_lock_file, undo, write_order, CHUNK};
 use crate::fail::{error, Fail};
-use crate::out::size;
+use crate::out::bytes;
 use crate::Outcome;
 
 /// Writes every file of the index in `src` (`tenant` of a store, or the plain
@@ -42,9 +42,9 @@ pub fn to_mmap(src: &Path, dst: &Path, tenant: Option<&str>) -> Outcome {
     let mut out = crate::out::stdout();
     writeln!(
         out,
-        "converted {what} ({} files, {} bytes) into {}",
+        "converted {what} ({} files, {}) into {}",
         files.len(),
-        size(total),
+        bytes(total),
         dst.display()
     )?;
     out.flush()?;
@@ -59,9 +59,19 @@ fn list(
     src: &Path,
     tenant: Option<&str>,
 ) -> Result<Vec<(PathBuf, u64)>, Fail> {
+    // Files a writer beside us is still writing: not part of any commit. Read
+    // after `directory` was opened, so no file complete there is missed here
+    // (files only go from being written to complete).
+    let writing: Vec<PathBuf> = jocky::inspect::inspect(src)
+        .map_err(|e| crate::open::open_error(src, e))?
+        .virtual_files
+        .into_iter()
+        .filter(|f| !f.complete && f.tenant == tenant.unwrap_or_default())
+        .map(|f| PathBuf::from(f.path))
+        .collect();
     let mut files = Vec::new();
     for path in directory.list_files() {
-        if is_lock_file(&path) {
+        if is_lock_file(&path) || writing.contains(&path) {
             continue;
         }
         let len = directory
@@ -93,18 +103,15 @@ fn write_all(
     files: &[(PathBuf, u64)],
     bar: &indicatif::ProgressBar,
 ) -> Result<(), Fail> {
-    let failed = |p: &Path, e: &dyn std::fmt::Display| {
-        Fail::Error(format!("writing {}: {e}", p.display()))
-    };
+    let failed =
+        |p: &Path, e: &dyn std::fmt::Display| Fail::Error(format!("writing {}: {e}", p.display()));
     fs::create_dir_all(dst).map_err(|e| failed(dst, &e))?;
     for (name, len) in files {
         let target = dst.join(name);
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(|e| failed(parent, &e))?;
         }
-        let slice = directory
-            .open_read(name)
-            .map_err(|e| failed(&target, &e))?;
+        let slice = directory.open_read(name).map_err(|e| failed(&target, &e))?;
         let mut file = File::create_new(&target).map_err(|e| failed(&target, &e))?;
         let mut at = 0usize;
         let len = *len as usize;
