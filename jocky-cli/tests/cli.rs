@@ -325,6 +325,15 @@ fn convert_refuses_what_is_not_an_index_and_a_non_empty_destination() {
     assert!(err.contains("not a folder"), "{err}");
     assert!(!dst.exists());
 
+    // A failure after the destination was made (a tenant name the store
+    // refuses): what was made is removed again.
+    let err = fails(jocky(&[&"convert", &src, &dst, &"--tenant", &"a/b"]), 1);
+    assert!(
+        err.contains("invalid tenant") && err.contains("left as it was"),
+        "{err}"
+    );
+    assert!(!dst.exists());
+
     // A destination that is not empty: unchanged.
     let full = tmp.path().join("full");
     fs::create_dir(&full).unwrap();
