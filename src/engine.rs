@@ -3,10 +3,11 @@
 //! plus a namespace ("" for a plain directory); a store of many indexes (later) is
 //! one engine and many namespaces.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ownedbytes::OwnedBytes;
 use tantivy::directory::{WatchCallback, WatchCallbackList, WatchHandle};
@@ -23,22 +24,22 @@ use crate::policy::{AdvicePolicy, ExportPolicy};
 use crate::table::{Entry, FileTable, Location};
 
 pub(crate) struct Engine {
-    pub container: Container,
+    container: Container,
     table: RwLock<FileTable>,
-    pub segments: SegmentSet,
-    pub locks: Arc<LockTable>,
+    segments: SegmentSet,
+    locks: Arc<LockTable>,
     watchers: Mutex<HashMap<String, Arc<WatchCallbackList>>>,
     /// Files found unterminated on open and dropped.
-    pub dropped_on_open: usize,
-    pub export_policy: ExportPolicy,
+    dropped_on_open: usize,
+    export_policy: ExportPolicy,
     /// Number of the next segment file.
-    pub next_export_no: AtomicU64,
+    next_export_no: AtomicU64,
     /// One export or reclamation pass at a time.
-    pub maintenance: Mutex<()>,
-    pub worker: Worker,
-    pub counters: MaintenanceCounters,
+    maintenance: Mutex<()>,
+    worker: Worker,
+    counters: MaintenanceCounters,
     /// Records and record bytes replayed (every one's checksum verified) on open.
-    pub replayed: (u64, u64),
+    replayed: (u64, u64),
 }
 
 /// What export and reclamation did since open.
@@ -63,10 +64,6 @@ impl MaintenanceCounters {
 pub(crate) struct EngineOptions {
     pub export: ExportPolicy,
     pub advice: AdvicePolicy,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Why `open_write` failed.
@@ -275,12 +272,70 @@ impl Engine {
         })
     }
 
+    /// The container (the log).
+    pub fn container(&self) -> &Container {
+        &self.container
+    }
+
+    /// The mapped segment files.
+    pub fn segments(&self) -> &SegmentSet {
+        &self.segments
+    }
+
+    /// tantivy's locks, in memory.
+    pub fn locks(&self) -> &Arc<LockTable> {
+        &self.locks
+    }
+
+    /// What export and reclamation did since open.
+    pub fn counters(&self) -> &MaintenanceCounters {
+        &self.counters
+    }
+
+    /// The background export worker's state.
+    pub fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
+    /// Files found unterminated on open and dropped.
+    pub fn dropped_on_open(&self) -> usize {
+        self.dropped_on_open
+    }
+
+    /// Records and record bytes replayed (checksums verified) on open.
+    pub fn replayed(&self) -> (u64, u64) {
+        self.replayed
+    }
+
+    /// Takes the next segment file number.
+    pub fn take_export_no(&self) -> u64 {
+        self.next_export_no.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// One export or reclamation pass at a time: held for the whole pass.
+    pub fn maintenance_pass(&self) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.maintenance)
+    }
+
+    /// The policy's minimum segment size for automatic export, and how long to
+    /// wait after the last commit (`None`: right after each commit).
+    pub fn auto_export(&self) -> Option<(u64, Option<std::time::Duration>)> {
+        match self.export_policy {
+            ExportPolicy::Manual => None,
+            ExportPolicy::OnCommit { min_segment_bytes } => Some((min_segment_bytes, None)),
+            ExportPolicy::WhenQuiet {
+                min_segment_bytes,
+                quiet,
+            } => Some((min_segment_bytes, Some(quiet))),
+        }
+    }
+
     pub fn table(&self) -> RwLockReadGuard<'_, FileTable> {
-        self.table.read().unwrap_or_else(|e| e.into_inner())
+        crate::sync::read(&self.table)
     }
 
     pub fn table_mut(&self) -> RwLockWriteGuard<'_, FileTable> {
-        self.table.write().unwrap_or_else(|e| e.into_inner())
+        crate::sync::write(&self.table)
     }
 
     /// Registers a new file and logs its creation.

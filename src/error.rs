@@ -49,8 +49,9 @@ pub enum Error {
         /// The version found in the file.
         got: u32,
     },
-    /// Another process, or another open in this one, holds the folder's lock.
-    #[error("{path} is locked by another process (or another JockyDirectory in this one)")]
+    /// Another process holds the folder's writer lock (within one process, opens
+    /// of a folder share one engine; only test storage can see this twice).
+    #[error("{path} is open for writing in another process (one writer per folder); to read it beside that process, use JockyDirectory::open_read_only or Store::open_read_only")]
     Locked {
         /// The folder.
         path: PathBuf,

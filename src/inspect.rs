@@ -117,7 +117,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Inspection> {
 pub(crate) fn inspect_engine(path: &Path, engine: &Engine) -> Inspection {
     let table = engine.table();
     let container_files = engine
-        .container
+        .container()
         .file_sizes()
         .into_iter()
         .map(|(no, bytes)| {
@@ -159,7 +159,7 @@ pub(crate) fn inspect_engine(path: &Path, engine: &Engine) -> Inspection {
         tenants.push(info);
     }
     let segment_files = engine
-        .segments
+        .segments()
         .sizes()
         .into_iter()
         .map(|(no, bytes)| {
@@ -175,7 +175,7 @@ pub(crate) fn inspect_engine(path: &Path, engine: &Engine) -> Inspection {
         .collect();
     Inspection {
         path: path.to_path_buf(),
-        format_version: engine.container.format_version(),
+        format_version: engine.container().format_version(),
         container_files,
         segment_files,
         virtual_files,

@@ -73,6 +73,7 @@ mod path;
 pub mod policy;
 mod reclaim;
 mod store;
+mod sync;
 mod table;
 pub mod verify;
 

@@ -2,6 +2,7 @@
 //! They are never written as files, so a crash cannot leave a stale lock behind;
 //! other processes are kept out by the container's own OS lock (`flock`).
 
+use crate::sync::lock;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
@@ -26,7 +27,7 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let mut held = crate::engine::lock(&self.table.held);
+        let mut held = lock(&self.table.held);
         held.remove(&self.key);
         self.table.released.notify_all();
     }
@@ -41,7 +42,7 @@ impl LockTable {
     ) -> Result<DirectoryLock, LockError> {
         let key = (ns.to_string(), path);
         let deadline = Instant::now() + BLOCKING_WAIT;
-        let mut held = crate::engine::lock(&self.held);
+        let mut held = lock(&self.held);
         while held.contains(&key) {
             let now = Instant::now();
             if !blocking || now >= deadline {

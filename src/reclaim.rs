@@ -16,7 +16,7 @@
 //! Slices handed out before keep their bytes: they hold the mapping, and the
 //! kernel frees an unlinked file's blocks when its last mapping goes.
 
-use crate::engine::{lock, Engine, MaintenanceCounters};
+use crate::engine::{Engine, MaintenanceCounters};
 use crate::error::Result;
 use crate::format::record::{encode_export_entries, ExportEntry, Payload};
 use crate::format::segment_file::segment_file_name;
@@ -50,37 +50,41 @@ pub struct ReclaimReport {
     pub bytes_copied_forward: u64,
 }
 
-impl Engine {
+/// Reclamation passes over one engine.
+pub(crate) struct Reclaimer<'a>(pub &'a Engine);
+
+impl Reclaimer<'_> {
     /// One reclamation pass.
     pub fn reclaim(&self) -> Result<ReclaimReport> {
-        let _pass = lock(&self.maintenance);
+        let _pass = self.0.maintenance_pass();
         let mut report = ReclaimReport::default();
-        let active = self.container.active_no();
+        let active = self.0.container().active_no();
         if let Some((_, size)) = self
-            .container
+            .0
+            .container()
             .file_sizes()
             .into_iter()
             .find(|(n, _)| *n == active)
         {
-            let live = self.table().container_use(active).bytes;
+            let live = self.0.table().container_use(active).bytes;
             if size >= SEAL_ACTIVE_MIN && (live as f64) < size as f64 * SEAL_ACTIVE_BELOW {
-                self.container.seal_active()?;
+                self.0.container().seal_active()?;
             }
         }
-        let active = self.container.active_no();
+        let active = self.0.container().active_no();
         // Only the oldest files go, in order: removing a prefix of the log never
         // takes away a record (a Delete, a later chunk, a newer copy) that a
         // record in a kept file depends on. Records in kept files about files
         // created in the removed prefix are ignored on replay (the checkpoint's
         // id floor says they were created there).
         let mut dead = Vec::new();
-        for (no, size) in self.container.file_sizes() {
+        for (no, size) in self.0.container().file_sizes() {
             // A file still receiving records, or holding records a writer has
             // not put in the table yet, cannot be judged by the table.
-            if no == active || self.container.has_unapplied(no) {
+            if no == active || self.0.container().has_unapplied(no) {
                 break;
             }
-            let used = self.table().container_use(no);
+            let used = self.0.table().container_use(no);
             if used.files == 0
                 || ((used.bytes as f64) < size as f64 * COPY_FORWARD_BELOW
                     && self.copy_forward(no, &mut report)?)
@@ -91,8 +95,9 @@ impl Engine {
             }
         }
         let dead_segments: Vec<u64> = {
-            let table = self.table();
-            self.segments
+            let table = self.0.table();
+            self.0
+                .segments()
                 .numbers()
                 .into_iter()
                 .filter(|no| table.segment_use(*no) == 0)
@@ -110,30 +115,30 @@ impl Engine {
                     .map(|no| Payload::SegmentDrop { export_no: *no }),
             )
             .collect();
-        drop(self.container.append(&payloads)?);
+        drop(self.0.container().append(&payloads)?);
         // The reclaim and drop records, the copies and the deletions that made
         // these files dead are durable before anything is removed.
-        self.container.sync()?;
+        self.0.container().sync()?;
         for no in &dead {
-            self.container.unlink(*no)?;
+            self.0.container().unlink(*no)?;
             report.container_files_removed += 1;
         }
-        let storage = self.container.storage().clone();
+        let storage = self.0.container().storage().clone();
         for no in &dead_segments {
-            self.segments.forget(*no);
+            self.0.segments().forget(*no);
             let name = segment_file_name(*no);
             match storage.remove(&name) {
                 Ok(()) => report.segment_files_removed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(crate::Error::io(self.container.root().join(name), e)),
+                Err(e) => return Err(crate::Error::io(self.0.container().root().join(name), e)),
             }
         }
-        if self.container.sync_policy() != SyncPolicy::Never {
+        if self.0.container().sync_policy() != SyncPolicy::Never {
             storage
                 .sync_dir()
-                .map_err(|e| crate::Error::io(self.container.root(), e))?;
+                .map_err(|e| crate::Error::io(self.0.container().root(), e))?;
         }
-        let c = &self.counters;
+        let c = &self.0.counters();
         MaintenanceCounters::add(
             &c.container_files_reclaimed,
             report.container_files_removed as u64,
@@ -151,11 +156,11 @@ impl Engine {
     /// being written or too large to copy here).
     fn copy_forward(&self, no: u64, report: &mut ReclaimReport) -> Result<bool> {
         {
-            let mut t = self.table_mut();
+            let mut t = self.0.table_mut();
             let anchored = t.anchored_in(no);
             // A copy is one record: it must also fit in a container file.
             if anchored.iter().any(|((ns, path), e)| {
-                let max = RELOCATE_MAX.min(self.max_atomic_len(ns, path) as u64);
+                let max = RELOCATE_MAX.min(self.0.max_atomic_len(ns, path) as u64);
                 e.state == FileState::Writing
                     || (matches!(e.loc, Location::Container(_)) && e.len > max)
             }) {
@@ -186,7 +191,7 @@ impl Engine {
                     })
                     .collect();
                 let blob = encode_export_entries(&entries);
-                let appended = self.container.append(&[Payload::Export {
+                let appended = self.0.container().append(&[Payload::Export {
                     export_no,
                     namespace: &ns,
                     entries: &blob,
@@ -201,9 +206,10 @@ impl Engine {
                     continue;
                 }
                 let bytes = self
+                    .0
                     .read_whole(&e)
-                    .map_err(|err| crate::Error::io(self.container.root(), err))?;
-                let appended = self.container.append(&[Payload::AtomicWrite {
+                    .map_err(|err| crate::Error::io(self.0.container().root(), err))?;
+                let appended = self.0.container().append(&[Payload::AtomicWrite {
                     file_id: e.id,
                     namespace: &ns,
                     path: &path,
@@ -215,6 +221,6 @@ impl Engine {
                 report.bytes_copied_forward += e.len;
             }
         }
-        Ok(self.table().container_use(no).files == 0)
+        Ok(self.0.table().container_use(no).files == 0)
     }
 }

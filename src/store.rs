@@ -25,7 +25,7 @@ pub struct Store {
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
-            .field("root", &self.engine.container.root())
+            .field("root", &self.engine.container().root())
             .finish()
     }
 }
@@ -52,6 +52,14 @@ fn check_tenant(name: &str) -> Result<()> {
     })
 }
 
+impl Builder {
+    /// Opens the folder as a store of many indexes (see [`Store`]).
+    pub fn open_store(self) -> Result<Store> {
+        let (engine, opts) = self.open_engine()?;
+        Ok(Store::over(engine, opts))
+    }
+}
+
 impl Store {
     pub(crate) fn over(engine: Arc<Engine>, opts: Arc<WriteOptions>) -> Store {
         Store { engine, opts }
@@ -74,7 +82,7 @@ impl Store {
     /// [`JockyDirectory::refresh`]). Returns whether any tenant's `meta.json`
     /// changed.
     pub fn refresh(&self) -> Result<bool> {
-        self.engine.refresh(self.engine.container.root())
+        self.engine.refresh(self.engine.container().root())
     }
 
     /// Options, as for a single directory; finish with [`Builder::open_store`].
@@ -115,17 +123,17 @@ impl Store {
     /// Exports committed segments of every tenant (see
     /// [`JockyDirectory::export_committed`]).
     pub fn export_committed(&self) -> Result<crate::ExportReport> {
-        self.engine.export_committed(0)
+        crate::export::Exporter(&self.engine).export_committed(0)
     }
 
     /// Removes dead container and segment files (see [`JockyDirectory::reclaim`]).
     pub fn reclaim(&self) -> Result<crate::ReclaimReport> {
-        self.engine.reclaim()
+        crate::reclaim::Reclaimer(&self.engine).reclaim()
     }
 
     /// Waits until the background worker is idle.
     pub fn wait_for_background_work(&self) {
-        self.engine.worker.wait_idle();
+        self.engine.worker().wait_idle();
     }
 
     /// Counters of the whole store.

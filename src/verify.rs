@@ -93,10 +93,10 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
 fn check(path: &Path, report: &mut VerifyReport) -> Result<()> {
     // Replaying verifies every record (header, length bound, checksum, sequence).
     let engine = open_engine(path)?;
-    (report.records, report.record_bytes) = engine.replayed;
-    for no in engine.segments.numbers() {
+    (report.records, report.record_bytes) = engine.replayed();
+    for no in engine.segments().numbers() {
         report.segment_files += 1;
-        if let Err(e) = engine.segments.verify(no) {
+        if let Err(e) = engine.segments().verify(no) {
             report.damage.push(damage_of(&e));
         }
     }

@@ -9,17 +9,18 @@
 //! records mean is the file table's business; recovery on open is in [`recovery`].
 //!
 //! Lock order: `sync_lock`, then `active`, then the writer's state (`files` and
-//! `unapplied` are leaves). The writer thread takes only the writer's state, so
+//! `unapplied` are leaves); the crate-wide order is in `crate::sync`. The writer thread takes only the writer's state, so
 //! an appender may wait for a free buffer while holding `active`.
 
 mod recovery;
 mod staging;
 mod writer;
 
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use ownedbytes::OwnedBytes;
 
@@ -154,10 +155,6 @@ pub(crate) struct Container {
     /// The write-behind buffers and their thread; also holds the durable
     /// watermark. Declared last: dropped after `Drop for Container` flushed it.
     writer: Writer,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Counters a user can log; see `JockyDirectory::stats`.
@@ -410,10 +407,7 @@ impl Container {
                         a.next_file_id = a.next_file_id.max(file_id + 1);
                     }
                     Payload::Reclaim { file_no } if *file_no != a.file_no => {
-                        self.files
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(file_no);
+                        crate::sync::write(&self.files).remove(file_no);
                     }
                     _ => {}
                 }
@@ -465,7 +459,7 @@ impl Container {
             let a = lock(&self.active);
             (a.file_no, a.offset)
         };
-        let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+        let files = crate::sync::read(&self.files);
         files
             .iter()
             .map(|(no, f)| (*no, if *no == active_no { active_end } else { f.end }))
@@ -524,12 +518,7 @@ impl Container {
         }
         self.durable()
             .store(log_position(old_no, a.offset), Ordering::SeqCst);
-        if let Some(f) = self
-            .files
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&old_no)
-        {
+        if let Some(f) = crate::sync::write(&self.files).get_mut(&old_no) {
             f.end = a.offset;
         }
         // A v3 file ends with a `Continued` record naming its successor, written
@@ -543,13 +532,7 @@ impl Container {
             first_sequence: a.next_seq + u64::from(continued),
             capacity: self.opts.file_capacity,
         };
-        let existing: Vec<u64> = self
-            .files
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect();
+        let existing: Vec<u64> = crate::sync::read(&self.files).keys().copied().collect();
         let (mut file, view, start) = match create_file(
             &*self.storage,
             &header,
@@ -585,22 +568,14 @@ impl Container {
                 Err(e) => return Err(self.poison_with("opening", new_no, e)),
             };
             let end = a.offset + rec.len() as u64;
-            if let Some(f) = self
-                .files
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&old_no)
-            {
+            if let Some(f) = crate::sync::write(&self.files).get_mut(&old_no) {
                 f.end = end;
             }
             self.counters
                 .bytes_appended
                 .fetch_add(rec.len() as u64, Ordering::Relaxed);
         }
-        self.files
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(new_no, MappedFile { view, end: start });
+        crate::sync::write(&self.files).insert(new_no, MappedFile { view, end: start });
         a.file = Some(file);
         a.file_no = new_no;
         a.offset = start;
@@ -671,7 +646,7 @@ impl Container {
         if let Some(bytes) = self.read_unwritten(extent)? {
             return Ok(OwnedBytes::new(bytes));
         }
-        let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+        let files = crate::sync::read(&self.files);
         let f = files.get(&extent.file_no).ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -687,7 +662,7 @@ impl Container {
             let a = lock(&self.active);
             (a.file_no, a.offset)
         };
-        let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+        let files = crate::sync::read(&self.files);
         ContainerStats {
             container_files: files.len(),
             container_bytes: files
@@ -711,13 +686,13 @@ impl Container {
     /// folder (a refresh). Slices handed out before keep their mappings.
     pub fn adopt(&self, newer: Container) {
         debug_assert!(self.read_only && newer.read_only);
-        let files = std::mem::take(&mut *newer.files.write().unwrap_or_else(|e| e.into_inner()));
+        let files = std::mem::take(&mut *crate::sync::write(&newer.files));
         let end = {
             let mut a = lock(&self.active);
             std::mem::swap(&mut *a, &mut *lock(&newer.active));
             log_position(a.file_no, a.offset)
         };
-        *self.files.write().unwrap_or_else(|e| e.into_inner()) = files;
+        *crate::sync::write(&self.files) = files;
         self.writer.shared.set_written(end);
     }
 

@@ -5,10 +5,11 @@
 //! `&mut Active`); the lock order is in the module docs of [`super`].
 
 use super::writer::{align_down, Buf, Stage};
-use super::{lock, Active, Container, Extent};
+use super::{Active, Container, Extent};
 use crate::error::{Error, Result};
 use crate::format::file_header::container_file_name;
 use crate::policy::WriteMode;
+use crate::sync::lock;
 
 impl Container {
     /// Waits until the writer thread has everything up to `pos` in its file.
@@ -59,7 +60,7 @@ impl Container {
         };
         let mut buf = self.take_buf()?;
         if base < a.offset {
-            let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+            let files = crate::sync::read(&self.files);
             let f = files
                 .get(&a.file_no)
                 .ok_or_else(|| Error::Poisoned("active container file not mapped".into()))?;
@@ -171,7 +172,7 @@ impl Container {
     /// Drops the pages of `extents` (a deleted or exported file's bytes) from
     /// memory; see [`ReadView::release`]. Bytes not written yet are skipped.
     pub fn release(&self, extents: &[Extent]) {
-        let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+        let files = crate::sync::read(&self.files);
         for x in extents {
             if !self.writer.shared.is_written(x.file_no, x.offset + x.len) {
                 continue;

@@ -27,10 +27,11 @@
 //! buffers stay readable in the in-flight list, and every wait returns the
 //! error.
 
+use crate::sync::lock;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -193,10 +194,6 @@ pub(crate) struct Shared {
     /// Log position up to which everything is known durable.
     pub durable: AtomicU64,
     pub fsyncs: AtomicU64,
-}
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {

@@ -55,7 +55,7 @@ pub(crate) fn read_only_options() -> Arc<WriteOptions> {
 impl fmt::Debug for JockyDirectory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JockyDirectory")
-            .field("root", &self.engine.container.root())
+            .field("root", &self.engine.container().root())
             .field("namespace", &&*self.ns)
             .finish()
     }
@@ -166,8 +166,10 @@ impl Builder {
         self
     }
 
-    /// When committed segments are exported and space reclaimed (default: after
-    /// each commit, segments of at least 4 MiB, in one background thread).
+    /// When committed segments are exported and space reclaimed (default
+    /// [`ExportPolicy::WhenQuiet`]: space is reclaimed after each commit, and
+    /// committed segments of at least 4 MiB are exported once commits pause
+    /// for 2 s, in one background thread per folder).
     pub fn export_policy(mut self, policy: ExportPolicy) -> Self {
         self.engine.export = policy;
         self
@@ -194,16 +196,11 @@ impl Builder {
         Ok(JockyDirectory::over(engine, opts, ""))
     }
 
-    // Both opens start the background worker (under `ExportPolicy::OnCommit`):
-    // exports a crash or a close interrupted are picked up again.
+    // Both opens (this and `Builder::open_store` in `store.rs`) start the
+    // background worker unless the export policy is `Manual`: exports a crash
+    // or a close interrupted are picked up again.
 
-    /// Opens the folder as a store of many indexes (see [`crate::Store`]).
-    pub fn open_store(self) -> Result<crate::Store> {
-        let (engine, opts) = self.open_engine()?;
-        Ok(crate::store::Store::over(engine, opts))
-    }
-
-    fn open_engine(self) -> Result<(Arc<Engine>, Arc<WriteOptions>)> {
+    pub(crate) fn open_engine(self) -> Result<(Arc<Engine>, Arc<WriteOptions>)> {
         if !(1 << 20..=MAX_CAPACITY).contains(&self.file_capacity) {
             return Err(Error::InvalidOption(format!(
                 "container file size {} is not between 1 MiB and 1 TiB",
@@ -286,7 +283,7 @@ impl JockyDirectory {
     /// `meta.json` changed, and returns whether it did. A writer's directory is
     /// always current: `Ok(false)`.
     pub fn refresh(&self) -> Result<bool> {
-        self.engine.refresh(self.engine.container.root())
+        self.engine.refresh(self.engine.container().root())
     }
 
     /// Options for opening the index folder at `path`.
@@ -306,7 +303,7 @@ impl JockyDirectory {
 
     /// The folder holding the container.
     pub fn root(&self) -> &Path {
-        self.engine.container.root()
+        self.engine.container().root()
     }
 
     /// Current counters (of the whole container, shared with other namespaces).
@@ -318,7 +315,7 @@ impl JockyDirectory {
     /// is still in the container, whatever its size, and returns what it did.
     /// Slices opened before keep their bytes.
     pub fn export_committed(&self) -> Result<ExportReport> {
-        self.engine.export_committed(0)
+        crate::export::Exporter(&self.engine).export_committed(0)
     }
 
     /// Exports the named (terminated) files of this directory together into one
@@ -331,28 +328,28 @@ impl JockyDirectory {
                 reason,
             })?);
         }
-        self.engine.export_paths(&self.ns, &keys)
+        crate::export::Exporter(&self.engine).export_paths(&self.ns, &keys)
     }
 
     /// Removes container and segment files nothing live needs any more, copying
     /// the live files out of mostly dead container files first.
     pub fn reclaim(&self) -> Result<ReclaimReport> {
-        self.engine.reclaim()
+        crate::reclaim::Reclaimer(&self.engine).reclaim()
     }
 
     /// Checks every exported file against the CRC in its segment file's table
     /// (open only checks the tables). Returns how many segment files were checked.
     pub fn verify_segments(&self) -> Result<usize> {
-        let numbers = self.engine.segments.numbers();
+        let numbers = self.engine.segments().numbers();
         for no in &numbers {
-            self.engine.segments.verify(*no)?;
+            self.engine.segments().verify(*no)?;
         }
         Ok(numbers.len())
     }
 
     /// Waits until the background worker has nothing pending or under way.
     pub fn wait_for_background_work(&self) {
-        self.engine.worker.wait_idle();
+        self.engine.worker().wait_idle();
     }
 
     /// The virtual files of this directory, sorted.
@@ -368,9 +365,9 @@ impl JockyDirectory {
 
 pub(crate) fn stats_of(engine: &Engine) -> Stats {
     use std::sync::atomic::Ordering::Relaxed;
-    let c = engine.container.stats();
-    let (segment_files, segment_bytes) = engine.segments.usage();
-    let m = &engine.counters;
+    let c = engine.container().stats();
+    let (segment_files, segment_bytes) = engine.segments().usage();
+    let m = &engine.counters();
     let table = engine.table();
     Stats {
         virtual_files: table.file_count(),
@@ -383,7 +380,7 @@ pub(crate) fn stats_of(engine: &Engine) -> Stats {
         mappings: c.mappings + segment_files,
         poisoned: c.poisoned,
         write_buffer_bytes_peak: c.write_buffer_bytes_peak,
-        files_dropped_on_open: engine.dropped_on_open,
+        files_dropped_on_open: engine.dropped_on_open(),
         segment_files,
         segment_bytes,
         segments_exported: m.segments_exported.load(Relaxed),
@@ -491,16 +488,16 @@ impl Directory for JockyDirectory {
 
     fn sync_directory(&self) -> io::Result<()> {
         if self.engine.sync_policy().on_sync_directory() {
-            self.engine.container.sync()?;
+            self.engine.container().sync()?;
         } else {
-            self.engine.container.sync_deferred()?;
+            self.engine.container().sync_deferred()?;
         }
         Ok(())
     }
 
     fn acquire_lock(&self, lock: &Lock) -> Result<DirectoryLock, LockError> {
         self.engine
-            .locks
+            .locks()
             .acquire(&self.ns, lock.filepath.clone(), lock.is_blocking)
     }
 

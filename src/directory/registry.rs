@@ -3,12 +3,13 @@
 //! folder in the same process shares the engine that is already open instead of
 //! failing on the folder's `flock` (which keeps *other* processes out).
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::container::ContainerOptions;
-use crate::engine::{lock, Engine, EngineOptions};
+use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::io::fs::FsStorage;
 

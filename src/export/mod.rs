@@ -21,18 +21,16 @@
 pub(crate) mod segments;
 pub(crate) mod worker;
 
-use std::sync::atomic::Ordering;
-
 use ownedbytes::OwnedBytes;
 
-use crate::engine::{lock, Engine, MaintenanceCounters};
+use crate::engine::{Engine, MaintenanceCounters};
 use crate::error::{Error, Result};
 use crate::format::record::{encode_export_entries, ExportEntry, Payload};
 use crate::format::segment_file::{
     encode_table, encode_trailer, layout, segment_file_name, SegEntry, SegTable, MAX_PATH_LEN,
 };
 use crate::io::{Storage, StorageFile};
-use crate::policy::{ExportPolicy, SyncPolicy, COMMIT_FILE};
+use crate::policy::{SyncPolicy, COMMIT_FILE};
 use crate::table::{Entry, FileState, Location};
 
 /// What one call to [`crate::JockyDirectory::export_committed`] did.
@@ -53,13 +51,16 @@ struct Group {
     files: Vec<(String, Entry)>,
 }
 
-impl Engine {
+/// Export passes over one engine.
+pub(crate) struct Exporter<'a>(pub &'a Engine);
+
+impl Exporter<'_> {
     /// Exports every committed segment of every namespace that is still in the
     /// container, whatever its size (`min_bytes` 0) or from the policy's minimum.
     pub fn export_committed(&self, min_bytes: u64) -> Result<ExportReport> {
-        let _pass = lock(&self.maintenance);
+        let _pass = self.0.maintenance_pass();
         let mut report = ExportReport::default();
-        let namespaces = self.table().namespaces();
+        let namespaces = self.0.table().namespaces();
         for ns in namespaces {
             for group in self.plan(&ns, min_bytes) {
                 self.export_group(group, &mut report)?;
@@ -68,25 +69,12 @@ impl Engine {
         Ok(report)
     }
 
-    /// The policy's minimum segment size for automatic export, and how long to
-    /// wait after the last commit (`None`: right after each commit).
-    pub fn auto_export(&self) -> Option<(u64, Option<std::time::Duration>)> {
-        match self.export_policy {
-            ExportPolicy::Manual => None,
-            ExportPolicy::OnCommit { min_segment_bytes } => Some((min_segment_bytes, None)),
-            ExportPolicy::WhenQuiet {
-                min_segment_bytes,
-                quiet,
-            } => Some((min_segment_bytes, Some(quiet))),
-        }
-    }
-
     /// Exports the named files of namespace `ns` together into one segment file
     /// (files not terminated, already exported or gone are skipped).
     pub fn export_paths(&self, ns: &str, paths: &[String]) -> Result<ExportReport> {
-        let _pass = lock(&self.maintenance);
+        let _pass = self.0.maintenance_pass();
         let files = {
-            let table = self.table();
+            let table = self.0.table();
             paths
                 .iter()
                 .filter_map(|p| table.get(ns, p).map(|e| (p.clone(), e.clone())))
@@ -106,10 +94,10 @@ impl Engine {
 
     /// The committed segments of `ns` worth exporting now.
     fn plan(&self, ns: &str, min_bytes: u64) -> Vec<Group> {
-        let Some(meta) = self.table().get(ns, COMMIT_FILE).cloned() else {
+        let Some(meta) = self.0.table().get(ns, COMMIT_FILE).cloned() else {
             return Vec::new();
         };
-        let meta = match self.read_whole(&meta) {
+        let meta = match self.0.read_whole(&meta) {
             Ok(bytes) => bytes,
             Err(e) => {
                 log::warn!("export: cannot read {COMMIT_FILE} of {ns:?}: {e}");
@@ -118,7 +106,7 @@ impl Engine {
         };
         let mut groups = Vec::new();
         for id in committed_segment_ids(&meta) {
-            let files = self.table().with_prefix(ns, &format!("{id}."));
+            let files = self.0.table().with_prefix(ns, &format!("{id}."));
             if files.is_empty() || files.iter().any(|(_, e)| e.state == FileState::Writing) {
                 continue;
             }
@@ -143,31 +131,32 @@ impl Engine {
             return Ok(());
         }
         group.files.sort_by(|a, b| a.0.cmp(&b.0));
-        let no = self.next_export_no.fetch_add(1, Ordering::SeqCst);
-        let storage = self.container.storage().clone();
-        let sync = self.container.sync_policy() != SyncPolicy::Never;
+        let no = self.0.take_export_no();
+        let storage = self.0.container().storage().clone();
+        let sync = self.0.container().sync_policy() != SyncPolicy::Never;
         let name = segment_file_name(no);
-        let path = self.container.root().join(&name);
+        let path = self.0.container().root().join(&name);
         // The evidence that lets the next open remove this file if a crash cuts
         // the export short: durable before the file exists.
         drop(
-            self.container
+            self.0
+                .container()
                 .append(&[Payload::ExportBegin { export_no: no }])?,
         );
-        self.container.sync()?;
-        let (file, len, table) = write_segment_file(self, &*storage, no, &group, sync)
+        self.0.container().sync()?;
+        let (file, len, table) = write_segment_file(self.0, &*storage, no, &group, sync)
             .map_err(|e| Error::io(&path, e))?;
         if sync {
             storage.sync_dir().map_err(|e| Error::io(&path, e))?;
         }
-        self.segments.insert(no, &*file, len, table.clone())?;
+        self.0.segments().insert(no, &*file, len, table.clone())?;
         drop(file); // the descriptor closes; the mapping stays.
 
         // Log the move for the files still as they were; make it durable.
         // The container extents of the files that moved, released below.
         let mut old_extents = Vec::new();
         let moved = {
-            let mut t = self.table_mut();
+            let mut t = self.0.table_mut();
             let live: Vec<&SegEntry> = table
                 .entries
                 .iter()
@@ -190,7 +179,7 @@ impl Engine {
                     })
                     .collect();
                 let blob = encode_export_entries(&entries);
-                let appended = self.container.append(&[Payload::Export {
+                let appended = self.0.container().append(&[Payload::Export {
                     export_no: no,
                     namespace: &group.ns,
                     entries: &blob,
@@ -208,23 +197,46 @@ impl Engine {
         };
         if moved.is_empty() {
             // Everything was deleted meanwhile: the file is not referenced.
-            self.segments.forget(no);
+            self.0.segments().forget(no);
             if let Err(e) = storage.remove(&name) {
                 log::warn!("could not remove unused {}: {e}", path.display());
             }
             return Ok(());
         }
-        self.container.sync()?;
+        self.0.container().sync()?;
         // Served from the segment file now: the copy in the container (read
         // for the export) leaves memory and, unless mapped elsewhere, the cache.
-        self.container.release(&old_extents);
+        self.0.container().release(&old_extents);
         let bytes: u64 = moved.iter().map(|e| e.len).sum();
         report.segment_files += 1;
         report.files += moved.len();
         report.bytes += bytes;
-        MaintenanceCounters::add(&self.counters.segments_exported, 1);
-        MaintenanceCounters::add(&self.counters.bytes_exported, bytes);
+        MaintenanceCounters::add(&self.0.counters().segments_exported, 1);
+        MaintenanceCounters::add(&self.0.counters().bytes_exported, bytes);
         Ok(())
+    }
+}
+
+impl worker::Maintained for Engine {
+    fn worker(&self) -> &worker::Worker {
+        Engine::worker(self)
+    }
+
+    fn auto_export(&self) -> Option<(u64, Option<std::time::Duration>)> {
+        Engine::auto_export(self)
+    }
+
+    fn maintain(&self, export_min: Option<u64>) {
+        let result = match export_min {
+            None => crate::reclaim::Reclaimer(self).reclaim().map(|_| ()),
+            Some(min) => Exporter(self)
+                .export_committed(min)
+                .and_then(|_| crate::reclaim::Reclaimer(self).reclaim().map(|_| ())),
+        };
+        if let Err(e) = result {
+            log::warn!("background export/reclaim failed: {e}");
+            MaintenanceCounters::add(&self.counters().background_errors, 1);
+        }
     }
 }
 

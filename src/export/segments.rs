@@ -50,10 +50,7 @@ impl SegmentSet {
         for e in &table.entries {
             view.advise(e.offset..e.offset + e.len, self.advice.advice_for(&e.path));
         }
-        self.map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(no, Mapped { view, len, table });
+        crate::sync::write(&self.map).insert(no, Mapped { view, len, table });
         Ok(())
     }
 
@@ -77,7 +74,7 @@ impl SegmentSet {
 
     /// The bytes at `range` of segment file `no`, zero-copy.
     pub fn read(&self, no: u64, range: Range<u64>) -> std::io::Result<OwnedBytes> {
-        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let map = crate::sync::read(&self.map);
         let m = map.get(&no).ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -89,7 +86,7 @@ impl SegmentSet {
 
     /// Drops the pages of a deleted file's range of segment file `no`.
     pub fn release(&self, no: u64, range: Range<u64>) {
-        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let map = crate::sync::read(&self.map);
         if let Some(m) = map.get(&no) {
             m.view.release(range);
         }
@@ -97,39 +94,36 @@ impl SegmentSet {
 
     /// Stops serving segment file `no`; its mapping lives on in slices handed out.
     pub fn forget(&self, no: u64) {
-        self.map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&no);
+        crate::sync::write(&self.map).remove(&no);
     }
 
     pub fn numbers(&self) -> Vec<u64> {
-        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let map = crate::sync::read(&self.map);
         map.keys().copied().collect()
     }
 
     /// Takes over the mapped files of `newer` (a refresh of a read-only open).
     pub fn adopt(&self, newer: SegmentSet) {
-        let map = std::mem::take(&mut *newer.map.write().unwrap_or_else(|e| e.into_inner()));
-        *self.map.write().unwrap_or_else(|e| e.into_inner()) = map;
+        let map = std::mem::take(&mut *crate::sync::write(&newer.map));
+        *crate::sync::write(&self.map) = map;
     }
 
     /// `(number, bytes)` of every mapped segment file.
     pub fn sizes(&self) -> Vec<(u64, u64)> {
-        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let map = crate::sync::read(&self.map);
         map.iter().map(|(no, m)| (*no, m.len)).collect()
     }
 
     /// `(files, bytes)` of the mapped segment files.
     pub fn usage(&self) -> (usize, u64) {
-        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let map = crate::sync::read(&self.map);
         (map.len(), map.values().map(|m| m.len).sum())
     }
 
     /// Checks the CRC of every file in segment file `no` against its table.
     pub fn verify(&self, no: u64) -> Result<()> {
         let (view, table) = {
-            let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+            let map = crate::sync::read(&self.map);
             let m = map.get(&no).ok_or_else(|| Error::Corrupted {
                 file: self.path(no),
                 offset: 0,

@@ -6,10 +6,9 @@
 //! once no commit has come for the quiet period. The thread holds the engine
 //! weakly and ends once the engine is dropped.
 
+use crate::sync::lock;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
-
-use crate::engine::{lock, Engine, MaintenanceCounters};
 
 struct State {
     /// A commit asked for a pass that has not started yet.
@@ -43,13 +42,26 @@ pub(crate) struct Worker {
 /// How often an idle thread checks whether its engine is gone.
 const POLL: Duration = Duration::from_millis(500);
 
+/// What the worker keeps up (the engine). The worker knows nothing else of it,
+/// so the engine can own a worker without a dependency cycle.
+pub(crate) trait Maintained: Send + Sync + 'static {
+    /// The worker's state, owned by the maintained object.
+    fn worker(&self) -> &Worker;
+    /// Minimum segment size to export and how long to wait after the last
+    /// commit (`None` at all: no background work).
+    fn auto_export(&self) -> Option<(u64, Option<Duration>)>;
+    /// One pass: export segments of at least `export_min` bytes (none when
+    /// `None`), then reclaim. Failures are logged and counted by the callee.
+    fn maintain(&self, export_min: Option<u64>);
+}
+
 impl Worker {
     /// Asks for a pass after a commit, starting the thread if needed.
-    pub fn kick(engine: &Arc<Engine>) {
+    pub fn kick<T: Maintained>(engine: &Arc<T>) {
         let Some((min, quiet)) = engine.auto_export() else {
             return;
         };
-        let shared = engine.worker.state.clone();
+        let shared = engine.worker().state.clone();
         let (m, cv) = &*shared;
         let mut s = lock(m);
         s.pending = true;
@@ -66,7 +78,7 @@ impl Worker {
             .spawn(move || run(weak, shared, min, quiet));
         if let Err(e) = spawned {
             log::warn!("could not start the export worker: {e}");
-            lock(&engine.worker.state.0).running = false;
+            lock(&engine.worker().state.0).running = false;
         }
     }
 
@@ -88,8 +100,8 @@ enum Pass {
     Quiet,
 }
 
-fn run(
-    weak: Weak<Engine>,
+fn run<T: Maintained>(
+    weak: Weak<T>,
     shared: Arc<(Mutex<State>, Condvar)>,
     min: u64,
     quiet: Option<Duration>,
@@ -134,15 +146,9 @@ fn run(
             return;
         };
         lock(m).busy = true;
-        let result = match (pass, quiet) {
-            (Pass::Commit, Some(_)) => engine.reclaim().map(|_| ()),
-            _ => engine
-                .export_committed(min)
-                .and_then(|_| engine.reclaim().map(|_| ())),
-        };
-        if let Err(e) = result {
-            log::warn!("background export/reclaim failed: {e}");
-            MaintenanceCounters::add(&engine.counters.background_errors, 1);
+        match (pass, quiet) {
+            (Pass::Commit, Some(_)) => engine.maintain(None),
+            _ => engine.maintain(Some(min)),
         }
         drop(engine);
         lock(m).busy = false;

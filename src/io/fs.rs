@@ -304,8 +304,9 @@ impl ReadView for MmapView {
 
     fn release(&self, range: Range<u64>) {
         // Whole pages inside the range only: a neighbour's bytes stay cached.
-        let start = range.start.div_ceil(PAGE) * PAGE;
-        let end = range.end / PAGE * PAGE;
+        let page = page_size();
+        let start = range.start.div_ceil(page) * page;
+        let end = range.end / page * page;
         // MADV_PAGEOUT and MADV_DONTNEED only drop pages of this read-only
         // *shared* file mapping: a later access faults the file's (unchanged)
         // bytes back in, so no slice ever sees different bytes.
@@ -320,13 +321,27 @@ impl ReadView for MmapView {
     fn advise(&self, range: Range<u64>, advice: Advice) {
         let Some(code) = advice.to_libc() else { return };
         // These advice values never change the bytes seen through the mapping.
-        if let Err(e) = self.madvise(range.start / PAGE * PAGE..range.end, code) {
+        let page = page_size();
+        if let Err(e) = self.madvise(range.start / page * page..range.end, code) {
             log::debug!("madvise({advice:?}) on {:?} failed: {e}", self.path);
         }
     }
 }
 
-const PAGE: u64 = 4096;
+/// The machine's page size (4 KiB on x86-64, up to 64 KiB on arm64): madvise
+/// works on whole pages of it.
+fn page_size() -> u64 {
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf only reads a system constant; no pointers involved.
+        let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if n > 0 {
+            n as u64
+        } else {
+            4096
+        }
+    })
+}
 
 impl MmapView {
     /// `madvise(code)` over `range` (page-aligned start), clipped to the
@@ -336,7 +351,7 @@ impl MmapView {
         if end <= range.start {
             return Ok(());
         }
-        debug_assert_eq!(range.start % PAGE, 0);
+        debug_assert_eq!(range.start % page_size(), 0);
         // SAFETY: `range.start..end` lies inside our live mapping (clipped to its
         // length above; the start is page-aligned), and every caller passes
         // advice that does not change the bytes seen through a shared read-only

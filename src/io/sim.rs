@@ -9,11 +9,12 @@
 //! them possibly torn), which models a disk that persists writes in order.
 //! A file's creation is durable only after `sync_dir`; removal is immediate.
 
+use crate::sync::lock;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use ownedbytes::OwnedBytes;
 
@@ -120,10 +121,6 @@ impl Drop for SimStorage {
             lock(&self.state).locked = false;
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn enospc() -> io::Error {
