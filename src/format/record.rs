@@ -505,14 +505,16 @@ mod tests {
     use super::*;
 
     fn roundtrip(p: Payload<'_>) {
-        let mut buf = vec![0xAA; 3]; // records may follow other bytes in a buffer
-        buf.truncate(0);
-        encode(&mut buf, &p, 42, 7);
+        // Records may follow other bytes in a buffer: encode after three.
+        let mut out = vec![0xAA; 3];
+        encode(&mut out, &p, 42, 7);
+        assert_eq!(&out[..3], &[0xAA; 3], "the bytes before were changed");
+        let buf = &out[3..];
         assert_eq!(buf.len() as u64, framed_len(p.encoded_len()));
         assert_eq!(buf.len() % ALIGN as usize, 0);
-        let h = decode_header(&buf).unwrap();
+        let h = decode_header(buf).unwrap();
         assert_eq!((h.kind, h.sequence, h.durable), (p.kind(), 42, 7));
-        verify(&buf, &h).unwrap();
+        verify(buf, &h).unwrap();
         let got = decode_payload(h.kind, &buf[HEADER_LEN..HEADER_LEN + h.len as usize]).unwrap();
         assert_eq!(got, p);
     }

@@ -25,11 +25,17 @@ pub fn open_sim(s: &SimStorage) -> jocky::Result<JockyDirectory> {
         .open()
 }
 
-/// Runs test `name` of this test binary as a child process with `env` set, and
-/// returns its standard output.
+/// Runs the `#[ignore]`d entry point `name` of this test binary as a child
+/// process with `env` set, and returns its standard output.
 pub fn run_child(name: &str, env: (&str, &std::path::Path)) -> String {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(env.0, env.1)
         .output()
         .unwrap();
