@@ -289,5 +289,6 @@ fn describe(p: &Payload<'_>) -> (&'static str, String) {
         Payload::Continued { next_file_no } => {
             ("Continued", format!("next_container_file={next_file_no}"))
         }
+        Payload::Seal => ("Seal", String::new()),
     }
 }

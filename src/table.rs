@@ -182,7 +182,8 @@ impl FileTable {
             | Payload::Padding { .. }
             | Payload::ExportBegin { .. }
             | Payload::SegmentDrop { .. }
-            | Payload::Continued { .. } => {}
+            | Payload::Continued { .. }
+            | Payload::Seal => {}
         }
         Ok(())
     }

@@ -134,6 +134,12 @@ struct MappedFile {
 #[derive(Default)]
 struct Counters {
     bytes_appended: AtomicU64,
+    /// Log position right after the last `Seal` record (0: none yet).
+    sealed_at: AtomicU64,
+    /// What open cut off as a torn tail: bytes, and records in them that verify.
+    tail_bytes_cut: AtomicU64,
+    tail_records_cut: AtomicU64,
+    seals: AtomicU64,
 }
 
 pub(crate) struct Container {
@@ -168,6 +174,9 @@ pub(crate) struct ContainerStats {
     pub mappings: usize,
     pub poisoned: bool,
     pub write_buffer_bytes_peak: usize,
+    pub tail_bytes_cut: u64,
+    pub tail_records_cut: u64,
+    pub seals: u64,
 }
 
 impl Container {
@@ -253,13 +262,19 @@ impl Container {
             let a = lock(&self.active);
             let file = a.file.clone().expect("an opened container has a file");
             let path = self.root.join(container_file_name(a.file_no));
-            if let Some((no, end, len)) = plan.cut {
+            if let Some((no, end, len, records)) = plan.cut {
                 debug_assert_eq!(no, a.file_no);
                 log::warn!(
-                    "cutting a torn tail of {} bytes off {}",
+                    "cutting a torn tail off {} at offset {end}: {} bytes, {records} records in them that verify (written, never acknowledged as durable)",
+                    path.display(),
                     len - end,
-                    path.display()
                 );
+                self.counters
+                    .tail_bytes_cut
+                    .store(len - end, Ordering::Relaxed);
+                self.counters
+                    .tail_records_cut
+                    .store(records, Ordering::Relaxed);
                 file.truncate(end).map_err(|e| Error::io(&path, e))?;
             }
             if sync {
@@ -675,7 +690,41 @@ impl Container {
             fds_held: self.storage.fds_held(),
             mappings: files.len(),
             poisoned: self.check_poison().is_err(),
+            tail_bytes_cut: self.counters.tail_bytes_cut.load(Ordering::Relaxed),
+            tail_records_cut: self.counters.tail_records_cut.load(Ordering::Relaxed),
+            seals: self.counters.seals.load(Ordering::Relaxed),
         }
+    }
+
+    /// Seals the log's tail: makes everything appended durable, appends a
+    /// `Seal` record (whose `durable` covers all before it) and makes it durable
+    /// too. From then on damage before the seal is reported on open instead of
+    /// being cut as a torn write. Nothing happens when nothing was appended
+    /// since the last seal, or for a read-only or old-format container.
+    pub fn seal(&self) -> Result<()> {
+        if self.read_only || !self.opened.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let end = {
+            let a = lock(&self.active);
+            if a.version < CONTINUED_SINCE || a.offset <= a.start {
+                return Ok(());
+            }
+            log_position(a.file_no, a.offset)
+        };
+        if self.counters.sealed_at.load(Ordering::SeqCst) == end {
+            return Ok(());
+        }
+        self.sync()?;
+        drop(self.append(&[Payload::Seal])?);
+        self.sync()?;
+        let end = {
+            let a = lock(&self.active);
+            log_position(a.file_no, a.offset)
+        };
+        self.counters.sealed_at.store(end, Ordering::SeqCst);
+        self.counters.seals.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -717,6 +766,12 @@ impl Drop for Container {
     fn drop(&mut self) {
         if !self.opened.load(Ordering::SeqCst) {
             return;
+        }
+        if self.check_poison().is_ok() && self.opts.sync != SyncPolicy::Never {
+            // A clean close leaves a sealed tail.
+            if let Err(e) = self.seal() {
+                log::warn!("could not seal {} on close: {e}", self.root.display());
+            }
         }
         let mut a = lock(&self.active);
         if a.stage.is_some() && self.check_poison().is_ok() {

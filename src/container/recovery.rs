@@ -69,9 +69,10 @@ pub(crate) struct OpenPlan {
     /// them verifies, their predecessor is present and does not end with the
     /// `Continued` record that is written once a creation completed.
     pub torn_creations: Vec<u64>,
-    /// The torn tail of the newest file: `(file_no, end of the log, file length)`.
-    /// No record past `end` says the bytes at `end` had been made durable.
-    pub cut: Option<(u64, u64, u64)>,
+    /// The torn tail of the newest file: `(file_no, end of the log, file length,
+    /// records past the end that verify)`. No record past `end` says the bytes
+    /// at `end` had been made durable.
+    pub cut: Option<(u64, u64, u64, u64)>,
     /// Container files that are not part of the log: a durable `Reclaim`
     /// record names them, or the newest checkpoint (written after such a
     /// record was made durable by sealing its file) leaves them out.
@@ -279,7 +280,8 @@ pub(super) fn recover(
                 });
             }
             if len > end {
-                cut = Some((no, end, len));
+                let records = count_records(&*view, end, len);
+                cut = Some((no, end, len, records));
             }
             active = Some((file, end, header.version));
         }
@@ -606,6 +608,17 @@ fn durable_past(view: &dyn ReadView, file_no: u64, bad: u64, len: u64, next_seq:
     find_records(view, bad + ALIGN, len, next_seq, |h| h.durable > bad_pos)
 }
 
+/// How many records that verify lie at aligned offsets in `from..len` (the
+/// size of a torn tail, for the report; zeros of a reservation count none).
+fn count_records(view: &dyn ReadView, from: u64, len: u64) -> u64 {
+    let mut n = 0;
+    find_records(view, from, len, 0, |_| {
+        n += 1;
+        false
+    });
+    n
+}
+
 /// Looks at every aligned offset in `from..len` for a record that verifies, has a
 /// sequence number of at least `min_seq`, and satisfies `pred`.
 fn find_records(
@@ -613,7 +626,7 @@ fn find_records(
     from: u64,
     len: u64,
     min_seq: u64,
-    pred: impl Fn(&record::Header) -> bool,
+    mut pred: impl FnMut(&record::Header) -> bool,
 ) -> bool {
     let start = from.div_ceil(ALIGN) * ALIGN;
     if start >= len {

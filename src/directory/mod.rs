@@ -104,6 +104,14 @@ pub struct Stats {
     pub bytes_copied_forward: u64,
     /// Background export or reclamation passes that failed (see the log).
     pub background_errors: u64,
+    /// Bytes cut off the newest container file on open as a torn tail
+    /// (written, never acknowledged as durable; also logged as a warning).
+    pub tail_bytes_cut_on_open: u64,
+    /// Records in those bytes that verified: work lost with the crash.
+    pub tail_records_cut_on_open: u64,
+    /// `Seal` records written (on close and when the log was idle): damage
+    /// before a seal is reported on open, never cut.
+    pub seals: u64,
 }
 
 /// Options for opening a [`JockyDirectory`]; see [`JockyDirectory::builder`].
@@ -389,6 +397,9 @@ pub(crate) fn stats_of(engine: &Engine) -> Stats {
         segment_files_removed: m.segment_files_removed.load(Relaxed),
         bytes_copied_forward: m.bytes_copied_forward.load(Relaxed),
         background_errors: m.background_errors.load(Relaxed),
+        tail_bytes_cut_on_open: c.tail_bytes_cut,
+        tail_records_cut_on_open: c.tail_records_cut,
+        seals: c.seals,
     }
 }
 

@@ -226,13 +226,20 @@ impl worker::Maintained for Engine {
         Engine::auto_export(self)
     }
 
-    fn maintain(&self, export_min: Option<u64>) {
+    fn maintain(&self, export_min: Option<u64>, idle: bool) {
         let result = match export_min {
             None => crate::reclaim::Reclaimer(self).reclaim().map(|_| ()),
             Some(min) => Exporter(self)
                 .export_committed(min)
                 .and_then(|_| crate::reclaim::Reclaimer(self).reclaim().map(|_| ())),
-        };
+        }
+        .and_then(|_| {
+            if idle && self.sync_policy() != SyncPolicy::Never {
+                self.container().seal()
+            } else {
+                Ok(())
+            }
+        });
         if let Err(e) = result {
             log::warn!("background export/reclaim failed: {e}");
             MaintenanceCounters::add(&self.counters().background_errors, 1);

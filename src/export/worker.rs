@@ -51,8 +51,9 @@ pub(crate) trait Maintained: Send + Sync + 'static {
     /// commit (`None` at all: no background work).
     fn auto_export(&self) -> Option<(u64, Option<Duration>)>;
     /// One pass: export segments of at least `export_min` bytes (none when
-    /// `None`), then reclaim. Failures are logged and counted by the callee.
-    fn maintain(&self, export_min: Option<u64>);
+    /// `None`), then reclaim; after a quiet period (`idle`) also seal the log's
+    /// tail. Failures are logged and counted by the callee.
+    fn maintain(&self, export_min: Option<u64>, idle: bool);
 }
 
 impl Worker {
@@ -147,8 +148,9 @@ fn run<T: Maintained>(
         };
         lock(m).busy = true;
         match (pass, quiet) {
-            (Pass::Commit, Some(_)) => engine.maintain(None),
-            _ => engine.maintain(Some(min)),
+            (Pass::Commit, Some(_)) => engine.maintain(None, false),
+            (Pass::Quiet, _) => engine.maintain(Some(min), true),
+            (Pass::Commit, None) => engine.maintain(Some(min), false),
         }
         drop(engine);
         lock(m).busy = false;

@@ -44,10 +44,13 @@
 //! Continued    next_file_no u64: container file `next_file_no` was created and
 //!              synced; this file is sealed (the last record of every sealed v3
 //!              file, so a missing successor is seen, not taken for the end)
+//! Seal         empty: written (and synced) right after a sync, on a clean close
+//!              and when the log has been idle; its `durable` covers every
+//!              record before it, so damage there is reported, never cut
 //! ```
 //!
 //! Kinds 7..=9 (Export, Checkpoint, Reclaim) appear from format version 2 on,
-//! kinds 10..=12 (ExportBegin, SegmentDrop, Continued) from version 3 on.
+//! kinds 10..=13 (ExportBegin, SegmentDrop, Continued, Seal) from version 3 on.
 
 use crate::error::DecodeError;
 use crate::format::reader::Reader;
@@ -84,6 +87,7 @@ pub enum RecordKind {
     ExportBegin = 10,
     SegmentDrop = 11,
     Continued = 12,
+    Seal = 13,
 }
 
 impl RecordKind {
@@ -101,6 +105,7 @@ impl RecordKind {
             10 => RecordKind::ExportBegin,
             11 => RecordKind::SegmentDrop,
             12 => RecordKind::Continued,
+            13 => RecordKind::Seal,
             _ => return None,
         })
     }
@@ -167,6 +172,7 @@ pub enum Payload<'a> {
     Continued {
         next_file_no: u64,
     },
+    Seal,
 }
 
 /// One file of an exported segment, as logged in an `Export` record.
@@ -250,6 +256,7 @@ impl Payload<'_> {
             Payload::ExportBegin { .. } => RecordKind::ExportBegin,
             Payload::SegmentDrop { .. } => RecordKind::SegmentDrop,
             Payload::Continued { .. } => RecordKind::Continued,
+            Payload::Seal => RecordKind::Seal,
         }
     }
 
@@ -277,6 +284,7 @@ impl Payload<'_> {
             | Payload::ExportBegin { .. }
             | Payload::SegmentDrop { .. }
             | Payload::Continued { .. } => 8,
+            Payload::Seal => 0,
         }
     }
 
@@ -363,6 +371,7 @@ pub fn encode(out: &mut Vec<u8>, payload: &Payload<'_>, sequence: u64, durable: 
         | Payload::ExportBegin { export_no: n }
         | Payload::SegmentDrop { export_no: n }
         | Payload::Continued { next_file_no: n } => out.extend_from_slice(&n.to_le_bytes()),
+        Payload::Seal => {}
     }
     debug_assert_eq!(out.len() - start - HEADER_LEN, payload_len);
     let header = &mut out[start..start + HEADER_LEN];
@@ -482,7 +491,13 @@ pub fn decode_payload<'a>(kind: RecordKind, p: &'a [u8]) -> Result<Payload<'a>, 
         RecordKind::Continued => Payload::Continued {
             next_file_no: r.u64()?,
         },
+        RecordKind::Seal => Payload::Seal,
     };
+    // A payload is read to its end (kinds with trailing bytes take the rest):
+    // bytes left over are not something this version wrote.
+    if r.pos() != p.len() && kind != RecordKind::Padding {
+        return Err(DecodeError::LengthOutOfBounds(p.len() as u64));
+    }
     Ok(payload)
 }
 
@@ -573,6 +588,7 @@ mod tests {
         roundtrip(Payload::ExportBegin { export_no: 3 });
         roundtrip(Payload::SegmentDrop { export_no: 4 });
         roundtrip(Payload::Continued { next_file_no: 5 });
+        roundtrip(Payload::Seal);
         // Counts larger than the bytes present are refused before allocating.
         assert!(decode_export_entries(&u32::MAX.to_le_bytes()).is_err());
         assert!(decode_file_numbers(&u32::MAX.to_le_bytes()).is_err());

@@ -1,0 +1,132 @@
+//! Sealed tails: a clean close, and a log idle for a while, append a synced
+//! `Seal` record whose `durable` covers everything before it, so damage there is
+//! reported on open (file and offset) instead of being cut as a torn write. A
+//! tail that is cut is reported: bytes, records, a counter.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::contract::patterned;
+use common::{open_sim, read, write_file};
+use jocky::testing::{SimStorage, Storage};
+use jocky::{Error, ExportPolicy, JockyDirectory, WriteMode};
+use tantivy::Directory;
+
+const LOG: &str = "jocky-0000000000.log";
+
+/// What a killed process leaves: every written byte (the page cache survives).
+fn written(s: &SimStorage) -> BTreeMap<String, Vec<u8>> {
+    s.list()
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let b = s.file_bytes(&n).unwrap();
+            (n, b)
+        })
+        .collect()
+}
+
+fn disk_of(files: &BTreeMap<String, Vec<u8>>) -> SimStorage {
+    let s = SimStorage::new();
+    for (name, bytes) in files {
+        s.set_file_bytes(name, bytes.clone());
+    }
+    s
+}
+
+fn flipped(files: &BTreeMap<String, Vec<u8>>, at: usize) -> SimStorage {
+    let mut files = files.clone();
+    files.get_mut(LOG).unwrap()[at] ^= 0x10;
+    disk_of(&files)
+}
+
+/// Damage at or before `at` in the container file, reported with file and offset.
+fn assert_reported(r: jocky::Result<JockyDirectory>, at: usize, what: &str) {
+    match r {
+        Ok(dir) => panic!(
+            "{what}: damage accepted, {} bytes cut as a torn tail",
+            dir.stats().tail_bytes_cut_on_open
+        ),
+        Err(
+            Error::ChecksumMismatch { file, offset, .. } | Error::Corrupted { file, offset, .. },
+        ) => {
+            assert!(file.ends_with(LOG), "{what}: {file:?}");
+            assert!(
+                offset <= at as u64,
+                "{what}: reported at {offset}, damage at {at}"
+            );
+        }
+        Err(e) => panic!("{what}: {e:?}"),
+    }
+}
+
+#[test]
+fn damage_before_a_clean_close_is_reported_not_cut() {
+    let s = SimStorage::new();
+    let dir = open_sim(&s).unwrap();
+    write_file(&dir, "a.bin", &patterned(1, 20_000));
+    dir.sync_directory().unwrap();
+    let synced_end = dir.stats().container_bytes as usize;
+    write_file(&dir, "b.bin", &patterned(2, 20_000)); // never synced
+    let killed = written(&s);
+    assert_eq!(dir.stats().seals, 0);
+    drop(dir); // a clean close seals the tail
+    let closed = written(&s);
+    let at = synced_end + 5_000; // inside b.bin's records
+
+    // Killed: b.bin was never acknowledged; its damaged records are a torn
+    // tail, cut and reported.
+    let dir = open_sim(&flipped(&killed, at)).unwrap();
+    assert_eq!(read(&dir, "a.bin"), patterned(1, 20_000));
+    assert!(!dir.exists(Path::new("b.bin")).unwrap());
+    let st = dir.stats();
+    assert!(st.tail_bytes_cut_on_open >= 15_000, "{st:?}");
+    assert!(st.tail_records_cut_on_open >= 1, "{st:?}");
+
+    // Closed cleanly: the same damage is inside sealed, durable data.
+    assert_reported(open_sim(&flipped(&closed, at)), at, "after a clean close");
+    // And undamaged, the closed folder opens whole, with nothing cut.
+    let dir = open_sim(&disk_of(&closed)).unwrap();
+    assert_eq!(read(&dir, "b.bin"), patterned(2, 20_000));
+    assert_eq!(dir.stats().tail_bytes_cut_on_open, 0);
+    assert_eq!(dir.stats().tail_records_cut_on_open, 0);
+}
+
+#[test]
+fn an_idle_log_seals_itself() {
+    let s = SimStorage::new();
+    let dir = JockyDirectory::builder("/sim")
+        .storage(Arc::new(s.clone()))
+        .container_file_size(1 << 20)
+        .write_mode(WriteMode::Inline)
+        .export_policy(ExportPolicy::WhenQuiet {
+            min_segment_bytes: u64::MAX,
+            quiet: Duration::from_millis(50),
+        })
+        .open()
+        .unwrap();
+    write_file(&dir, "a.bin", &patterned(3, 20_000));
+    dir.sync_directory().unwrap();
+    let synced_end = dir.stats().container_bytes as usize;
+    write_file(&dir, "b.bin", &patterned(4, 20_000));
+    // A commit (meta.json) wakes the background worker; once commits pause it
+    // seals the tail.
+    dir.atomic_write(Path::new("meta.json"), b"{}").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dir.stats().seals == 0 {
+        assert!(Instant::now() < deadline, "no seal after 20 s idle");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The process is killed now (no clean close): damage in b.bin, written
+    // before the seal, is reported.
+    let killed = written(&s);
+    let at = synced_end + 5_000;
+    assert_reported(open_sim(&flipped(&killed, at)), at, "after an idle seal");
+    let dir2 = open_sim(&disk_of(&killed)).unwrap();
+    assert_eq!(read(&dir2, "b.bin"), patterned(4, 20_000));
+    drop(dir);
+}
