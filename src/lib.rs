@@ -85,6 +85,8 @@ pub mod verify;
 pub mod testing {
     pub use crate::io::sim::SimStorage;
     pub use crate::io::{ReadView, Storage, StorageFile, DIRECT_ALIGN};
+    /// Decoder entry points for fuzzing.
+    pub mod decode;
 }
 
 pub use directory::{Builder, JockyDirectory, Stats};
