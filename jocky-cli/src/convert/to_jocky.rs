@@ -30,7 +30,7 @@ pub fn to_jocky(src: &Path, dst: &Path, tenant: Option<&str>) -> Outcome {
     let target = match tenant {
         None => Target::Plain(check_dst(dst)?),
         Some(_) if dst.is_dir() && crate::open::has_container(dst)? => {
-            check_is_store(dst)?;
+            check_is_store(dst, tenant.unwrap_or_default())?;
             Target::ExistingStore
         }
         Some(_) => Target::NewStore(check_dst(dst)?),
@@ -128,12 +128,20 @@ fn check_source(src: &Path) -> Result<Vec<(PathBuf, u64)>, Fail> {
     Ok(files)
 }
 
-/// Checks that the existing jocky folder `dst` is a store, not a plain index.
-fn check_is_store(dst: &Path) -> Result<(), Fail> {
+/// Checks, read-only, that the existing jocky folder `dst` is a store (not a
+/// plain index) without `tenant` yet: a refusal writes nothing, not even what
+/// a writer's open and close would.
+fn check_is_store(dst: &Path, tenant: &str) -> Result<(), Fail> {
     let inspection = jocky::inspect::inspect(dst).map_err(|e| crate::open::open_error(dst, e))?;
     if inspection.tenants.iter().any(|t| t.name.is_empty()) {
         return error(format!(
             "destination {} holds a plain index, not a store of tenants; nothing was written",
+            dst.display()
+        ));
+    }
+    if inspection.tenants.iter().any(|t| t.name == tenant) {
+        return error(format!(
+            "{} already has a tenant {tenant:?}; nothing was written",
             dst.display()
         ));
     }
