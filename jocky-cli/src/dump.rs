@@ -33,11 +33,11 @@ pub fn run(dir: &Path, json: bool) -> Outcome {
             });
             writeln!(out, "{line}")
         } else {
-            writeln!(
-                out,
+            let line = format!(
                 "{:>10}  {:>12}  {:>10}  {:<11}  {}",
                 rec.file_no, rec.offset, rec.sequence, rec.kind, rec.summary
-            )
+            );
+            writeln!(out, "{}", line.trim_end())
         };
         if let Err(e) = written {
             write_error = Some(e);
