@@ -1,0 +1,278 @@
+//! Real file systems: a size-limited tmpfs and a loop-mounted ext4 image.
+//!
+//! The disk fills up while indexing (with exports and reclamation after every
+//! commit), during an export, and during a reclamation pass: the error comes
+//! back, nothing acknowledged is lost, and once space is freed the folder
+//! reopens and indexing goes on. tmpfs also checks the default write mode
+//! (direct I/O) on a file system that may refuse it.
+//!
+//! Mounting needs root and the `mount` tool (and `mkfs.ext4` for ext4); where
+//! that is impossible each test prints why and returns.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use jocky::{ExportPolicy, JockyDirectory};
+use tantivy::collector::Count;
+use tantivy::query::AllQuery;
+use tantivy::schema::{Schema, STORED, TEXT};
+use tantivy::{doc, Index, IndexWriter};
+
+const DOCS: usize = 300;
+
+/// A mounted file system, unmounted (and its image removed) on drop.
+struct Mount {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    image: Option<PathBuf>,
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        if let Some(img) = &self.image {
+            let _ = std::fs::remove_file(img);
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    match cmd.output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!("{cmd:?}: {e}")),
+    }
+}
+
+fn tmpfs(mib: u64) -> Result<Mount, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().to_path_buf();
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+        .arg(&path))?;
+    Ok(Mount {
+        _dir: dir,
+        path,
+        image: None,
+    })
+}
+
+fn ext4(mib: u64) -> Result<Mount, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().join("mnt");
+    std::fs::create_dir(&path).map_err(|e| e.to_string())?;
+    let image = dir.path().join("fs.img");
+    let f = std::fs::File::create(&image).map_err(|e| e.to_string())?;
+    f.set_len(mib << 20).map_err(|e| e.to_string())?;
+    // No blocks reserved for root: the tests run as root and must see ENOSPC.
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-m", "0"])
+        .arg(&image))?;
+    run(Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&image)
+        .arg(&path))?;
+    Ok(Mount {
+        _dir: dir,
+        path,
+        image: Some(image),
+    })
+}
+
+/// Free bytes on the file system holding `path`.
+fn free_bytes(path: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Fills the file system until about `leave` bytes are free; returns the filler.
+fn fill(m: &Mount, leave: u64) -> PathBuf {
+    use std::io::Write;
+    let filler = m.path.join("filler");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&filler)
+        .unwrap();
+    let chunk = vec![0x5Au8; 64 << 10];
+    while free_bytes(&m.path) > leave + chunk.len() as u64 {
+        if f.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let _ = f.sync_all();
+    filler
+}
+
+fn schema() -> (Schema, tantivy::schema::Field) {
+    let mut b = Schema::builder();
+    let body = b.add_text_field("body", TEXT | STORED);
+    (b.build(), body)
+}
+
+fn open(path: &Path, export: ExportPolicy) -> jocky::Result<JockyDirectory> {
+    JockyDirectory::builder(path)
+        .container_file_size(2 << 20)
+        .preallocate(256 << 10)
+        .export_policy(export)
+        .open()
+}
+
+/// One commit of `DOCS` documents (~100 KB of stored text); any error counts
+/// as the disk being full.
+fn commit(w: &mut IndexWriter, body: tantivy::schema::Field, n: usize) -> tantivy::Result<()> {
+    for i in 0..DOCS {
+        let text: String = (0..50)
+            .map(|k| format!("w{} ", (n * 7919 + i * 104_729 + k * 613) % 20_000))
+            .collect();
+        w.add_document(doc!(body => text))?;
+    }
+    w.commit().map(|_| ())
+}
+
+fn docs(dir: JockyDirectory) -> usize {
+    let index = Index::open(dir).unwrap();
+    index
+        .reader()
+        .unwrap()
+        .searcher()
+        .search(&AllQuery, &Count)
+        .unwrap()
+}
+
+/// Reopens after space was freed: every acknowledged commit is there (and at
+/// most the one in flight besides), whole; tantivy's checksums hold; indexing
+/// and export go on.
+fn check_recovers(path: &Path, acknowledged: usize, what: &str) {
+    let dir = open(path, ExportPolicy::Manual).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+    let n = docs(dir.clone());
+    assert_eq!(n % DOCS, 0, "{what}: half a commit ({n} docs)");
+    assert!(
+        n >= acknowledged && n <= acknowledged + DOCS,
+        "{what}: {n} docs, {acknowledged} acknowledged"
+    );
+    let index = Index::open(dir.clone()).unwrap();
+    assert!(index.validate_checksum().unwrap().is_empty(), "{what}");
+    dir.verify_segments()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let (_, body) = schema();
+    let mut w: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+    commit(&mut w, body, 999).unwrap_or_else(|e| panic!("{what}: commit after freeing: {e}"));
+    drop(w);
+    dir.export_committed().unwrap();
+    dir.reclaim().unwrap();
+    assert_eq!(docs(dir), n + DOCS, "{what}");
+}
+
+/// Indexing (exporting and reclaiming after every commit) until the disk is full.
+fn indexing_fills_the_disk(m: &Mount, what: &str) {
+    let path = m.path.join("index");
+    let filler = fill(m, 6 << 20);
+    let mut acknowledged = 0;
+    let mut failed = None;
+    {
+        let dir = open(
+            &path,
+            ExportPolicy::OnCommit {
+                min_segment_bytes: 0,
+            },
+        )
+        .unwrap();
+        let (schema, body) = schema();
+        let index = Index::open_or_create(dir.clone(), schema).unwrap();
+        let mut w: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        for n in 0..400 {
+            match commit(&mut w, body, n) {
+                Ok(()) => acknowledged += DOCS,
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+            dir.wait_for_background_work();
+        }
+    }
+    let failed = failed.unwrap_or_else(|| panic!("{what}: the disk never filled up"));
+    eprintln!("{what}: full after {acknowledged} docs: {failed}");
+    assert!(acknowledged > 0, "{what}: not even one commit fitted");
+    std::fs::remove_file(filler).unwrap();
+    check_recovers(&path, acknowledged, what);
+}
+
+/// An export, then a reclamation pass, on a full disk.
+fn maintenance_on_a_full_disk(m: &Mount, what: &str) {
+    let path = m.path.join("maint");
+    let (schema, body) = schema();
+    let acknowledged;
+    {
+        let dir = open(&path, ExportPolicy::Manual).unwrap();
+        let index = Index::open_or_create(dir.clone(), schema).unwrap();
+        let mut w: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        for n in 0..6 {
+            commit(&mut w, body, n).unwrap();
+        }
+        acknowledged = 6 * DOCS;
+        // A merge (with space) makes the container's copies of its inputs dead:
+        // on the full disk, export has a new segment to write and reclamation
+        // files to remove and live files to copy forward.
+        let ids = index.searchable_segment_ids().unwrap();
+        w.merge(&ids).wait().unwrap();
+        w.garbage_collect_files().wait().unwrap();
+        let filler = fill(m, 16 << 10);
+        let export = dir.export_committed();
+        assert!(export.is_err(), "{what}: export on a full disk: {export:?}");
+        eprintln!("{what}: export on a full disk: {}", export.unwrap_err());
+        let reclaim = dir.reclaim();
+        eprintln!("{what}: reclaim on a full disk: {reclaim:?}");
+        drop(w);
+        drop(index);
+        drop(dir);
+        std::fs::remove_file(filler).unwrap();
+    }
+    check_recovers(&path, acknowledged, what);
+}
+
+fn with_mount(
+    make: fn(u64) -> Result<Mount, String>,
+    mib: u64,
+    test: fn(&Mount, &str),
+    what: &str,
+) {
+    match make(mib) {
+        Ok(m) => test(&m, what),
+        Err(e) => eprintln!("skipped {what}: cannot mount ({e})"),
+    }
+}
+
+#[test]
+fn tmpfs_indexing_until_full_loses_nothing() {
+    with_mount(tmpfs, 24, indexing_fills_the_disk, "tmpfs indexing");
+}
+
+#[test]
+fn ext4_indexing_until_full_loses_nothing() {
+    with_mount(ext4, 40, indexing_fills_the_disk, "ext4 indexing");
+}
+
+#[test]
+fn tmpfs_export_and_reclaim_on_a_full_disk_lose_nothing() {
+    with_mount(tmpfs, 24, maintenance_on_a_full_disk, "tmpfs maintenance");
+}
+
+#[test]
+fn ext4_export_and_reclaim_on_a_full_disk_lose_nothing() {
+    with_mount(ext4, 40, maintenance_on_a_full_disk, "ext4 maintenance");
+}
