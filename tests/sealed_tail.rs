@@ -130,3 +130,23 @@ fn an_idle_log_seals_itself() {
     assert_eq!(read(&dir2, "b.bin"), patterned(4, 20_000));
     drop(dir);
 }
+
+#[test]
+fn opening_and_closing_a_sealed_folder_writes_nothing() {
+    let s = SimStorage::new();
+    let dir = open_sim(&s).unwrap();
+    write_file(&dir, "a.bin", &patterned(5, 9_000));
+    dir.sync_directory().unwrap();
+    drop(dir);
+    let sealed = written(&s);
+    for round in 0..3 {
+        let dir = open_sim(&s).unwrap();
+        assert_eq!(read(&dir, "a.bin"), patterned(5, 9_000));
+        drop(dir);
+        assert_eq!(
+            written(&s),
+            sealed,
+            "round {round}: a look changed the folder"
+        );
+    }
+}

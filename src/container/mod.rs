@@ -231,7 +231,14 @@ impl Container {
             sync_lock: Mutex::new(()),
             files: RwLock::new(files),
             poison: Mutex::new(None),
-            counters: Counters::default(),
+            counters: Counters {
+                sealed_at: AtomicU64::new(if rec.active_sealed {
+                    log_position(rec.active_no, rec.active_end)
+                } else {
+                    0
+                }),
+                ..Counters::default()
+            },
             unapplied: Mutex::new(BTreeMap::new()),
             opened: std::sync::atomic::AtomicBool::new(false),
             read_only,

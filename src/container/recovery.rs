@@ -55,6 +55,9 @@ pub(super) struct Recovered {
     /// Where records after the active file's header and checkpoint start.
     pub active_start: u64,
     pub active_version: u32,
+    /// The newest file's last record is a `Seal`: nothing to seal until more
+    /// is appended.
+    pub active_sealed: bool,
     pub next_seq: u64,
     /// Segment files found in the folder (their numbers).
     pub segment_files: Vec<u64>,
@@ -244,7 +247,7 @@ pub(super) fn recover(
             map.clone()
         };
         let mut seq = header.first_sequence;
-        let (end, how, continued) = scan(&*view, no, len, &mut seq, &path, apply)?;
+        let (end, how, continued, sealed) = scan(&*view, no, len, &mut seq, &path, apply)?;
         next_seq = Some((no, seq));
         prev_continued = continued;
         match how {
@@ -283,11 +286,11 @@ pub(super) fn recover(
                 let records = count_records(&*view, end, len);
                 cut = Some((no, end, len, records));
             }
-            active = Some((file, end, header.version));
+            active = Some((file, end, header.version, sealed));
         }
         files.push((no, map, end));
     }
-    let (active_file, active_end, active_version) =
+    let (active_file, active_end, active_version, active_sealed) =
         active.expect("the newest file is always expected");
     Ok(Recovered {
         files,
@@ -296,6 +299,7 @@ pub(super) fn recover(
         active_end,
         active_start: census.start.min(active_end),
         active_version,
+        active_sealed,
         next_seq: next_seq.map(|(_, s)| s).unwrap_or(1),
         segment_files,
         plan: OpenPlan {
@@ -330,6 +334,7 @@ fn create_first(
         active_end: start,
         active_start: start,
         active_version: FORMAT_VERSION,
+        active_sealed: false,
         next_seq: 2,
         segment_files,
         plan: OpenPlan::default(),
@@ -536,8 +541,8 @@ fn take_census(
     Ok(Census { expected, start })
 }
 
-/// Replays the records of one file. Returns where they end, why, and the next
-/// file number if the last record is `Continued`.
+/// Replays the records of one file. Returns where they end, why, the next
+/// file number if the last record is `Continued`, and whether it is a `Seal`.
 fn scan(
     view: &dyn ReadView,
     file_no: u64,
@@ -545,14 +550,15 @@ fn scan(
     seq: &mut u64,
     path: &Path,
     apply: &mut dyn FnMut(super::RecordRef<'_>) -> std::result::Result<(), String>,
-) -> Result<(u64, ScanEnd, Option<u64>)> {
+) -> Result<(u64, ScanEnd, Option<u64>, bool)> {
     let mut pos = FILE_HEADER_LEN as u64;
     let mut continued = None;
+    let mut sealed = false;
     loop {
         let (header, rec, framed) =
             match read_record(view, pos, len).map_err(|e| Error::io(path, e))? {
-                Found::End => return Ok((pos, ScanEnd::Clean, continued)),
-                Found::Bad(e) => return Ok((pos, ScanEnd::Bad(e), continued)),
+                Found::End => return Ok((pos, ScanEnd::Clean, continued, sealed)),
+                Found::Bad(e) => return Ok((pos, ScanEnd::Bad(e), continued, sealed)),
                 Found::Record(h, rec, framed) => (h, rec, framed),
             };
         if header.sequence != *seq {
@@ -563,6 +569,7 @@ fn scan(
                     got: header.sequence,
                 }),
                 continued,
+                sealed,
             ));
         }
         let payload = record::decode_payload(header.kind, &rec.as_slice()[HEADER_LEN..])
@@ -571,6 +578,7 @@ fn scan(
             Payload::Continued { next_file_no } => Some(next_file_no),
             _ => None,
         };
+        sealed = matches!(payload, Payload::Seal);
         let extent = payload.bytes_offset_in_payload().map(|off| super::Extent {
             file_no,
             offset: pos + (HEADER_LEN + off) as u64,
