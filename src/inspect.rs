@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::container::{Container, ContainerOptions};
+use crate::directory::Owner;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::format::file_header::container_file_name;
@@ -95,7 +96,7 @@ pub struct TenantInfo {
 }
 
 /// Opens the folder at `path` read-only: no lock, no change, no folder created.
-pub(crate) fn open_engine(path: &Path) -> Result<Arc<Engine>> {
+pub(crate) fn open_engine(path: &Path) -> Result<Arc<Owner>> {
     let storage = FsStorage::open_existing(path).map_err(|e| Error::io(path, e))?;
     let engine = Engine::open_read_only(
         Arc::new(storage),
@@ -103,7 +104,7 @@ pub(crate) fn open_engine(path: &Path) -> Result<Arc<Engine>> {
         ContainerOptions::read_only(),
         EngineOptions::default(),
     )?;
-    Ok(Arc::new(engine))
+    Ok(Owner::unregistered(engine))
 }
 
 /// What the folder at `path` holds: container files (live and dead bytes),

@@ -8,8 +8,8 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::directory::Owner;
 use crate::directory::{stats_of, Builder, JockyDirectory, Stats, WriteOptions};
-use crate::engine::Engine;
 use crate::error::{Error, Result};
 
 /// The longest tenant name, in bytes.
@@ -18,7 +18,7 @@ pub const MAX_TENANT_LEN: usize = 255;
 /// Many tantivy indexes in one container. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    engine: Arc<Engine>,
+    engine: Arc<Owner>,
     opts: Arc<WriteOptions>,
 }
 
@@ -61,7 +61,7 @@ impl Builder {
 }
 
 impl Store {
-    pub(crate) fn over(engine: Arc<Engine>, opts: Arc<WriteOptions>) -> Store {
+    pub(crate) fn over(engine: Arc<Owner>, opts: Arc<WriteOptions>) -> Store {
         Store { engine, opts }
     }
 
@@ -116,7 +116,7 @@ impl Store {
         check_tenant(tenant)?;
         let removed = self.engine.remove_namespace(tenant)?;
         // Its space comes back at the next reclamation pass.
-        crate::export::worker::Worker::kick(&self.engine);
+        crate::export::worker::Worker::kick(self.engine.engine_arc());
         Ok(removed)
     }
 

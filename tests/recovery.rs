@@ -392,3 +392,39 @@ fn an_atomic_write_too_large_for_a_record_is_refused() {
     assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge);
     assert!(!dir.exists(Path::new("meta.json")).unwrap());
 }
+
+/// The last handle's drop closes the folder before it returns (the background
+/// worker stopped and joined first): another process can open it at once,
+/// with no retry or sleep, even while exports were running.
+#[test]
+fn a_drop_releases_the_folder_before_it_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    for round in 0..10 {
+        let dir = JockyDirectory::builder(tmp.path())
+            .export_policy(jocky::ExportPolicy::OnCommit {
+                min_segment_bytes: 0,
+            })
+            .open()
+            .unwrap();
+        // A committed "segment" of 8 MB: the background worker exports it
+        // (copy + fsyncs) while the handle is dropped.
+        let id = format!("{round:032x}");
+        for i in 0..4 {
+            write_file(&dir, &format!("{id}.f{i}"), &vec![i as u8; 2 << 20]);
+        }
+        dir.sync_directory().unwrap();
+        let uuid = format!(
+            "{}-{}-{}-{}-{}",
+            &id[0..8],
+            &id[8..12],
+            &id[12..16],
+            &id[16..20],
+            &id[20..32]
+        );
+        let meta = format!("{{\"segments\":[{{\"segment_id\":\"{uuid}\"}}]}}");
+        tantivy::Directory::atomic_write(&dir, Path::new("meta.json"), meta.as_bytes()).unwrap();
+        drop(dir);
+        let stdout = run_child("child_opens_folder", ("JOCKY_LOCK_CHILD_DIR", tmp.path()));
+        assert!(stdout.contains("CHILD: Ok("), "round {round}: {stdout}");
+    }
+}

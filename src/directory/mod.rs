@@ -25,6 +25,7 @@ use crate::io::Storage;
 use crate::path::normalize;
 use crate::policy::{AdvicePolicy, ExportPolicy, SyncPolicy, WriteMode, COMMIT_FILE};
 use crate::reclaim::ReclaimReport;
+pub(crate) use registry::Owner;
 
 use handle::ExtentsHandle;
 use writer::FileWriter;
@@ -33,7 +34,7 @@ use writer::FileWriter;
 /// container. Cheap to clone; all clones share one container.
 #[derive(Clone)]
 pub struct JockyDirectory {
-    engine: Arc<Engine>,
+    engine: Arc<Owner>,
     opts: Arc<WriteOptions>,
     ns: Arc<str>,
 }
@@ -208,7 +209,7 @@ impl Builder {
     // background worker unless the export policy is `Manual`: exports a crash
     // or a close interrupted are picked up again.
 
-    pub(crate) fn open_engine(self) -> Result<(Arc<Engine>, Arc<WriteOptions>)> {
+    pub(crate) fn open_engine(self) -> Result<(Arc<Owner>, Arc<WriteOptions>)> {
         if !(1 << 20..=MAX_CAPACITY).contains(&self.file_capacity) {
             return Err(Error::InvalidOption(format!(
                 "container file size {} is not between 1 MiB and 1 TiB",
@@ -233,26 +234,28 @@ impl Builder {
             write_buffers: WRITE_BUFFERS,
         };
         let engine = match self.storage {
-            Some(storage) => Arc::new(Engine::open(storage, &self.root, opts, self.engine)?),
+            Some(storage) => {
+                Owner::unregistered(Engine::open(storage, &self.root, opts, self.engine)?)
+            }
             None => registry::open_shared(&self.root, opts, self.engine)?,
         };
         let opts = Arc::new(WriteOptions {
             min_chunk,
             max_chunk,
         });
-        Worker::kick(&engine);
+        Worker::kick(engine.engine_arc());
         Ok((engine, opts))
     }
 }
 
 impl JockyDirectory {
     /// The directory of namespace `ns` over an engine opened read-only.
-    pub(crate) fn over_read_only(engine: Arc<Engine>, ns: &str) -> JockyDirectory {
+    pub(crate) fn over_read_only(engine: Arc<Owner>, ns: &str) -> JockyDirectory {
         Self::over(engine, read_only_options(), ns)
     }
 
     /// The directory of namespace `ns` over an open engine.
-    pub(crate) fn over(engine: Arc<Engine>, opts: Arc<WriteOptions>, ns: &str) -> JockyDirectory {
+    pub(crate) fn over(engine: Arc<Owner>, opts: Arc<WriteOptions>, ns: &str) -> JockyDirectory {
         JockyDirectory {
             engine,
             opts,
@@ -492,7 +495,7 @@ impl Directory for JockyDirectory {
         if key == COMMIT_FILE {
             // Fire and forget, as tantivy's own directories do.
             drop(self.engine.watchers(&self.ns).broadcast());
-            Worker::kick(&self.engine);
+            Worker::kick(self.engine.engine_arc());
         }
         Ok(())
     }

@@ -1,21 +1,94 @@
-//! One engine per folder per process. tantivy drops and reopens directories, and
-//! its background threads may hold a clone a little longer, so a second open of a
-//! folder in the same process shares the engine that is already open instead of
-//! failing on the folder's `flock` (which keeps *other* processes out).
+//! One engine per folder per process, and its orderly close.
+//!
+//! tantivy drops and reopens directories, and its background threads may hold a
+//! clone a little longer, so a second open of a folder in the same process
+//! shares the engine that is already open instead of failing on the folder's
+//! `flock` (which keeps *other* processes out).
+//!
+//! Users hold an [`Owner`]. When the last one goes, the engine is closed on
+//! that thread, before the drop returns: the background worker is stopped and
+//! joined (it borrows the engine only for a pass), then the engine drops (the
+//! container seals its tail, closes its files and releases the lock). An open
+//! of the same folder that races such a close waits for it in the folder's own
+//! slot; opens of other folders never wait for it, nor for each other's
+//! recovery.
 
-use crate::sync::lock;
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 
 use crate::container::ContainerOptions;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::io::fs::FsStorage;
+use crate::sync::lock;
 
-fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Engine>>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Weak<Engine>>>> = OnceLock::new();
+/// A folder's place in the registry.
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    closed: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    owner: Weak<Owner>,
+    /// An engine of this folder is open (or closing) in this process.
+    live: bool,
+}
+
+fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<Slot>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Arc<Slot>>>> = OnceLock::new();
     REGISTRY.get_or_init(Default::default)
+}
+
+/// What directories and stores hold: an engine, closed in order when the last
+/// holder drops (see the module docs).
+pub(crate) struct Owner {
+    engine: Option<Arc<Engine>>,
+    slot: Option<Arc<Slot>>,
+}
+
+impl Owner {
+    /// An engine no registry knows (test storage, read-only opens).
+    pub fn unregistered(engine: Engine) -> Arc<Owner> {
+        Arc::new(Owner {
+            engine: Some(Arc::new(engine)),
+            slot: None,
+        })
+    }
+
+    /// The engine's `Arc`, for the background worker's weak reference.
+    pub fn engine_arc(&self) -> &Arc<Engine> {
+        self.engine
+            .as_ref()
+            .expect("an owner holds its engine until dropped")
+    }
+}
+
+impl Deref for Owner {
+    type Target = Engine;
+
+    fn deref(&self) -> &Engine {
+        self.engine_arc()
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let Some(engine) = self.engine.take() else {
+            return;
+        };
+        engine.worker().stop_and_join();
+        // The worker's pass (if any) is over: this is the last reference, and
+        // the engine closes here.
+        drop(engine);
+        if let Some(slot) = &self.slot {
+            lock(&slot.state).live = false;
+            slot.closed.notify_all();
+        }
+    }
 }
 
 /// The engine for the folder at `root`: the one already open in this process, or a
@@ -24,33 +97,35 @@ pub(crate) fn open_shared(
     root: &Path,
     opts: ContainerOptions,
     eopts: EngineOptions,
-) -> Result<Arc<Engine>> {
+) -> Result<Arc<Owner>> {
     let key = std::fs::canonicalize(root)
         .or_else(|_| std::fs::create_dir_all(root).and_then(|_| std::fs::canonicalize(root)))
         .map_err(|e| Error::io(root, e))?;
+    let slot = {
+        let mut map = lock(registry());
+        map.retain(|_, s| Arc::strong_count(s) > 1 || lock(&s.state).live);
+        map.entry(key).or_default().clone()
+    };
     // Held across the open so two threads opening one folder get one engine.
-    let mut map = lock(registry());
-    let was_open = map.contains_key(&key);
-    map.retain(|_, w| w.strong_count() > 0);
-    if let Some(engine) = map.get(&key).and_then(Weak::upgrade) {
-        return Ok(engine);
-    }
-    // The last handle to an engine of this folder may be going away on another
-    // thread (the background worker drops its reference there): its `flock` is
-    // released once that drop finishes, so wait a little for it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut state = lock(&slot.state);
     loop {
-        let storage = FsStorage::open(root).map_err(|e| Error::io(root, e))?;
-        match Engine::open(Arc::new(storage), root, opts.clone(), eopts.clone()) {
-            Ok(engine) => {
-                let engine = Arc::new(engine);
-                map.insert(key, Arc::downgrade(&engine));
-                return Ok(engine);
-            }
-            Err(Error::Locked { .. }) if was_open && std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            Err(e) => return Err(e),
+        if let Some(owner) = state.owner.upgrade() {
+            return Ok(owner);
         }
+        if !state.live {
+            break;
+        }
+        // The last handle is being dropped on another thread: its close
+        // finishes (and releases the folder's lock) before we open.
+        state = slot.closed.wait(state).unwrap_or_else(|e| e.into_inner());
     }
+    let storage = FsStorage::open(root).map_err(|e| Error::io(root, e))?;
+    let engine = Engine::open(Arc::new(storage), root, opts, eopts)?;
+    let owner = Arc::new(Owner {
+        engine: Some(Arc::new(engine)),
+        slot: Some(slot.clone()),
+    });
+    state.owner = Arc::downgrade(&owner);
+    state.live = true;
+    Ok(owner)
 }

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use tantivy::directory::{AntiCallToken, TerminatingWrite};
 
-use crate::engine::Engine;
+use super::registry::Owner;
 
 pub(crate) struct FileWriter {
-    engine: Arc<Engine>,
+    engine: Arc<Owner>,
     id: u64,
     path: PathBuf,
     buf: Vec<u8>,
@@ -25,7 +25,7 @@ pub(crate) struct FileWriter {
 
 impl FileWriter {
     pub fn new(
-        engine: Arc<Engine>,
+        engine: Arc<Owner>,
         id: u64,
         path: PathBuf,
         min_chunk: usize,

@@ -20,6 +20,8 @@ struct State {
     busy: bool,
     /// The thread is alive.
     running: bool,
+    /// The last handle is going: finish the pass under way and exit.
+    stop: bool,
 }
 
 impl Default for State {
@@ -30,6 +32,7 @@ impl Default for State {
             last_commit: Instant::now(),
             busy: false,
             running: false,
+            stop: false,
         }
     }
 }
@@ -37,6 +40,7 @@ impl Default for State {
 #[derive(Default)]
 pub(crate) struct Worker {
     state: Arc<(Mutex<State>, Condvar)>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// How often an idle thread checks whether its engine is gone.
@@ -65,6 +69,9 @@ impl Worker {
         let shared = engine.worker().state.clone();
         let (m, cv) = &*shared;
         let mut s = lock(m);
+        if s.stop {
+            return;
+        }
         s.pending = true;
         s.last_commit = Instant::now();
         if s.running {
@@ -77,9 +84,28 @@ impl Worker {
         let spawned = std::thread::Builder::new()
             .name("jocky-export".into())
             .spawn(move || run(weak, shared, min, quiet));
-        if let Err(e) = spawned {
-            log::warn!("could not start the export worker: {e}");
-            lock(&engine.worker().state.0).running = false;
+        match spawned {
+            Ok(h) => *lock(&engine.worker().thread) = Some(h),
+            Err(e) => {
+                log::warn!("could not start the export worker: {e}");
+                lock(&engine.worker().state.0).running = false;
+            }
+        }
+    }
+
+    /// Stops the thread (after the pass under way) and joins it, so that the
+    /// engine it borrows for a pass is released on the caller's thread.
+    pub fn stop_and_join(&self) {
+        {
+            let (m, cv) = &*self.state;
+            lock(m).stop = true;
+            cv.notify_all();
+        }
+        let handle = lock(&self.thread).take();
+        if let Some(h) = handle {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
         }
     }
 
@@ -112,6 +138,14 @@ fn run<T: Maintained>(
         let pass = {
             let mut s = lock(m);
             loop {
+                if s.stop {
+                    // Closing: work not started waits for the next open.
+                    s.running = false;
+                    s.pending = false;
+                    s.export_due = false;
+                    cv.notify_all();
+                    return;
+                }
                 if s.pending {
                     s.pending = false;
                     s.export_due = quiet.is_some();
