@@ -38,8 +38,6 @@ pub(crate) struct Engine {
     maintenance: Mutex<()>,
     worker: Worker,
     counters: MaintenanceCounters,
-    /// Records and record bytes replayed (every one's checksum verified) on open.
-    replayed: (u64, u64),
 }
 
 /// What export and reclamation did since open.
@@ -182,7 +180,6 @@ impl Engine {
         // Segment files the log has a record of: begun, exported or dropped.
         // Only those may be removed when nothing live is in them.
         let mut logged_segments = std::collections::BTreeSet::new();
-        let mut replayed = (0u64, 0u64);
         let (container, found, plan) =
             Container::open(storage.clone(), root, opts, read_only, &mut |rec| {
                 if let Payload::ExportBegin { export_no }
@@ -191,8 +188,6 @@ impl Engine {
                 {
                     logged_segments.insert(export_no);
                 }
-                replayed.0 += 1;
-                replayed.1 += rec.payload.encoded_len() as u64;
                 table.replay(rec)
             })?;
         // A reader beside a writer leaves files being written as they are
@@ -268,7 +263,6 @@ impl Engine {
             maintenance: Mutex::new(()),
             worker: Worker::default(),
             counters: MaintenanceCounters::default(),
-            replayed,
         })
     }
 
@@ -300,11 +294,6 @@ impl Engine {
     /// Files found unterminated on open and dropped.
     pub fn dropped_on_open(&self) -> usize {
         self.dropped_on_open
-    }
-
-    /// Records and record bytes replayed (checksums verified) on open.
-    pub fn replayed(&self) -> (u64, u64) {
-        self.replayed
     }
 
     /// Takes the next segment file number.

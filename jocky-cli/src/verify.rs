@@ -25,6 +25,7 @@ pub fn run(dir: &Path, json: bool) -> Outcome {
             "clean": report.is_clean(),
             "records": report.records,
             "record_bytes": report.record_bytes,
+            "torn_tail_bytes": report.torn_tail_bytes,
             "segment_files": report.segment_files,
             "indexes": report.indexes,
             "index_files": report.index_files,
@@ -43,6 +44,13 @@ pub fn run(dir: &Path, json: bool) -> Outcome {
             report.records,
             bytes(report.record_bytes)
         )?;
+        if report.torn_tail_bytes > 0 {
+            writeln!(
+                out,
+                "  torn tail:         {} at the end of the newest container file (a crash mid-write, or a writer appending now; a writer's open cuts it)",
+                bytes(report.torn_tail_bytes)
+            )?;
+        }
         writeln!(out, "  segment files:     {}", report.segment_files)?;
         writeln!(
             out,

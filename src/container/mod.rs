@@ -38,7 +38,7 @@ const CONTINUED_SINCE: u32 = 3;
 /// Room kept free at the end of every container file for that record.
 const CONTINUED_LEN: u64 = HEADER_LEN as u64 + 8;
 
-pub(crate) use recovery::{OpenPlan, RecordRef};
+pub(crate) use recovery::{check_all, OpenPlan, RecordRef};
 
 /// Where a run of file bytes lies in the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
