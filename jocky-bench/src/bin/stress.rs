@@ -98,6 +98,11 @@ struct Args {
     /// notes. Without this flag a merge commits pending work first.
     #[arg(long)]
     merge_with_pending: bool,
+    /// Control run: every tenant is a tantivy `MmapDirectory` in
+    /// `DIR/mmap/<tenant>` instead of a tenant of the jocky store (same
+    /// operations, same checks), to tell tantivy's behaviour from jocky's.
+    #[arg(long)]
+    mmap_control: bool,
     /// Keep the work folder even after a clean run.
     #[arg(long)]
     keep: bool,
@@ -224,6 +229,38 @@ fn gen_config(seed: u64, generation: u64, vary_file_size: bool) -> GenConfig {
         sync,
         write_mode,
         container_file_size,
+    }
+}
+
+/// Set in a `--mmap-control` run: the folder of the tenants' `MmapDirectory`s.
+static CONTROL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The directory of tenant `t`: a tenant of the store, or in a control run
+/// an `MmapDirectory` of its own.
+fn tenant_dir(store: &Store, t: usize) -> Res<Box<dyn tantivy::Directory>> {
+    match CONTROL.get() {
+        Some(root) => {
+            let path = root.join(tenant_name(t));
+            std::fs::create_dir_all(&path).map_err(err("create tenant folder"))?;
+            Ok(Box::new(
+                tantivy::directory::MmapDirectory::open(&path).map_err(err("MmapDirectory"))?,
+            ))
+        }
+        None => Ok(Box::new(
+            store.directory(&tenant_name(t)).map_err(err("directory"))?,
+        )),
+    }
+}
+
+fn remove_tenant(store: &Store, t: usize) -> Res<()> {
+    match CONTROL.get() {
+        Some(root) => {
+            std::fs::remove_dir_all(root.join(tenant_name(t))).map_err(err("remove tenant folder"))
+        }
+        None => store
+            .remove_tenant(&tenant_name(t))
+            .map(|_| ())
+            .map_err(err("remove_tenant")),
     }
 }
 
@@ -505,10 +542,7 @@ fn new_writer(index: &Index) -> Res<IndexWriter> {
 }
 
 fn open_tenant(sh: &Shared, t: usize) -> Res<TenantState> {
-    let dir = sh
-        .store
-        .directory(&tenant_name(t))
-        .map_err(err("directory"))?;
+    let dir = tenant_dir(&sh.store, t)?;
     let index = Index::open_or_create(dir, sh.fields.schema.clone()).map_err(err("open tenant"))?;
     let live = live_ids(&index)?;
     let writer = new_writer(&index)?;
@@ -605,9 +639,8 @@ fn writer_thread(sh: &Shared, thread: usize, seed: u64) -> Res<()> {
                     .searchable_segment_ids()
                     .map_err(err("searchable_segment_ids"))?;
                 if ids.len() >= 2 {
-                    if !sh.merge_with_pending
-                        && !(ts.pending_adds.is_empty() && ts.pending_dels.is_empty())
-                    {
+                    let pending = !(ts.pending_adds.is_empty() && ts.pending_dels.is_empty());
+                    if pending && !sh.merge_with_pending {
                         commit(sh, ts, &mut log, &mut rng)?;
                     }
                     let w = ts.writer.as_mut().expect("writer");
@@ -711,18 +744,13 @@ fn remove_and_recreate(sh: &Shared, ts: &mut TenantState, log: &mut AckLog) -> R
     log.remove_intent(ts.t, ts.seq)?;
     {
         let _g = sh.remove_locks[ts.t].write().expect("lock");
-        sh.store
-            .remove_tenant(&tenant_name(ts.t))
-            .map_err(err("remove_tenant"))?;
+        remove_tenant(&sh.store, ts.t)?;
     }
     log.ack(ts.t, ts.seq, 0, 0, 0)?;
     ts.live.clear();
     ts.live_dirty = true;
     let _g = sh.remove_locks[ts.t].write().expect("lock");
-    let dir = sh
-        .store
-        .directory(&tenant_name(ts.t))
-        .map_err(err("directory"))?;
+    let dir = tenant_dir(&sh.store, ts.t)?;
     ts.index = Index::create(dir, sh.fields.schema.clone(), Default::default())
         .map_err(err("recreate tenant"))?;
     ts.writer = Some(new_writer(&ts.index)?);
@@ -741,14 +769,13 @@ fn read_some(
     locks: Option<&[RwLock<()>]>,
 ) -> Res<()> {
     let t = rng.random_range(0..tenants);
-    let name = tenant_name(t);
     let (searcher_ids, index) = {
         let _g = locks.map(|l| l[t].read().expect("lock"));
-        let dir = store.directory(&name).map_err(err("directory"))?;
-        if !Index::exists(&dir).map_err(err("Index::exists"))? {
+        let dir = tenant_dir(store, t)?;
+        if !Index::exists(&*dir).map_err(err("Index::exists"))? {
             return Ok(());
         }
-        let index = Index::open(dir.clone()).map_err(err("Index::open"))?;
+        let index = Index::open(dir).map_err(err("Index::open"))?;
         match live_ids(&index) {
             Ok(ids) => (ids, index),
             Err(e) => {
@@ -759,13 +786,8 @@ fn read_some(
                         .map(|s| format!("{}({} docs)", s.id().uuid_string(), s.num_docs()))
                         .collect::<Vec<_>>()
                 });
-                let files: Vec<String> = dir
-                    .list_files()
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect();
                 return Err(format!(
-                    "tenant {t}: {e}; now: meta segments {meta:?}; files {files:?}; stats {:?}",
+                    "tenant {t}: {e}; now: meta segments {meta:?}; stats {:?}",
                     store.stats()
                 ));
             }
@@ -1082,11 +1104,11 @@ impl Parent {
     /// The live ids of tenant `t`, with tantivy's checksums of all its files and
     /// a few term queries.
     fn tenant_ids(&self, store: &Store, t: usize, present: bool) -> Res<BTreeSet<u64>> {
-        let dir = store.directory(&tenant_name(t)).map_err(err("directory"))?;
-        if !Index::exists(&dir).map_err(err("Index::exists"))? {
+        let dir = tenant_dir(store, t)?;
+        if !Index::exists(&*dir).map_err(err("Index::exists"))? {
             return Ok(BTreeSet::new());
         }
-        if !present {
+        if !present && CONTROL.get().is_none() {
             return Err("Index::exists but the store does not list the tenant".into());
         }
         let index = Index::open(dir).map_err(err("Index::open"))?;
@@ -1137,6 +1159,9 @@ impl Parent {
         }
         if self.args.merge_with_pending {
             cmd.arg("--merge-with-pending");
+        }
+        if self.args.mmap_control {
+            cmd.arg("--mmap-control");
         }
         if let Some(ms) = run_for_ms {
             cmd.arg("--run-for-ms").arg(ms.to_string());
@@ -1220,6 +1245,9 @@ fn run_parent(args: Args) -> Res<bool> {
             true,
         ),
     };
+    if args.mmap_control {
+        let _ = CONTROL.set(work.join("mmap"));
+    }
     if work.join("store").exists() || work.join("acks").exists() {
         return Err(format!(
             "{} already holds a stress run; give a new --dir",
@@ -1276,7 +1304,7 @@ fn run_parent(args: Args) -> Res<bool> {
                 }
             };
             // A read-only reader beside the child (once a store exists).
-            let ro = (generation > 0).then(|| {
+            let ro = (generation > 0 && !args.mmap_control).then(|| {
                 let stop = Arc::new(AtomicBool::new(false));
                 let (dir, n, s) = (p.store_dir(), args.tenants, seed ^ generation);
                 let stop2 = stop.clone();
@@ -1420,6 +1448,11 @@ fn run_parent(args: Args) -> Res<bool> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.mmap_control {
+        if let Some(d) = &args.dir {
+            let _ = CONTROL.set(d.join("mmap"));
+        }
+    }
     if args.child {
         let Some(work) = args.dir.clone() else {
             eprintln!("stress --child needs --dir");
