@@ -62,6 +62,7 @@ impl MaintenanceCounters {
 pub(crate) struct EngineOptions {
     pub export: ExportPolicy,
     pub advice: AdvicePolicy,
+    pub verify: crate::policy::VerifyPolicy,
 }
 
 /// Why `open_write` failed.
@@ -200,7 +201,7 @@ impl Engine {
         // damaged one is an error); the others go only if the log proves them
         // dead or incomplete. Nothing in the folder changes before all of them
         // checked out.
-        let segments = SegmentSet::new(root, eopts.advice);
+        let segments = SegmentSet::new(root, eopts.advice, eopts.verify);
         let live = table.live_segments();
         for no in &live {
             if !found.contains(no) {

@@ -92,6 +92,6 @@ pub mod testing {
 pub use directory::{Builder, JockyDirectory, Stats};
 pub use error::{Error, Result};
 pub use export::ExportReport;
-pub use policy::{Advice, AdvicePolicy, ExportPolicy, SyncPolicy, WriteMode};
+pub use policy::{Advice, AdvicePolicy, ExportPolicy, SyncPolicy, VerifyPolicy, WriteMode};
 pub use reclaim::ReclaimReport;
 pub use store::{Store, MAX_TENANT_LEN};

@@ -208,3 +208,21 @@ impl Default for AdvicePolicy {
         AdvicePolicy::uniform(Advice::None)
     }
 }
+
+/// When the bytes of an exported file are checked against the CRC its segment
+/// file's table holds (container records are checked when the log is replayed
+/// on open).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VerifyPolicy {
+    /// Before the first read of each exported file in this process is served
+    /// (tantivy opens a file once per segment reader): a damaged file is
+    /// never handed to tantivy; its reads fail with an error naming the
+    /// segment file and the offset, from then on. Costs one pass over each
+    /// exported file the process opens (see the README's figures).
+    #[default]
+    OnFirstRead,
+    /// Only on request ([`crate::JockyDirectory::verify_segments`],
+    /// [`crate::verify::verify`]).
+    OnRequest,
+}

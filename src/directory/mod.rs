@@ -113,6 +113,9 @@ pub struct Stats {
     /// `Seal` records written (on close and when the log was idle): damage
     /// before a seal is reported on open, never cut.
     pub seals: u64,
+    /// Exported files whose bytes did not match their CRC when checked
+    /// (their reads fail; see the log for which).
+    pub damaged_files_detected: u64,
 }
 
 /// Options for opening a [`JockyDirectory`]; see [`JockyDirectory::builder`].
@@ -181,6 +184,13 @@ impl Builder {
     /// for 2 s, in one background thread per folder).
     pub fn export_policy(mut self, policy: ExportPolicy) -> Self {
         self.engine.export = policy;
+        self
+    }
+
+    /// When exported files are checked against their CRCs (default
+    /// [`VerifyPolicy::OnFirstRead`]: before the first read is served).
+    pub fn verify(mut self, policy: crate::policy::VerifyPolicy) -> Self {
+        self.engine.verify = policy;
         self
     }
 
@@ -403,6 +413,7 @@ pub(crate) fn stats_of(engine: &Engine) -> Stats {
         tail_bytes_cut_on_open: c.tail_bytes_cut,
         tail_records_cut_on_open: c.tail_records_cut,
         seals: c.seals,
+        damaged_files_detected: engine.segments().damaged_files(),
     }
 }
 

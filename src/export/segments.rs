@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ownedbytes::OwnedBytes;
@@ -15,28 +16,103 @@ use crate::format::segment_file::{
     decode_table, decode_trailer, segment_file_name, SegTable, MAX_TABLE_LEN, TRAILER_LEN,
 };
 use crate::io::{ReadView, Storage, StorageFile};
-use crate::policy::AdvicePolicy;
+use crate::policy::{AdvicePolicy, VerifyPolicy};
+
+/// What is known of an exported file's bytes.
+const UNCHECKED: u8 = 0;
+const SOUND: u8 = 1;
+const DAMAGED: u8 = 2;
 
 struct Mapped {
     view: Arc<dyn ReadView>,
     len: u64,
-    table: SegTable,
+    table: Arc<SegTable>,
+    /// Per table entry: `UNCHECKED`, `SOUND` or `DAMAGED`.
+    checked: Arc<[AtomicU8]>,
+}
+
+impl Mapped {
+    fn new(view: Arc<dyn ReadView>, len: u64, table: SegTable) -> Mapped {
+        let checked = table
+            .entries
+            .iter()
+            .map(|_| AtomicU8::new(UNCHECKED))
+            .collect();
+        Mapped {
+            view,
+            len,
+            table: Arc::new(table),
+            checked,
+        }
+    }
 }
 
 /// The mapped segment files of one container.
 pub(crate) struct SegmentSet {
     root: PathBuf,
     advice: AdvicePolicy,
+    verify: VerifyPolicy,
     map: RwLock<BTreeMap<u64, Mapped>>,
+    /// Exported files found damaged since open.
+    damaged: AtomicU64,
 }
 
 impl SegmentSet {
-    pub fn new(root: &Path, advice: AdvicePolicy) -> SegmentSet {
+    pub fn new(root: &Path, advice: AdvicePolicy, verify: VerifyPolicy) -> SegmentSet {
         SegmentSet {
             root: root.to_path_buf(),
             advice,
+            verify,
             map: RwLock::new(BTreeMap::new()),
+            damaged: AtomicU64::new(0),
         }
+    }
+
+    /// Exported files found damaged since open.
+    pub fn damaged_files(&self) -> u64 {
+        self.damaged.load(Ordering::Relaxed)
+    }
+
+    /// Checks table entry `i` of segment file `no` once: its bytes against its
+    /// CRC. A damaged file stays damaged (never served again).
+    fn check_entry(
+        &self,
+        no: u64,
+        view: &dyn ReadView,
+        table: &SegTable,
+        checked: &[AtomicU8],
+        i: usize,
+    ) -> Result<()> {
+        let e = &table.entries[i];
+        let damaged = |got: u32| Error::ChecksumMismatch {
+            file: self.path(no),
+            offset: e.offset,
+            expected: e.crc,
+            got,
+        };
+        match checked[i].load(Ordering::Acquire) {
+            SOUND => return Ok(()),
+            DAMAGED => return Err(damaged(0)),
+            _ => {}
+        }
+        let bytes = view
+            .read(e.offset..e.offset + e.len)
+            .map_err(|err| Error::io(self.path(no), err))?;
+        let got = crc32fast::hash(bytes.as_slice());
+        if got == e.crc {
+            checked[i].store(SOUND, Ordering::Release);
+            return Ok(());
+        }
+        if checked[i].swap(DAMAGED, Ordering::AcqRel) != DAMAGED {
+            self.damaged.fetch_add(1, Ordering::Relaxed);
+            log::error!(
+                "{} is damaged: file {:?} at offset {} does not match its checksum; its reads fail from now on",
+                self.path(no).display(),
+                e.path,
+                e.offset
+            );
+        }
+        Err(damaged(got))
     }
 
     fn path(&self, no: u64) -> PathBuf {
@@ -50,7 +126,7 @@ impl SegmentSet {
         for e in &table.entries {
             view.advise(e.offset..e.offset + e.len, self.advice.advice_for(&e.path));
         }
-        crate::sync::write(&self.map).insert(no, Mapped { view, len, table });
+        crate::sync::write(&self.map).insert(no, Mapped::new(view, len, table));
         Ok(())
     }
 
@@ -72,16 +148,33 @@ impl SegmentSet {
         self.insert(no, &*file, len, table)
     }
 
-    /// The bytes at `range` of segment file `no`, zero-copy.
+    /// The bytes of the exported file at `range` of segment file `no`,
+    /// zero-copy; under [`VerifyPolicy::OnFirstRead`] checked against its CRC
+    /// the first time (a damaged file's reads fail, then and later).
     pub fn read(&self, no: u64, range: Range<u64>) -> std::io::Result<OwnedBytes> {
-        let map = crate::sync::read(&self.map);
-        let m = map.get(&no).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("segment file {no} is not mapped"),
-            )
-        })?;
-        m.view.read(range)
+        let (view, table, checked) = {
+            let map = crate::sync::read(&self.map);
+            let m = map.get(&no).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("segment file {no} is not mapped"),
+                )
+            })?;
+            (m.view.clone(), m.table.clone(), m.checked.clone())
+        };
+        if self.verify == VerifyPolicy::OnFirstRead {
+            // The entry serving exactly this range (zero-length files may
+            // share an offset with the next file).
+            let first = table.entries.partition_point(|e| e.offset < range.start);
+            let entry = table.entries[first..]
+                .iter()
+                .take_while(|e| e.offset == range.start)
+                .position(|e| e.offset + e.len == range.end);
+            if let Some(i) = entry {
+                self.check_entry(no, &*view, &table, &checked, first + i)?;
+            }
+        }
+        view.read(range)
     }
 
     /// Drops the pages of a deleted file's range of segment file `no`.
@@ -122,28 +215,17 @@ impl SegmentSet {
 
     /// Checks the CRC of every file in segment file `no` against its table.
     pub fn verify(&self, no: u64) -> Result<()> {
-        let (view, table) = {
+        let (view, table, checked) = {
             let map = crate::sync::read(&self.map);
             let m = map.get(&no).ok_or_else(|| Error::Corrupted {
                 file: self.path(no),
                 offset: 0,
                 reason: "segment file is not mapped".into(),
             })?;
-            (m.view.clone(), m.table.clone())
+            (m.view.clone(), m.table.clone(), m.checked.clone())
         };
-        for e in &table.entries {
-            let bytes = view
-                .read(e.offset..e.offset + e.len)
-                .map_err(|err| Error::io(self.path(no), err))?;
-            let got = crc32fast::hash(bytes.as_slice());
-            if got != e.crc {
-                return Err(Error::ChecksumMismatch {
-                    file: self.path(no),
-                    offset: e.offset,
-                    expected: e.crc,
-                    got,
-                });
-            }
+        for i in 0..table.entries.len() {
+            self.check_entry(no, &*view, &table, &checked, i)?;
         }
         Ok(())
     }
