@@ -235,19 +235,7 @@ impl StorageFile for FsFile {
     }
 
     fn view(&self, capacity: u64) -> io::Result<Arc<dyn ReadView>> {
-        let len = usize::try_from(capacity)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "view too large"))?;
-        // SAFETY: the mapping is read-only and jocky never rewrites a byte that it
-        // has handed out: container files are append-only, recovery cuts a torn
-        // tail before anything past it is served, and the folder is flock'ed so no
-        // other jocky process writes to it. Reads are only issued for ranges that
-        // were written (below the file's length), so the part of the mapping past
-        // the end of the file, reserved for appends, is never touched early.
-        let mmap = unsafe { MmapOptions::new().len(len).map(&self.file)? };
-        Ok(Arc::new(MmapView {
-            bytes: OwnedBytes::new(mmap),
-            path: self.path.clone(),
-        }))
+        Ok(Arc::new(self.map(capacity)?))
     }
 }
 
@@ -318,6 +306,44 @@ impl ReadView for MmapView {
         }
     }
 
+    fn checksum(&self, range: Range<u64>) -> io::Result<u32> {
+        let bytes = self.read(range.clone())?;
+        let page = page_size();
+        let start = range.start.div_ceil(page) * page;
+        let end = range.end / page * page;
+        let was_cached = self.resident(start..end);
+        let crc = crc32fast::hash(bytes.as_slice());
+        drop(bytes);
+        // Whole pages inside the range: out of our RSS (DONTNEED on a shared
+        // file mapping keeps them cached), and the ones this read brought in
+        // out of the page cache too (PAGEOUT), unless someone else maps them.
+        if start < end {
+            let mut run = start;
+            while run < end {
+                let idx = ((run - start) / page) as usize;
+                let cached = was_cached.as_ref().is_none_or(|v| v[idx] & 1 == 1);
+                let mut next = run + page;
+                while next < end {
+                    let j = ((next - start) / page) as usize;
+                    if was_cached.as_ref().is_none_or(|v| v[j] & 1 == 1) != cached {
+                        break;
+                    }
+                    next += page;
+                }
+                let code = if cached {
+                    libc::MADV_DONTNEED
+                } else {
+                    libc::MADV_PAGEOUT
+                };
+                if let Err(e) = self.madvise(run..next, code) {
+                    log::debug!("madvise after a checksum on {:?} failed: {e}", self.path);
+                }
+                run = next;
+            }
+        }
+        Ok(crc)
+    }
+
     fn advise(&self, range: Range<u64>, advice: Advice) {
         let Some(code) = advice.to_libc() else { return };
         // These advice values never change the bytes seen through the mapping.
@@ -343,7 +369,48 @@ fn page_size() -> u64 {
     })
 }
 
+impl FsFile {
+    /// Maps the first `capacity` bytes read-only (see `StorageFile::view`).
+    fn map(&self, capacity: u64) -> io::Result<MmapView> {
+        let len = usize::try_from(capacity)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "view too large"))?;
+        // SAFETY: the mapping is read-only and jocky never rewrites a byte that it
+        // has handed out: container files are append-only, recovery cuts a torn
+        // tail before anything past it is served, and the folder is flock'ed so no
+        // other jocky process writes to it. Reads are only issued for ranges that
+        // were written (below the file's length), so the part of the mapping past
+        // the end of the file, reserved for appends, is never touched early.
+        let mmap = unsafe { MmapOptions::new().len(len).map(&self.file)? };
+        Ok(MmapView {
+            bytes: OwnedBytes::new(mmap),
+            path: self.path.clone(),
+        })
+    }
+}
+
 impl MmapView {
+    /// Which pages of `range` (page-aligned) are in the page cache now, one
+    /// byte per page (bit 0 set: resident); `None` if the kernel will not say.
+    fn resident(&self, range: Range<u64>) -> Option<Vec<u8>> {
+        let end = range.end.min(self.bytes.len() as u64);
+        if end <= range.start {
+            return Some(Vec::new());
+        }
+        let page = page_size();
+        let mut vec = vec![0u8; (end - range.start).div_ceil(page) as usize];
+        // SAFETY: `range.start..end` lies inside our live mapping (clipped
+        // above, start page-aligned by the caller); `vec` holds one byte per
+        // page of it, as mincore writes.
+        let rc = unsafe {
+            libc::mincore(
+                self.bytes.as_slice().as_ptr().add(range.start as usize) as *mut libc::c_void,
+                (end - range.start) as usize,
+                vec.as_mut_ptr(),
+            )
+        };
+        (rc == 0).then_some(vec)
+    }
+
     /// `madvise(code)` over `range` (page-aligned start), clipped to the
     /// mapping. Callers pass only advice that leaves the bytes as they are.
     fn madvise(&self, range: Range<u64>, code: libc::c_int) -> io::Result<()> {
@@ -394,5 +461,52 @@ mod tests {
             "a held slice faults the bytes back"
         );
         assert_eq!(view.read(5000..9000).unwrap().as_slice(), &data[5000..9000]);
+    }
+
+    fn resident_pages(view: &MmapView, len: u64) -> usize {
+        view.resident(0..len)
+            .unwrap()
+            .iter()
+            .filter(|b| *b & 1 == 1)
+            .count()
+    }
+
+    #[test]
+    fn a_checksum_leaves_the_page_cache_as_it_found_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = FsStorage::open(tmp.path()).unwrap();
+        let file = storage.create("f").unwrap();
+        let len = 256 * 4096u64;
+        let data: Vec<u8> = (0..len as u32).map(|i| (i * 13 % 251) as u8).collect();
+        file.write_at(0, &data).unwrap();
+        file.sync_data().unwrap();
+        file.drop_cached(0..len);
+        let file = FsFile {
+            file: OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(tmp.path().join("f"))
+                .unwrap(),
+            path: tmp.path().join("f"),
+            open_files: Arc::new(AtomicUsize::new(1)),
+        };
+        let view = file.map(len).unwrap();
+        let cold = resident_pages(&view, len);
+        assert!(cold < 16, "{cold} pages cached after dropping them");
+        assert_eq!(view.checksum(0..len).unwrap(), crc32fast::hash(&data));
+        let after = resident_pages(&view, len);
+        assert!(
+            after <= cold + 2,
+            "a cold checksum left {after} pages cached (was {cold})"
+        );
+        // Warm pages stay warm.
+        assert_eq!(view.read(0..len).unwrap().as_slice(), &data[..]);
+        let warm = resident_pages(&view, len);
+        assert!(warm > 200, "{warm}");
+        assert_eq!(
+            view.checksum(100..len - 100).unwrap(),
+            crc32fast::hash(&data[100..len as usize - 100])
+        );
+        assert!(resident_pages(&view, len) >= warm - 2);
     }
 }

@@ -85,4 +85,10 @@ pub trait ReadView: Send + Sync + fmt::Debug {
     /// from the page cache. Slices still holding them keep working; they fault
     /// the same bytes back in. A hint (no-op where unsupported).
     fn release(&self, _range: Range<u64>) {}
+    /// The CRC-32 of the bytes in `range`, read so that nothing stays behind:
+    /// pages that were not cached before leave the page cache again, and none
+    /// stays in this process's RSS. (Default: an ordinary read.)
+    fn checksum(&self, range: Range<u64>) -> io::Result<u32> {
+        Ok(crc32fast::hash(self.read(range)?.as_slice()))
+    }
 }
