@@ -466,8 +466,14 @@ pub struct OpenOutcome {
     pub reopened: bool,
 }
 
+/// The full text of the last error [`error_name`] named (for `repro`).
+pub static LAST_ERROR: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
 /// The error's variant name, for counting.
 pub fn error_name(e: &jocky::Error) -> String {
+    if let Ok(mut l) = LAST_ERROR.lock() {
+        *l = format!("{e}");
+    }
     let s = format!("{e:?}");
     s.chars().take_while(|c| c.is_alphanumeric()).collect()
 }

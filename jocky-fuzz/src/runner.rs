@@ -417,7 +417,22 @@ pub fn run_open(cfg: &Config, folders: &[Folder]) -> Report {
                     *outcomes.entry(key("read-errors")).or_default() += 1;
                 }
             }
-            Some(Err(e)) => *outcomes.entry(key(&format!("error:{e}"))).or_default() += 1,
+            Some(Err(e)) => {
+                // A folder that opened, took a write, export and reclaim, and was
+                // closed cleanly should open again: keep such inputs to look at
+                // (not a finding: no panic, hang or allocation).
+                if e.starts_with("reopen:") {
+                    let dir = cfg.findings_dir.join("reopen");
+                    let _ = std::fs::create_dir_all(&dir);
+                    let name = format!(
+                        "open-{}-{:016x}.bin",
+                        e.replace(':', "-"),
+                        watch::fnv64(&input)
+                    );
+                    let _ = std::fs::write(dir.join(name), &input);
+                }
+                *outcomes.entry(key(&format!("error:{e}"))).or_default() += 1
+            }
             None => {}
         }
         if cfg.progress && last_progress.elapsed() >= Duration::from_secs(10) {
@@ -456,6 +471,21 @@ pub fn repro(target: Target, input: &[u8]) -> String {
     if target.is_decoder() {
         format!("score {}", exec_decoder(target, input))
     } else {
-        format!("{:?}", exec_open_input(input))
+        let r = exec_open_input(input);
+        let folder = input.get(1..).and_then(Folder::decode);
+        let files = folder
+            .map(|f| {
+                f.files
+                    .iter()
+                    .map(|(n, b)| format!("{n} ({} B)", b.len()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let last = folders::LAST_ERROR
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        format!("{r:?}\nfiles: {files}\nlast error: {last}")
     }
 }
