@@ -278,6 +278,11 @@ fn open_store(store_dir: &Path, cfg: &GenConfig) -> Res<Store> {
 /// document; checks that searching all documents counts the same, and that no
 /// id appears twice.
 fn live_ids(index: &Index) -> Res<BTreeSet<u64>> {
+    live_ids_searcher(index).map(|(ids, _)| ids)
+}
+
+/// [`live_ids`], with the searcher they were read from.
+fn live_ids_searcher(index: &Index) -> Res<(BTreeSet<u64>, tantivy::Searcher)> {
     let reader = index
         .reader_builder()
         .reload_policy(ReloadPolicy::Manual)
@@ -308,7 +313,7 @@ fn live_ids(index: &Index) -> Res<BTreeSet<u64>> {
             searcher.num_docs()
         ));
     }
-    Ok(ids)
+    Ok((ids, searcher))
 }
 
 /// How many documents a term query on `id` finds.
@@ -769,15 +774,15 @@ fn read_some(
     locks: Option<&[RwLock<()>]>,
 ) -> Res<()> {
     let t = rng.random_range(0..tenants);
-    let (searcher_ids, index) = {
+    let (searcher_ids, searcher) = {
         let _g = locks.map(|l| l[t].read().expect("lock"));
         let dir = tenant_dir(store, t)?;
         if !Index::exists(&*dir).map_err(err("Index::exists"))? {
             return Ok(());
         }
         let index = Index::open(dir).map_err(err("Index::open"))?;
-        match live_ids(&index) {
-            Ok(ids) => (ids, index),
+        match live_ids_searcher(&index) {
+            Ok(found) => found,
             Err(e) => {
                 // Say what the directory and the commit point look like now.
                 let meta = index.load_metas().map(|m| {
@@ -801,12 +806,16 @@ fn read_some(
             ));
         }
     }
-    // A term query for one live id finds exactly it (possibly after the tenant
-    // was removed: an open index keeps working).
+    // A term query for one live id finds exactly it in the same snapshot
+    // (possibly after the tenant was removed: an open searcher keeps working).
     if !searcher_ids.is_empty() {
         let k = rng.random_range(0..searcher_ids.len());
         let id = *searcher_ids.iter().nth(k).expect("in range");
-        let n = count_id(&index, fields, id)?;
+        let q = TermQuery::new(
+            Term::from_field_u64(fields.id, id),
+            IndexRecordOption::Basic,
+        );
+        let n = searcher.search(&q, &Count).map_err(err("term query"))?;
         if n != 1 {
             return Err(format!(
                 "tenant {t}: term query for live id {id:#x} finds {n} docs"
