@@ -137,6 +137,54 @@ fn a_failed_write_poisons_the_container() {
     }
 }
 
+/// A panic in the writer thread (a bug; injected here) poisons the container
+/// and wakes every waiter with an error: nothing hangs.
+#[test]
+fn a_panic_in_the_writer_thread_poisons_and_wakes_every_waiter() {
+    for mode in [WriteMode::Direct, WriteMode::Buffered] {
+        let s = SimStorage::new();
+        let dir = open(&s, mode);
+        let a = patterned(1, 50_000);
+        write_file(&dir, "a.idx", &a);
+        dir.sync_directory().unwrap();
+        s.set_panic_on_write(true);
+        // Run the waiters on threads, so that a hang fails the test instead of
+        // hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        for t in 0..3 {
+            let (dir, tx) = (dir.clone(), tx.clone());
+            std::thread::spawn(move || {
+                use std::io::Write;
+                use tantivy::directory::TerminatingWrite;
+                let data = patterned(2 + t, 300_000);
+                let result = (|| -> std::io::Result<()> {
+                    let mut w = dir
+                        .open_write(Path::new(&format!("t{t}.idx")))
+                        .map_err(std::io::Error::other)?;
+                    for chunk in data.chunks(3000) {
+                        w.write_all(chunk)?;
+                    }
+                    w.terminate()?;
+                    dir.sync_directory()
+                })();
+                tx.send(result.map_err(|e| e.to_string())).unwrap();
+            });
+        }
+        for _ in 0..3 {
+            let got = rx
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("{mode:?}: a waiter hung after the panic"));
+            let err = got.expect_err("a sync after the writer panicked succeeded");
+            assert!(err.contains("panicked"), "{mode:?}: {err}");
+        }
+        assert!(dir.stats().poisoned, "{mode:?}");
+        assert!(dir.atomic_write(Path::new("c.json"), b"{}").is_err());
+        s.set_panic_on_write(false);
+        let after = open(&s.crash(), mode);
+        assert_eq!(read(&after, "a.idx"), a, "{mode:?}: durable data survives");
+    }
+}
+
 #[test]
 fn a_failed_fsync_poisons_the_container() {
     for mode in MODES {

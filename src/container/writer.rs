@@ -442,7 +442,23 @@ impl Drop for Writer {
     }
 }
 
+/// The writer thread. A panic in it (a bug) poisons the container like a
+/// failed write: every waiter wakes up with the error, nothing more is written.
 fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Msg>, sync_every: Option<Duration>) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_loop(&shared, rx, sync_every)
+    }));
+    if let Err(panic) = result {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        shared.fail(format!("the container's writer thread panicked: {what}"));
+    }
+}
+
+fn run_loop(shared: &Shared, rx: mpsc::Receiver<Msg>, sync_every: Option<Duration>) {
     let mut smooth = Smoother::default();
     // Weak: a sealed file's descriptor closes when the container lets it go
     // (it was synced when sealed, so the timer has nothing to do there).
@@ -456,7 +472,7 @@ fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Msg>, sync_every: Option<Duration
         match msg {
             Ok(Msg::Write(job)) => {
                 last_file = Some(Arc::downgrade(&job.file));
-                write_job(&shared, job, &mut smooth);
+                write_job(shared, job, &mut smooth);
             }
             Ok(Msg::File(file)) => last_file = Some(file),
             Err(RecvTimeoutError::Timeout) => {}
@@ -465,7 +481,7 @@ fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Msg>, sync_every: Option<Duration
         if let Some(d) = sync_every {
             if last_sync.elapsed() >= d {
                 if let Some(file) = last_file.as_ref().and_then(Weak::upgrade) {
-                    timer_sync(&shared, &*file);
+                    timer_sync(shared, &*file);
                 }
                 last_sync = Instant::now();
             }

@@ -49,6 +49,8 @@ struct State {
     unsynced: Vec<(String, Op)>,
     write_budget: Option<u64>,
     fail_write: bool,
+    /// Every write panics (a bug in the writing thread, for tests).
+    panic_on_write: bool,
     fail_sync: bool,
     /// Writes (syncs) that still succeed before `fail_write` (`fail_sync`) is set.
     fail_write_after: Option<u64>,
@@ -164,6 +166,10 @@ impl SimStorage {
     /// Every fsync fails with EIO while set (and makes nothing durable).
     pub fn set_fail_sync(&self, fail: bool) {
         lock(&self.state).fail_sync = fail;
+    }
+    /// Every `write_at` panics while set: a bug in the thread that writes.
+    pub fn set_panic_on_write(&self, panic: bool) {
+        lock(&self.state).panic_on_write = panic;
     }
     /// The next `n` writes (write, allocate, truncate) succeed, then every write
     /// fails with EIO as after `set_fail_write(true)`; `None` cancels.
@@ -446,6 +452,9 @@ impl StorageFile for SimFile {
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        if lock(&self.state).panic_on_write {
+            panic!("injected panic in a write to {}", self.name);
+        }
         if self.direct.load(Ordering::SeqCst) {
             let align = super::DIRECT_ALIGN;
             if !(offset as usize).is_multiple_of(align)
