@@ -90,3 +90,25 @@ fn short_run_of_every_target_finds_nothing() {
         assert!(out.files_read > 0, "{}: {out:?}", f.name);
     }
 }
+
+/// The folders the long run found that opened, took a write and an export,
+/// and then would not open again (a replayed `Reclaim` with a wrong sequence
+/// number counted in the census; an export number with more than ten digits
+/// accepted): now refused on the first open, before anything changes.
+#[test]
+fn the_long_runs_reopen_findings_stay_fixed() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("findings/reopen");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let input = std::fs::read(&path).unwrap();
+        let outcome = runner::repro(Target::Open, &input);
+        assert!(
+            !outcome.contains("reopen:"),
+            "{}: {outcome}",
+            path.display()
+        );
+        n += 1;
+    }
+    assert!(n >= 3, "{n} reproducers");
+}

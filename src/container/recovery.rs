@@ -493,14 +493,23 @@ fn take_census(
     present: &[u64],
     read_only: bool,
 ) -> Result<Census> {
-    let (_, path, _, len, view) = open_mapped(storage, root, last, read_only)?;
+    let (_, path, file, len, view) = open_mapped(storage, root, last, read_only)?;
     let mut expected: Option<BTreeSet<u64>> = None;
     let mut reclaimed = BTreeSet::new();
     let mut start = FILE_HEADER_LEN as u64;
     let mut pos = FILE_HEADER_LEN as u64;
-    // Records up to the first one that does not verify; the main scan decides
-    // whether what follows is a torn tail or damage.
+    // The records the replay will take: up to the first one that does not
+    // verify or does not continue the sequence (the main scan decides whether
+    // what follows is a torn tail or damage). A record past that point must
+    // not count here: the replay cuts it, and with it the evidence.
+    let mut seq = read_header(&*file, len)
+        .map(|h| h.first_sequence)
+        .map_err(|e| Error::decode(&path, 0, e))?;
     while let Ok(Found::Record(h, rec, framed)) = read_record(&*view, pos, len) {
+        if h.sequence != seq {
+            break;
+        }
+        seq += 1;
         match record::decode_payload(h.kind, &rec.as_slice()[HEADER_LEN..]) {
             Ok(Payload::Checkpoint { files, .. }) if pos == FILE_HEADER_LEN as u64 => {
                 let list =

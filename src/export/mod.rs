@@ -132,6 +132,11 @@ impl Exporter<'_> {
         }
         group.files.sort_by(|a, b| a.0.cmp(&b.0));
         let no = self.0.take_export_no();
+        if no > crate::format::record::MAX_FILE_NO {
+            return Err(Error::TooLarge(format!(
+                "segment file number {no} has more than ten digits"
+            )));
+        }
         let storage = self.0.container().storage().clone();
         let sync = self.0.container().sync_policy() != SyncPolicy::Never;
         let name = segment_file_name(no);

@@ -63,6 +63,17 @@ pub const RECORD_VERSION: u8 = 1;
 pub const MAX_PAYLOAD_LEN: u32 = 256 << 20;
 /// Upper bound on a namespace or path in a record.
 pub const MAX_NAME_LEN: usize = 4096;
+/// Upper bound on a container or segment file number: file names carry ten
+/// digits. A larger number read from disk is corruption.
+pub const MAX_FILE_NO: u64 = 9_999_999_999;
+
+/// `n` as a file number, if it is one.
+fn file_no(n: u64) -> Result<u64, DecodeError> {
+    if n > MAX_FILE_NO {
+        return Err(DecodeError::LengthOutOfBounds(n));
+    }
+    Ok(n)
+}
 
 const OFF_CRC: usize = 0;
 const OFF_LEN: usize = 4;
@@ -238,7 +249,7 @@ pub fn decode_file_numbers(b: &[u8]) -> Result<Vec<u64>, DecodeError> {
     if count.checked_mul(8).and_then(|n| n.checked_add(4)) != Some(b.len()) {
         return Err(DecodeError::LengthOutOfBounds(count as u64));
     }
-    (0..count).map(|_| r.u64()).collect()
+    (0..count).map(|_| file_no(r.u64()?)).collect()
 }
 
 impl Payload<'_> {
@@ -462,7 +473,7 @@ pub fn decode_payload<'a>(kind: RecordKind, p: &'a [u8]) -> Result<Payload<'a>, 
         },
         RecordKind::Padding => Payload::Padding { len: p.len() },
         RecordKind::Export => {
-            let export_no = r.u64()?;
+            let export_no = file_no(r.u64()?)?;
             let namespace = r.str(MAX_NAME_LEN)?;
             let entries = r.rest();
             decode_export_entries(entries)?;
@@ -481,15 +492,17 @@ pub fn decode_payload<'a>(kind: RecordKind, p: &'a [u8]) -> Result<Payload<'a>, 
                 files,
             }
         }
-        RecordKind::Reclaim => Payload::Reclaim { file_no: r.u64()? },
+        RecordKind::Reclaim => Payload::Reclaim {
+            file_no: file_no(r.u64()?)?,
+        },
         RecordKind::ExportBegin => Payload::ExportBegin {
-            export_no: r.u64()?,
+            export_no: file_no(r.u64()?)?,
         },
         RecordKind::SegmentDrop => Payload::SegmentDrop {
-            export_no: r.u64()?,
+            export_no: file_no(r.u64()?)?,
         },
         RecordKind::Continued => Payload::Continued {
-            next_file_no: r.u64()?,
+            next_file_no: file_no(r.u64()?)?,
         },
         RecordKind::Seal => Payload::Seal,
     };
@@ -532,6 +545,37 @@ mod tests {
         verify(buf, &h).unwrap();
         let got = decode_payload(h.kind, &buf[HEADER_LEN..HEADER_LEN + h.len as usize]).unwrap();
         assert_eq!(got, p);
+    }
+
+    #[test]
+    fn file_numbers_beyond_ten_digits_are_corruption() {
+        for p in [
+            Payload::Reclaim {
+                file_no: MAX_FILE_NO + 1,
+            },
+            Payload::ExportBegin {
+                export_no: u64::MAX,
+            },
+            Payload::SegmentDrop {
+                export_no: MAX_FILE_NO + 1,
+            },
+            Payload::Continued {
+                next_file_no: MAX_FILE_NO + 1,
+            },
+        ] {
+            let mut buf = Vec::new();
+            encode(&mut buf, &p, 1, 0);
+            let h = decode_header(&buf).unwrap();
+            assert!(
+                decode_payload(h.kind, &buf[HEADER_LEN..HEADER_LEN + h.len as usize]).is_err(),
+                "{p:?} accepted"
+            );
+        }
+        assert!(decode_file_numbers(&encode_file_numbers(&[1, MAX_FILE_NO + 1])).is_err());
+        assert_eq!(
+            decode_file_numbers(&encode_file_numbers(&[MAX_FILE_NO])).unwrap(),
+            [MAX_FILE_NO]
+        );
     }
 
     #[test]
