@@ -105,7 +105,14 @@ impl Engine {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match Self::open_mode(storage.clone(), root, opts.clone(), eopts.clone(), true) {
+            // Every file as listed stays readable for the replay, even if the
+            // writer removes it meanwhile.
+            let pinned = Arc::new(
+                crate::io::pinned::Pinned::pin(storage.clone()).map_err(|e| Error::io(root, e))?,
+            );
+            let opened = Self::open_mode(pinned.clone(), root, opts.clone(), eopts.clone(), true);
+            pinned.unpin();
+            match opened {
                 Ok(engine) => return Ok(engine),
                 Err(
                     e @ (Error::Incomplete { .. } | Error::Corrupted { .. } | Error::Io { .. }),

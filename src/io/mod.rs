@@ -6,6 +6,7 @@
 //! Everything above this layer does I/O only through these traits.
 
 pub mod fs;
+pub(crate) mod pinned;
 #[cfg(any(test, feature = "testing"))]
 pub mod sim;
 
