@@ -115,7 +115,10 @@ impl Engine {
             match opened {
                 Ok(engine) => return Ok(engine),
                 Err(
-                    e @ (Error::Incomplete { .. } | Error::Corrupted { .. } | Error::Io { .. }),
+                    e @ (Error::Incomplete { .. }
+                    | Error::Corrupted { .. }
+                    | Error::ChecksumMismatch { .. }
+                    | Error::Io { .. }),
                 ) if attempt < ATTEMPTS => {
                     log::debug!(
                         "read-only open of {} raced a writer ({e}); again",
