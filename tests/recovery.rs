@@ -428,3 +428,37 @@ fn a_drop_releases_the_folder_before_it_returns() {
         assert!(stdout.contains("CHILD: Ok("), "round {round}: {stdout}");
     }
 }
+
+/// A folder reopened with another container file size: the newest file keeps
+/// the capacity its header says (appends never run past it), new files get
+/// the new size.
+#[test]
+fn reopening_with_another_file_size_keeps_each_files_capacity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let open = |mib: u64| {
+        JockyDirectory::builder(tmp.path())
+            .container_file_size(mib << 20)
+            .preallocate(256 << 10)
+            .export_policy(jocky::ExportPolicy::Manual)
+            .open()
+            .unwrap()
+    };
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for (round, mib) in [1u64, 64, 1, 2, 64, 1].into_iter().enumerate() {
+        let dir = open(mib);
+        for (name, data) in &files {
+            assert_eq!(&read(&dir, name.as_str()), data, "round {round}: {name}");
+        }
+        for i in 0..3 {
+            let name = format!("r{round}-{i}.bin");
+            let data = patterned((round * 10 + i) as u64, 700_000);
+            write_file(&dir, &name, &data);
+            files.push((name, data));
+        }
+        dir.sync_directory().unwrap();
+    }
+    let dir = open(8);
+    for (name, data) in &files {
+        assert_eq!(&read(&dir, name.as_str()), data, "{name}");
+    }
+}

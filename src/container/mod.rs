@@ -94,6 +94,9 @@ struct Active {
     direct: bool,
     /// Format version of `file` (older files never get newer record kinds).
     version: u32,
+    /// The most bytes `file` may grow to: its header's, which may differ from
+    /// the options of this open (a folder reopened with another file size).
+    capacity: u64,
 }
 
 /// What one [`Container::append`] did.
@@ -226,6 +229,7 @@ impl Container {
                 stage: None,
                 direct: false,
                 version: rec.active_version,
+                capacity: rec.active_capacity,
             }),
             opts,
             sync_lock: Mutex::new(()),
@@ -376,7 +380,7 @@ impl Container {
         loop {
             self.check_poison()?;
             let mut a = lock(&self.active);
-            if a.offset + total > self.records_end() {
+            if a.offset + total > a.capacity - CONTINUED_LEN {
                 let seen = a.file_no;
                 drop(a);
                 self.rotate(seen)?;
@@ -387,7 +391,7 @@ impl Container {
             };
             if a.offset + total > a.allocated {
                 let want = (a.offset + total).max(a.allocated + self.opts.grow_step);
-                let want = want.min(self.opts.file_capacity);
+                let want = want.min(a.capacity);
                 file.allocate(a.allocated, want - a.allocated)
                     .map_err(|e| Error::io(self.root.join(container_file_name(a.file_no)), e))?;
                 a.allocated = want;
@@ -603,6 +607,7 @@ impl Container {
         a.offset = start;
         a.start = start;
         a.version = FORMAT_VERSION;
+        a.capacity = self.opts.file_capacity;
         a.next_seq = header.first_sequence + 1;
         a.allocated = start.max(self.opts.grow_step.min(self.opts.file_capacity));
         self.durable()

@@ -55,6 +55,8 @@ pub(super) struct Recovered {
     /// Where records after the active file's header and checkpoint start.
     pub active_start: u64,
     pub active_version: u32,
+    /// The newest file's capacity, from its header.
+    pub active_capacity: u64,
     /// The newest file's last record is a `Seal`: nothing to seal until more
     /// is appended.
     pub active_sealed: bool,
@@ -293,11 +295,11 @@ pub(super) fn recover(
                 let records = count_records(&*view, end, len);
                 cut = Some((no, end, len, records));
             }
-            active = Some((file, end, header.version, sealed));
+            active = Some((file, end, header.version, sealed, header.capacity));
         }
         files.push((no, map, end));
     }
-    let (active_file, active_end, active_version, active_sealed) =
+    let (active_file, active_end, active_version, active_sealed, active_capacity) =
         active.expect("the newest file is always expected");
     Ok(Recovered {
         files,
@@ -306,6 +308,7 @@ pub(super) fn recover(
         active_end,
         active_start: census.start.min(active_end),
         active_version,
+        active_capacity,
         active_sealed,
         next_seq: next_seq.map(|(_, s)| s).unwrap_or(1),
         segment_files,
@@ -341,6 +344,7 @@ fn create_first(
         active_end: start,
         active_start: start,
         active_version: FORMAT_VERSION,
+        active_capacity: opts.file_capacity,
         active_sealed: false,
         next_seq: 2,
         segment_files,
