@@ -92,8 +92,11 @@ fn drop_caches() -> bool {
     std::fs::write("/proc/sys/vm/drop_caches", "1").is_ok()
 }
 
-/// (open ms, first query ms, bytes read, page cache of the folder after).
-fn measure(side: Side, path: &Path) -> (f64, f64, u64, u64) {
+/// One measurement: open ms, first query ms, bytes read, page cache of the
+/// folder after.
+type Sample = (f64, f64, u64, u64);
+
+fn measure(side: Side, path: &Path) -> Sample {
     let (_, fields) = harness::schema();
     let read_before = procstats::io_read_bytes();
     let t = Instant::now();
@@ -135,7 +138,7 @@ fn main() {
         println!("cold runs skipped: cannot drop the page cache (needs root)");
     }
     // [side][cold?] -> samples
-    let mut samples: Vec<Vec<Vec<(f64, f64, u64, u64)>>> = vec![vec![Vec::new(); 2]; 3];
+    let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); 2]; 3];
     for round in 0..args.rounds {
         for k in 0..sides.len() {
             let i = (k + round) % sides.len(); // alternate who goes first
@@ -162,7 +165,7 @@ fn main() {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (i, side) in sides.iter().enumerate() {
-        let col = |cold: usize, f: &dyn Fn(&(f64, f64, u64, u64)) -> f64| -> String {
+        let col = |cold: usize, f: &dyn Fn(&Sample) -> f64| -> String {
             let mut v: Vec<f64> = samples[i][cold].iter().map(f).collect();
             if v.is_empty() {
                 return "–".into();
