@@ -191,6 +191,7 @@ impl Engine {
         // Segment files the log has a record of: begun, exported or dropped.
         // Only those may be removed when nothing live is in them.
         let mut logged_segments = std::collections::BTreeSet::new();
+        let segments = SegmentSet::new(root, eopts.advice, eopts.verify);
         let (container, found, plan) =
             Container::open(storage.clone(), root, opts, read_only, &mut |rec| {
                 if let Payload::ExportBegin { export_no }
@@ -198,6 +199,15 @@ impl Engine {
                 | Payload::Export { export_no, .. } = rec.payload
                 {
                     logged_segments.insert(export_no);
+                }
+                if let (true, Payload::Export { export_no, .. }) = (read_only, &rec.payload) {
+                    // Beside a writer: map the segment file the moment the log
+                    // names it. It exists until a later record (which this
+                    // replay reads too) declares it dead; mapped, it stays
+                    // readable after the writer removes it.
+                    if !segments.contains(*export_no) {
+                        let _ = segments.open_existing(&*storage, *export_no);
+                    }
                 }
                 table.replay(rec)
             })?;
@@ -211,9 +221,11 @@ impl Engine {
         // damaged one is an error); the others go only if the log proves them
         // dead or incomplete. Nothing in the folder changes before all of them
         // checked out.
-        let segments = SegmentSet::new(root, eopts.advice, eopts.verify);
         let live = table.live_segments();
         for no in &live {
+            if segments.contains(*no) {
+                continue;
+            }
             if !found.contains(no) {
                 return Err(Error::Incomplete {
                     path: root.join(segment_file_name(*no)),

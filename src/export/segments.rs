@@ -200,6 +200,11 @@ impl SegmentSet {
         *crate::sync::write(&self.map) = map;
     }
 
+    /// Whether segment file `no` is mapped.
+    pub fn contains(&self, no: u64) -> bool {
+        crate::sync::read(&self.map).contains_key(&no)
+    }
+
     /// `(number, bytes)` of every mapped segment file.
     pub fn sizes(&self) -> Vec<(u64, u64)> {
         let map = crate::sync::read(&self.map);
