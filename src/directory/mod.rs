@@ -188,7 +188,7 @@ impl Builder {
     }
 
     /// When exported files are checked against their CRCs (default
-    /// [`VerifyPolicy::OnFirstRead`]: before the first read is served).
+    /// [`VerifyPolicy::OnFirstRead`](crate::VerifyPolicy::OnFirstRead): before the first read is served).
     pub fn verify(mut self, policy: crate::policy::VerifyPolicy) -> Self {
         self.engine.verify = policy;
         self
