@@ -273,7 +273,16 @@ impl Container {
             let a = lock(&self.active);
             let file = a.file.clone().expect("an opened container has a file");
             let path = self.root.join(container_file_name(a.file_no));
-            if let Some((no, end, len, records)) = plan.cut {
+            if let Some((no, end, len, _, false)) = plan.cut {
+                debug_assert_eq!(no, a.file_no);
+                log::debug!(
+                    "giving back {} reserved bytes of {}",
+                    len - end,
+                    path.display()
+                );
+                file.truncate(end).map_err(|e| Error::io(&path, e))?;
+            }
+            if let Some((no, end, len, records, true)) = plan.cut {
                 debug_assert_eq!(no, a.file_no);
                 log::warn!(
                     "cutting a torn tail off {} at offset {end}: {} bytes, {records} records in them that verify (written, never acknowledged as durable)",

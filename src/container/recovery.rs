@@ -74,10 +74,11 @@ pub(crate) struct OpenPlan {
     /// them verifies, their predecessor is present and does not end with the
     /// `Continued` record that is written once a creation completed.
     pub torn_creations: Vec<u64>,
-    /// The torn tail of the newest file: `(file_no, end of the log, file length,
-    /// records past the end that verify)`. No record past `end` says the bytes
-    /// at `end` had been made durable.
-    pub cut: Option<(u64, u64, u64, u64)>,
+    /// The tail of the newest file past its last record: `(file_no, end of
+    /// the log, file length, records past the end that verify, torn)`; `torn`
+    /// is false when it is only zeros (a reservation). No record past `end`
+    /// says the bytes at `end` had been made durable.
+    pub cut: Option<(u64, u64, u64, u64, bool)>,
     /// Container files that are not part of the log: a durable `Reclaim`
     /// record names them, or the newest checkpoint (written after such a
     /// record was made durable by sealing its file) leaves them out.
@@ -292,8 +293,15 @@ pub(super) fn recover(
                 });
             }
             if len > end {
-                let records = count_records(&*view, end, len);
-                cut = Some((no, end, len, records));
+                // Zeros only: the reservation of a file closed without its
+                // trim (a killed process): given back, not a torn tail.
+                let torn = !is_zero(&*view, end, len);
+                let records = if torn {
+                    count_records(&*view, end, len)
+                } else {
+                    0
+                };
+                cut = Some((no, end, len, records, torn));
             }
             active = Some((file, end, header.version, sealed, header.capacity));
         }
