@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use jocky::testing::{SimStorage, Storage};
+use jocky::testing::SimStorage;
 use jocky::{ExportPolicy, JockyDirectory, VerifyPolicy, WriteMode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -68,18 +68,6 @@ fn index_into(dir: JockyDirectory, seed: usize) {
     }
 }
 
-/// A folder's files after a clean close.
-fn files(s: &SimStorage) -> BTreeMap<String, Vec<u8>> {
-    s.list()
-        .unwrap()
-        .into_iter()
-        .map(|n| {
-            let b = s.file_bytes(&n).unwrap();
-            (n, b)
-        })
-        .collect()
-}
-
 fn make(store: bool) -> BTreeMap<String, Vec<u8>> {
     let s = SimStorage::new();
     if store {
@@ -93,7 +81,7 @@ fn make(store: bool) -> BTreeMap<String, Vec<u8>> {
         index_into(dir.clone(), 0);
         dir.export_committed().unwrap();
     }
-    files(&s)
+    common::files_of(&s)
 }
 
 /// What a search of one index shows: hit counts and the stored text of the top hits.
@@ -118,10 +106,7 @@ fn search(dir: JockyDirectory) -> tantivy::Result<String> {
 
 /// Opens the folder and searches every index in it; an error is detection.
 fn outcome(files: &BTreeMap<String, Vec<u8>>, store: bool) -> Result<String, String> {
-    let s = SimStorage::new();
-    for (n, b) in files {
-        s.set_file_bytes(n, b.clone());
-    }
+    let s = common::disk_of(files);
     if store {
         let st = builder(&s).open_store().map_err(|e| e.to_string())?;
         let mut all = String::new();

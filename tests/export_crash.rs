@@ -538,14 +538,6 @@ fn exported_folder() -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-fn disk_of(files: &BTreeMap<String, Vec<u8>>) -> SimStorage {
-    let s = SimStorage::new();
-    for (name, bytes) in files {
-        s.set_file_bytes(name, bytes.clone());
-    }
-    s
-}
-
 fn check_abc(dir: &JockyDirectory) {
     assert_eq!(read(dir, "a.bin"), pattern(1, 70_000));
     assert_eq!(read(dir, "b.bin"), pattern(2, 5_000));
@@ -556,7 +548,7 @@ fn check_abc(dir: &JockyDirectory) {
 /// Opens a folder whose segment file `name` was damaged: the open fails naming
 /// that file, and changes nothing on disk.
 fn assert_refused(files: &BTreeMap<String, Vec<u8>>, name: &str, what: &str) {
-    let s = disk_of(files);
+    let s = common::disk_of(files);
     match open(&s) {
         Ok(_) => panic!("{what}: open accepted a damaged {name}"),
         Err(
@@ -587,7 +579,7 @@ fn a_damaged_segment_file_is_reported_never_served() {
     let files = exported_folder();
     // Undamaged, it opens and serves the files from segment files.
     {
-        let dir = open(&disk_of(&files)).unwrap();
+        let dir = open(&common::disk_of(&files)).unwrap();
         check_abc(&dir);
         assert_eq!(dir.stats().segment_files, 2);
         assert_eq!(dir.verify_segments().unwrap(), 2);
@@ -624,7 +616,7 @@ fn a_damaged_segment_file_is_reported_never_served() {
         // Missing altogether.
         let mut damaged = files.clone();
         damaged.remove(name);
-        let err = open(&disk_of(&damaged)).unwrap_err();
+        let err = open(&common::disk_of(&damaged)).unwrap_err();
         assert!(
             matches!(&err, Error::Incomplete { path, .. } if path.ends_with(name)),
             "{err:?}"
@@ -637,7 +629,7 @@ fn a_damaged_segment_file_is_reported_never_served() {
     for (pos, want_offset) in [(0usize, 0u64), (69_999, 0), (73_728, 73_728)] {
         let mut damaged = files.clone();
         damaged.get_mut(SEG0).unwrap()[pos] ^= 1;
-        let dir = open(&disk_of(&damaged)).unwrap();
+        let dir = open(&common::disk_of(&damaged)).unwrap();
         match dir.verify_segments() {
             Err(Error::ChecksumMismatch { file, offset, .. }) => {
                 assert!(file.ends_with(SEG0), "{file:?}");
@@ -646,18 +638,6 @@ fn a_damaged_segment_file_is_reported_never_served() {
             other => panic!("flip at {pos}: {other:?}"),
         }
     }
-}
-
-/// Every file of a simulated folder, by name.
-fn snapshot(s: &SimStorage) -> BTreeMap<String, Vec<u8>> {
-    s.list()
-        .unwrap()
-        .into_iter()
-        .map(|n| {
-            let b = s.file_bytes(&n).unwrap();
-            (n, b)
-        })
-        .collect()
 }
 
 #[test]
@@ -674,17 +654,17 @@ fn a_segment_file_the_log_has_no_record_of_is_refused_and_left_alone() {
     ] {
         let mut planted = files.clone();
         planted.insert(name.into(), bytes);
-        let s = disk_of(&planted);
+        let s = common::disk_of(&planted);
         let err = open(&s).unwrap_err();
         assert!(
             matches!(&err, Error::Incomplete { path, .. } if path.ends_with(name)),
             "{name}: {err:?}"
         );
         assert!(err.to_string().contains("no record"), "{err}");
-        assert_eq!(snapshot(&s), planted, "{name}: the folder changed");
+        assert_eq!(common::files_of(&s), planted, "{name}: the folder changed");
         // Taken out again, the folder opens as it was.
         s.set_file_bytes(name, Vec::new());
-        let s = disk_of(&files);
+        let s = common::disk_of(&files);
         check_abc(&open(&s).unwrap());
     }
     // Segment file 1 under another number: its `Export` record names 1, so the
@@ -692,13 +672,13 @@ fn a_segment_file_the_log_has_no_record_of_is_refused_and_left_alone() {
     let mut renamed = files.clone();
     let seg1 = renamed.remove(SEG1).unwrap();
     renamed.insert("jocky-seg-0000000002.seg".into(), seg1);
-    let s = disk_of(&renamed);
+    let s = common::disk_of(&renamed);
     let err = open(&s).unwrap_err();
     assert!(
         matches!(&err, Error::Incomplete { path, .. } if path.ends_with(SEG1)),
         "{err:?}"
     );
-    assert_eq!(snapshot(&s), renamed, "the folder changed");
+    assert_eq!(common::files_of(&s), renamed, "the folder changed");
 }
 
 // ---------------------------------------------------------------------------

@@ -11,32 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::contract::patterned;
-use common::{open_sim, read, write_file};
-use jocky::testing::{SimStorage, Storage};
+use common::{disk_of, files_of, open_sim, read, write_file};
+use jocky::testing::SimStorage;
 use jocky::{Error, ExportPolicy, JockyDirectory, WriteMode};
 use tantivy::Directory;
 
 const LOG: &str = "jocky-0000000000.log";
-
-/// What a killed process leaves: every written byte (the page cache survives).
-fn written(s: &SimStorage) -> BTreeMap<String, Vec<u8>> {
-    s.list()
-        .unwrap()
-        .into_iter()
-        .map(|n| {
-            let b = s.file_bytes(&n).unwrap();
-            (n, b)
-        })
-        .collect()
-}
-
-fn disk_of(files: &BTreeMap<String, Vec<u8>>) -> SimStorage {
-    let s = SimStorage::new();
-    for (name, bytes) in files {
-        s.set_file_bytes(name, bytes.clone());
-    }
-    s
-}
 
 fn flipped(files: &BTreeMap<String, Vec<u8>>, at: usize) -> SimStorage {
     let mut files = files.clone();
@@ -72,10 +52,10 @@ fn damage_before_a_clean_close_is_reported_not_cut() {
     dir.sync_directory().unwrap();
     let synced_end = dir.stats().container_bytes as usize;
     write_file(&dir, "b.bin", &patterned(2, 20_000)); // never synced
-    let killed = written(&s);
+    let killed = files_of(&s);
     assert_eq!(dir.stats().seals, 0);
     drop(dir); // a clean close seals the tail
-    let closed = written(&s);
+    let closed = files_of(&s);
     let at = synced_end + 5_000; // inside b.bin's records
 
     // Killed: b.bin was never acknowledged; its damaged records are a torn
@@ -123,7 +103,7 @@ fn an_idle_log_seals_itself() {
     }
     // The process is killed now (no clean close): damage in b.bin, written
     // before the seal, is reported.
-    let killed = written(&s);
+    let killed = files_of(&s);
     let at = synced_end + 5_000;
     assert_reported(open_sim(&flipped(&killed, at)), at, "after an idle seal");
     let dir2 = open_sim(&disk_of(&killed)).unwrap();
@@ -138,13 +118,13 @@ fn opening_and_closing_a_sealed_folder_writes_nothing() {
     write_file(&dir, "a.bin", &patterned(5, 9_000));
     dir.sync_directory().unwrap();
     drop(dir);
-    let sealed = written(&s);
+    let sealed = files_of(&s);
     for round in 0..3 {
         let dir = open_sim(&s).unwrap();
         assert_eq!(read(&dir, "a.bin"), patterned(5, 9_000));
         drop(dir);
         assert_eq!(
-            written(&s),
+            files_of(&s),
             sealed,
             "round {round}: a look changed the folder"
         );

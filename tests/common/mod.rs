@@ -6,9 +6,10 @@
 pub mod contract;
 pub mod exporting;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use jocky::testing::SimStorage;
+use jocky::testing::{SimStorage, Storage};
 use jocky::JockyDirectory;
 
 /// A directory over simulated storage, with container files small enough (1 MiB)
@@ -61,4 +62,26 @@ pub fn read(dir: &dyn tantivy::Directory, name: &str) -> Vec<u8> {
         .unwrap()
         .as_slice()
         .to_vec()
+}
+
+/// Every file of a simulated folder with its written bytes: what a killed
+/// process leaves (the page cache survives), or a folder after a clean close.
+pub fn files_of(s: &SimStorage) -> BTreeMap<String, Vec<u8>> {
+    s.list()
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let b = s.file_bytes(&n).unwrap();
+            (n, b)
+        })
+        .collect()
+}
+
+/// A simulated folder holding `files`.
+pub fn disk_of(files: &BTreeMap<String, Vec<u8>>) -> SimStorage {
+    let s = SimStorage::new();
+    for (name, bytes) in files {
+        s.set_file_bytes(name, bytes.clone());
+    }
+    s
 }
