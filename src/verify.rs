@@ -1,7 +1,8 @@
 //! Checking a whole folder: every container record's checksum, every segment
 //! file's table and per-file checksums, and tantivy's own footer checksum of
 //! every file of every index or tenant. Read-only (works beside a writer), and
-//! it leaves the page cache as it found it: what it read is dropped afterwards.
+//! what it read is dropped from the page cache afterwards (pages a running writer
+//! maps stay cached).
 
 use std::path::{Path, PathBuf};
 

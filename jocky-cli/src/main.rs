@@ -54,7 +54,7 @@ enum Command {
     },
     /// Check every container record, every segment file and tantivy's footer
     /// checksums of every index or tenant; name each damaged file and offset.
-    /// Exits 3 on any damage. Read-only; leaves the page cache as it was.
+    /// Exits 3 on any damage. Read-only; drops what it read from the page cache afterwards.
     Verify {
         /// The jocky folder.
         dir: PathBuf,
