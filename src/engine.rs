@@ -237,17 +237,13 @@ impl Engine {
             }
             segments.open_existing(&*storage, *no)?;
         }
+        // Beside a writer (read-only) an unreferenced file is an export in
+        // progress or a dead file being removed: none of the reader's business.
         let unreferenced: Vec<u64> = found
             .iter()
             .copied()
-            .filter(|n| !live.contains(n))
+            .filter(|n| !read_only && !live.contains(n))
             .collect();
-        let unreferenced = if read_only {
-            // An export in progress, or a dead file the writer is removing.
-            Vec::new()
-        } else {
-            unreferenced
-        };
         if let Some(no) = unreferenced.iter().find(|n| !logged_segments.contains(n)) {
             return Err(Error::Incomplete {
                 path: root.join(segment_file_name(*no)),

@@ -73,10 +73,10 @@ impl Pinned {
     /// listing and its open is left out, as if listed a moment later.
     pub fn pin(inner: Arc<dyn Storage>) -> io::Result<Pinned> {
         let mut pins = BTreeMap::new();
-        let names = inner.list()?;
-        let (logs, others): (Vec<String>, Vec<String>) = names
+        let logs = inner
+            .list()?
             .into_iter()
-            .partition(|n| parse_container_file_name(n).is_some());
+            .filter(|n| parse_container_file_name(n).is_some());
         for name in logs {
             match inner.open(&name) {
                 Ok(f) => {
@@ -101,7 +101,6 @@ impl Pinned {
                 Err(e) => return Err(e),
             }
         }
-        drop(others);
         Ok(Pinned {
             inner,
             pins: Mutex::new(Some(pins)),
