@@ -36,6 +36,13 @@ pub(crate) struct Engine {
     next_export_no: AtomicU64,
     /// One export or reclamation pass at a time.
     maintenance: Mutex<()>,
+    /// Keeps the log's order and the table's in step for the changes whose
+    /// effect depends on the table's state (create, delete, atomic write,
+    /// export, copy forward): held from the check of the table, across the
+    /// append, to the table's update. Readers never take it, and the table's
+    /// own lock is only held for the in-memory check and update, never across
+    /// a write, an fsync, a rotation or a wait for write-queue space.
+    log_order: Mutex<()>,
     worker: Worker,
     counters: MaintenanceCounters,
 }
@@ -280,6 +287,7 @@ impl Engine {
             export_policy: eopts.export,
             next_export_no: AtomicU64::new(next_export_no),
             maintenance: Mutex::new(()),
+            log_order: Mutex::new(()),
             worker: Worker::default(),
             counters: MaintenanceCounters::default(),
         })
@@ -325,6 +333,13 @@ impl Engine {
         lock(&self.maintenance)
     }
 
+    /// The log-order lock (see the field): take it before reading the table
+    /// state a record depends on, hold it across the append and the table's
+    /// update.
+    pub fn log_order(&self) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.log_order)
+    }
+
     /// The policy's minimum segment size for automatic export, and how long to
     /// wait after the last commit (`None`: right after each commit).
     pub fn auto_export(&self) -> Option<(u64, Option<std::time::Duration>)> {
@@ -348,11 +363,13 @@ impl Engine {
 
     /// Registers a new file and logs its creation.
     pub fn create(&self, ns: &str, path: &str) -> std::result::Result<u64, CreateError> {
-        let mut table = self.table_mut();
-        if table.get(ns, path).is_some() {
+        let _order = self.log_order();
+        if self.table().get(ns, path).is_some() {
             return Err(CreateError::Exists);
         }
-        let id = table.alloc_id();
+        // Ids grow in log order (replay checks it): allocated under the
+        // log-order lock, published after the append.
+        let id = self.table_mut().alloc_id();
         let appended = self
             .container
             .append(&[Payload::Create {
@@ -361,7 +378,9 @@ impl Engine {
                 path,
             }])
             .map_err(CreateError::Other)?;
-        let created = table.create_with_id(ns, path, id, appended.file_no);
+        let created = self
+            .table_mut()
+            .create_with_id(ns, path, id, appended.file_no);
         debug_assert!(created);
         Ok(id)
     }
@@ -406,13 +425,12 @@ impl Engine {
     /// Returns `false` if there was no such file.
     pub fn delete(&self, ns: &str, path: &str) -> Result<bool> {
         let removed = {
-            let mut table = self.table_mut();
-            let Some(entry) = table.get(ns, path) else {
+            let _order = self.log_order();
+            let Some(id) = self.table().get(ns, path).map(|e| e.id) else {
                 return Ok(false);
             };
-            self.container
-                .append(&[Payload::Delete { file_id: entry.id }])?;
-            table.remove(ns, path)
+            self.container.append(&[Payload::Delete { file_id: id }])?;
+            self.table_mut().take_by_id(id)
         };
         if let Some(e) = removed {
             self.release(&e);
@@ -436,14 +454,15 @@ impl Engine {
     pub fn remove_namespace(&self, ns: &str) -> Result<usize> {
         let mut removed = 0;
         {
-            let mut table = self.table_mut();
-            let ids = table.ids_in(ns);
+            let _order = self.log_order();
+            let ids = self.table().ids_in(ns);
             for batch in ids.chunks(1024) {
                 let payloads: Vec<Payload<'_>> = batch
                     .iter()
                     .map(|id| Payload::Delete { file_id: *id })
                     .collect();
                 self.container.append(&payloads)?;
+                let mut table = self.table_mut();
                 for id in batch {
                     removed += usize::from(table.remove_by_id(*id));
                 }
@@ -460,8 +479,8 @@ impl Engine {
         // `appended` lives until the table has the new version: until then
         // reclamation leaves its container file alone.
         let (id, appended) = {
-            let mut table = self.table_mut();
-            let id = table.alloc_id();
+            let _order = self.log_order();
+            let id = self.table_mut().alloc_id();
             let appended = self.container.append(&[Payload::AtomicWrite {
                 file_id: id,
                 namespace: ns,

@@ -156,8 +156,12 @@ impl Reclaimer<'_> {
     /// being written or too large to copy here).
     fn copy_forward(&self, no: u64, report: &mut ReclaimReport) -> Result<bool> {
         {
-            let mut t = self.0.table_mut();
-            let anchored = t.anchored_in(no);
+            // The snapshot, the copies and the table's updates in log order
+            // (no delete or export of these files in between); the table's
+            // lock only around the in-memory parts, so readers never wait for
+            // the copies' reads and appends.
+            let _order = self.0.log_order();
+            let anchored = self.0.table().anchored_in(no);
             // A copy is one record: it must also fit in a container file.
             if anchored.iter().any(|((ns, path), e)| {
                 let max = RELOCATE_MAX.min(self.0.max_atomic_len(ns, path) as u64);
@@ -196,6 +200,7 @@ impl Reclaimer<'_> {
                     namespace: &ns,
                     entries: &blob,
                 }])?;
+                let mut t = self.0.table_mut();
                 for (_, e) in &files {
                     t.set_anchor(e.id, appended.file_no);
                 }
@@ -216,7 +221,7 @@ impl Reclaimer<'_> {
                     bytes: &bytes,
                 }])?;
                 let extent = appended.extents[0].expect("an atomic write carries bytes");
-                t.set_relocated(e.id, extent);
+                self.0.table_mut().set_relocated(e.id, extent);
                 report.files_copied_forward += 1;
                 report.bytes_copied_forward += e.len;
             }

@@ -7,13 +7,21 @@
 //! on its right, never the other way):
 //!
 //! ```text
-//! engine.maintenance → engine.table → container.sync_lock → container.active
+//! engine.maintenance → engine.log_order → container.sync_lock → container.active
 //!   → writer state → container.files / container.unapplied / segments.map
+//!
+//! engine.table (read or write) → container.active (only to copy staged bytes)
+//!   → writer state / container.files / segments.map
 //! ```
 //!
-//! The writer thread takes only the writer state; readers take the table (read),
-//! then `files` or `segments.map` (read) — no reader lock is held across disk
-//! I/O except the mapping reads themselves.
+//! `engine.table` is never held across a call that writes, syncs, rotates or
+//! waits for write-queue space: a change that depends on the table's state
+//! checks it under a short table lock, appends with `engine.log_order` held
+//! (which keeps log order and table order in step), and publishes under a
+//! second short table lock. The writer thread takes only the writer state;
+//! readers take the table (read), then `files` or `segments.map` (read) — so
+//! `open_read`, `exists`, `atomic_read` and a reader reload never wait for a
+//! tenant's disk I/O, only for other in-memory table updates.
 
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 

@@ -1,7 +1,9 @@
 //! The in-memory file table: `(namespace, path) -> entry`, rebuilt on open by
 //! replaying the container's records, and kept in step with the log afterwards
-//! (each change is appended to the log while the table's lock is held, so log
-//! order and table order agree). `exists` and file lengths never touch the disk.
+//! (each change that depends on the table's state is checked, appended and
+//! applied under the engine's log-order lock, so log order and table order
+//! agree; the table's own lock is held only for the in-memory check and
+//! update). `exists` and file lengths never touch the disk.
 //!
 //! The table also keeps the books reclamation needs: which container files hold
 //! records a live file still depends on (its *anchors*: the records replay needs
@@ -422,11 +424,6 @@ impl FileTable {
         self.update(id, |e| e.anchors = vec![at]);
     }
 
-    pub fn remove(&mut self, ns: &str, path: &str) -> Option<Entry> {
-        let id = *self.by_path.get(&(ns.to_string(), path.to_string()))?;
-        self.remove_id(id)
-    }
-
     pub fn file_count(&self) -> usize {
         self.entries.len()
     }
@@ -487,6 +484,11 @@ impl FileTable {
     /// Removes a file by id (after its deletion was logged).
     pub fn remove_by_id(&mut self, id: u64) -> bool {
         self.remove_id(id).is_some()
+    }
+
+    /// Removes a file by id (after its deletion was logged) and returns it.
+    pub fn take_by_id(&mut self, id: u64) -> Option<Entry> {
+        self.remove_id(id)
     }
 
     /// Paths of one namespace, sorted.

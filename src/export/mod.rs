@@ -161,16 +161,21 @@ impl Exporter<'_> {
         // The container extents of the files that moved, released below.
         let mut old_extents = Vec::new();
         let moved = {
-            let mut t = self.0.table_mut();
-            let live: Vec<&SegEntry> = table
-                .entries
-                .iter()
-                .filter(|e| {
-                    t.get(&group.ns, &e.path).is_some_and(|cur| {
-                        cur.id == e.file_id && matches!(cur.loc, Location::Container(_))
+            // The check, the record and the table's update in log order; the
+            // table's lock only around the in-memory parts.
+            let _order = self.0.log_order();
+            let live: Vec<&SegEntry> = {
+                let t = self.0.table();
+                table
+                    .entries
+                    .iter()
+                    .filter(|e| {
+                        t.get(&group.ns, &e.path).is_some_and(|cur| {
+                            cur.id == e.file_id && matches!(cur.loc, Location::Container(_))
+                        })
                     })
-                })
-                .collect();
+                    .collect()
+            };
             if live.is_empty() {
                 Vec::new()
             } else {
@@ -189,6 +194,7 @@ impl Exporter<'_> {
                     namespace: &group.ns,
                     entries: &blob,
                 }])?;
+                let mut t = self.0.table_mut();
                 for e in &live {
                     if let Some(Location::Container(x)) =
                         t.get(&group.ns, &e.path).map(|cur| cur.loc.clone())

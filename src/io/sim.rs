@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use ownedbytes::OwnedBytes;
 
@@ -92,10 +92,34 @@ impl State {
     }
 }
 
+/// Holds writes and fsyncs back while closed: a disk that stalls.
+#[derive(Debug, Default)]
+struct Gate {
+    closed: Mutex<bool>,
+    opened: Condvar,
+    waiting: AtomicUsize,
+}
+
+impl Gate {
+    /// Returns once the gate is open (at once if it is).
+    fn pass(&self) {
+        let mut closed = lock(&self.closed);
+        if !*closed {
+            return;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        while *closed {
+            closed = self.opened.wait(closed).unwrap_or_else(|e| e.into_inner());
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// In-memory storage with power-loss simulation and fault injection.
 #[derive(Debug)]
 pub struct SimStorage {
     state: Arc<Mutex<State>>,
+    gate: Arc<Gate>,
     holds_lock: AtomicBool,
     open_files: Arc<AtomicUsize>,
 }
@@ -105,6 +129,7 @@ impl Clone for SimStorage {
     fn clone(&self) -> Self {
         SimStorage {
             state: self.state.clone(),
+            gate: self.gate.clone(),
             holds_lock: AtomicBool::new(false),
             open_files: self.open_files.clone(),
         }
@@ -150,6 +175,7 @@ impl SimStorage {
     pub fn new() -> SimStorage {
         SimStorage {
             state: Arc::default(),
+            gate: Arc::default(),
             holds_lock: AtomicBool::new(false),
             open_files: Arc::default(),
         }
@@ -170,6 +196,18 @@ impl SimStorage {
     /// Every `write_at` panics while set: a bug in the thread that writes.
     pub fn set_panic_on_write(&self, panic: bool) {
         lock(&self.state).panic_on_write = panic;
+    }
+    /// While set, every write, allocation, truncation and fsync waits (a
+    /// stalled disk) until it is cleared; nothing fails.
+    pub fn stall_writes(&self, stall: bool) {
+        *lock(&self.gate.closed) = stall;
+        if !stall {
+            self.gate.opened.notify_all();
+        }
+    }
+    /// How many writes or fsyncs are waiting on [`Self::stall_writes`] now.
+    pub fn stalled(&self) -> usize {
+        self.gate.waiting.load(Ordering::SeqCst)
     }
     /// The next `n` writes (write, allocate, truncate) succeed, then every write
     /// fails with EIO as after `set_fail_write(true)`; `None` cancels.
@@ -336,6 +374,7 @@ impl SimStorage {
             name: name.to_string(),
             data,
             state: self.state.clone(),
+            gate: self.gate.clone(),
             open_files: self.open_files.clone(),
             direct: Default::default(),
         }))
@@ -375,6 +414,7 @@ impl Storage for SimStorage {
     }
 
     fn sync_dir(&self) -> io::Result<()> {
+        self.gate.pass();
         let mut st = lock(&self.state);
         st.count_sync();
         if st.fail_sync {
@@ -406,6 +446,7 @@ struct SimFile {
     name: String,
     data: Arc<Mutex<FileData>>,
     state: Arc<Mutex<State>>,
+    gate: Arc<Gate>,
     open_files: Arc<AtomicUsize>,
     /// Direct I/O was switched on: writes must be aligned, as `O_DIRECT` asks.
     direct: std::sync::atomic::AtomicBool,
@@ -421,6 +462,7 @@ impl SimFile {
     /// Applies `op`, charging `cost` bytes against the write budget; a write that
     /// does not fit is applied partially, as a real ENOSPC may be.
     fn mutate(&self, op: Op, cost: u64) -> io::Result<()> {
+        self.gate.pass();
         let mut st = lock(&self.state);
         st.count_write();
         if st.fail_write {
@@ -484,6 +526,7 @@ impl StorageFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        self.gate.pass();
         let mut st = lock(&self.state);
         st.count_sync();
         if st.fail_sync {
