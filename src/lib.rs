@@ -94,4 +94,4 @@ pub use error::{Error, Result};
 pub use export::ExportReport;
 pub use policy::{Advice, AdvicePolicy, ExportPolicy, SyncPolicy, VerifyPolicy, WriteMode};
 pub use reclaim::ReclaimReport;
-pub use store::{Store, MAX_TENANT_LEN};
+pub use store::{Store, TenantStats, MAX_TENANT_LEN};

@@ -9,7 +9,7 @@
 //! records a live file still depends on (its *anchors*: the records replay needs
 //! to rebuild it) and how many live files each segment file serves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::container::{Extent, RecordRef};
 use crate::format::record::{decode_export_entries, Payload};
@@ -62,13 +62,37 @@ pub(crate) struct FileUse {
     pub bytes: u64,
 }
 
+/// The books of one namespace (a store's tenant), kept as entries change, so
+/// that what a tenant holds is known without looking at any other tenant.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NamespaceUse {
+    /// Live files.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Bytes of them in container files.
+    pub container_bytes: u64,
+    /// Bytes of them in segment files.
+    pub segment_bytes: u64,
+    /// Files in the container that an export pass may have to move: neither
+    /// whole-file writes nor delete bitsets (`.del`, which export leaves in
+    /// the container). 0: the pass skips the namespace.
+    pub exportable: usize,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct FileTable {
-    by_path: HashMap<Key, u64>,
+    /// Namespace, then path, to id: a lookup borrows its keys, it allocates
+    /// nothing, and a namespace's files are found without scanning others.
+    by_ns: HashMap<String, HashMap<String, u64>>,
     entries: HashMap<u64, (Key, Entry)>,
     next_id: u64,
     container_use: HashMap<u64, FileUse>,
+    /// Container file number to the ids of the live files anchored in it.
+    anchored: HashMap<u64, HashSet<u64>>,
     segment_use: HashMap<u64, usize>,
+    ns_use: HashMap<String, NamespaceUse>,
+    live_bytes: u64,
 }
 
 impl FileTable {
@@ -197,9 +221,11 @@ impl FileTable {
     /// table, when the copy was made). The newer version wins, in replay as it
     /// did in the live table.
     fn superseded(&self, ns: &str, path: &str, id: u64) -> bool {
-        self.by_path
-            .get(&(ns.to_string(), path.to_string()))
-            .is_some_and(|cur| *cur > id)
+        self.id_of(ns, path).is_some_and(|cur| cur > id)
+    }
+
+    fn id_of(&self, ns: &str, path: &str) -> Option<u64> {
+        self.by_ns.get(ns)?.get(path).copied()
     }
 
     /// Takes a fresh id seen in the log: ids only ever grow.
@@ -233,8 +259,10 @@ impl FileTable {
         unfinished.len()
     }
 
-    /// Adds (`add`) or takes away an entry's share of the books.
-    fn account(&mut self, e: &Entry, add: bool) {
+    /// Adds (`add`) or takes away the share of the books of entry `e`, of
+    /// namespace `ns`.
+    fn account(&mut self, key: &Key, e: &Entry, add: bool) {
+        let ns = key.0.as_str();
         let mut anchors = e.anchors.clone();
         anchors.sort_unstable();
         anchors.dedup();
@@ -249,11 +277,18 @@ impl FileTable {
             if add {
                 u.files += 1;
                 u.bytes += bytes;
+                self.anchored.entry(no).or_default().insert(e.id);
             } else {
                 u.files -= 1;
                 u.bytes -= bytes;
                 if u.files == 0 {
                     self.container_use.remove(&no);
+                }
+                if let Some(set) = self.anchored.get_mut(&no) {
+                    set.remove(&e.id);
+                    if set.is_empty() {
+                        self.anchored.remove(&no);
+                    }
                 }
             }
         }
@@ -268,28 +303,70 @@ impl FileTable {
                 }
             }
         }
-    }
-
-    fn insert(&mut self, key: Key, entry: Entry) {
-        if let Some(old) = self.by_path.insert(key.clone(), entry.id) {
-            if old != entry.id {
-                if let Some((_, e)) = self.entries.remove(&old) {
-                    self.account(&e, false);
+        let (in_container, in_segment) = match e.loc {
+            Location::Container(_) => (e.len, 0),
+            Location::Segment { .. } => (0, e.len),
+        };
+        let exportable = usize::from(
+            matches!(e.loc, Location::Container(_))
+                && e.state != FileState::Atomic
+                && !key.1.ends_with(".del"),
+        );
+        if add {
+            self.live_bytes += e.len;
+            let u = match self.ns_use.get_mut(ns) {
+                Some(u) => u,
+                None => self.ns_use.entry(ns.to_string()).or_default(),
+            };
+            u.files += 1;
+            u.bytes += e.len;
+            u.container_bytes += in_container;
+            u.segment_bytes += in_segment;
+            u.exportable += exportable;
+        } else {
+            self.live_bytes -= e.len;
+            if let Some(u) = self.ns_use.get_mut(ns) {
+                u.files -= 1;
+                u.bytes -= e.len;
+                u.container_bytes -= in_container;
+                u.segment_bytes -= in_segment;
+                u.exportable -= exportable;
+                if u.files == 0 {
+                    self.ns_use.remove(ns);
                 }
             }
         }
-        if let Some((_, e)) = self.entries.remove(&entry.id) {
-            self.account(&e, false);
+    }
+
+    fn insert(&mut self, key: Key, entry: Entry) {
+        let paths = match self.by_ns.get_mut(&key.0) {
+            Some(p) => p,
+            None => self.by_ns.entry(key.0.clone()).or_default(),
+        };
+        if let Some(old) = paths.insert(key.1.clone(), entry.id) {
+            if old != entry.id {
+                if let Some((k, e)) = self.entries.remove(&old) {
+                    self.account(&k, &e, false);
+                }
+            }
         }
-        self.account(&entry, true);
+        if let Some((k, e)) = self.entries.remove(&entry.id) {
+            self.account(&k, &e, false);
+        }
+        self.account(&key, &entry, true);
         self.entries.insert(entry.id, (key, entry));
     }
 
     fn remove_id(&mut self, id: u64) -> Option<Entry> {
         let (key, entry) = self.entries.remove(&id)?;
-        self.account(&entry, false);
-        if self.by_path.get(&key) == Some(&id) {
-            self.by_path.remove(&key);
+        self.account(&key, &entry, false);
+        if let Some(paths) = self.by_ns.get_mut(&key.0) {
+            if paths.get(&key.1) == Some(&id) {
+                paths.remove(&key.1);
+                if paths.is_empty() {
+                    self.by_ns.remove(&key.0);
+                }
+            }
         }
         Some(entry)
     }
@@ -299,27 +376,27 @@ impl FileTable {
         let Some((key, mut entry)) = self.entries.remove(&id) else {
             return false;
         };
-        self.account(&entry, false);
+        self.account(&key, &entry, false);
         f(&mut entry);
-        self.account(&entry, true);
+        self.account(&key, &entry, true);
         self.entries.insert(id, (key, entry));
         true
     }
 
     pub fn get(&self, ns: &str, path: &str) -> Option<&Entry> {
-        let id = self.by_path.get(&(ns.to_string(), path.to_string()))?;
-        self.entries.get(id).map(|(_, e)| e)
+        let id = self.id_of(ns, path)?;
+        self.entries.get(&id).map(|(_, e)| e)
     }
 
     /// Registers a new file being written under an id from [`Self::alloc_id`],
     /// created by a record in container file `at`; `false` if the path is taken.
     pub fn create_with_id(&mut self, ns: &str, path: &str, id: u64, at: u64) -> bool {
-        let key = (ns.to_string(), path.to_string());
-        if self.by_path.contains_key(&key) {
+        if self.id_of(ns, path).is_some() {
             return false;
         }
+        self.next_id = self.next_id.max(id + 1);
         self.insert(
-            key,
+            (ns.to_string(), path.to_string()),
             Entry {
                 id,
                 state: FileState::Writing,
@@ -348,13 +425,14 @@ impl FileTable {
     /// Books the one extent incrementally (what [`Self::account`] would add):
     /// a file written in many small chunks must not cost O(chunks) per chunk.
     pub fn add_extent(&mut self, id: u64, extent: Extent) {
-        let Some((_, e)) = self.entries.get_mut(&id) else {
+        let Some((key, e)) = self.entries.get_mut(&id) else {
             return;
         };
         e.len += extent.len;
         let new_anchor = !e.anchors.contains(&extent.file_no);
         if new_anchor {
             e.anchors.push(extent.file_no);
+            self.anchored.entry(extent.file_no).or_default().insert(id);
         }
         let in_container = match &mut e.loc {
             Location::Container(x) => {
@@ -367,6 +445,15 @@ impl FileTable {
         u.files += usize::from(new_anchor);
         if in_container {
             u.bytes += extent.len;
+        }
+        self.live_bytes += extent.len;
+        if let Some(n) = self.ns_use.get_mut(&key.0) {
+            n.bytes += extent.len;
+            if in_container {
+                n.container_bytes += extent.len;
+            } else {
+                n.segment_bytes += extent.len;
+            }
         }
     }
 
@@ -429,7 +516,24 @@ impl FileTable {
     }
 
     pub fn live_bytes(&self) -> u64 {
-        self.entries.values().map(|(_, e)| e.len).sum()
+        self.live_bytes
+    }
+
+    /// The books of namespace `ns` (all zero for one without files).
+    pub fn namespace_use(&self, ns: &str) -> NamespaceUse {
+        self.ns_use.get(ns).copied().unwrap_or_default()
+    }
+
+    /// Namespaces with files an export pass may have to move, sorted.
+    pub fn namespaces_to_export(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .ns_use
+            .iter()
+            .filter(|(_, u)| u.exportable > 0)
+            .map(|(ns, _)| ns.clone())
+            .collect();
+        v.sort();
+        v
     }
 
     /// What live files use of container file `no`.
@@ -449,36 +553,40 @@ impl FileTable {
 
     /// Live entries anchored in container file `no`.
     pub fn anchored_in(&self, no: u64) -> Vec<(Key, Entry)> {
-        self.entries
-            .values()
-            .filter(|(_, e)| e.anchors.contains(&no))
+        let Some(ids) = self.anchored.get(&no) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .filter_map(|id| self.entries.get(id))
             .cloned()
             .collect()
     }
 
     /// Live entries of namespace `ns` whose path starts with `prefix`.
     pub fn with_prefix(&self, ns: &str, prefix: &str) -> Vec<(String, Entry)> {
-        self.entries
-            .values()
-            .filter(|((n, p), _)| n == ns && p.starts_with(prefix))
-            .map(|((_, p), e)| (p.clone(), e.clone()))
+        let Some(paths) = self.by_ns.get(ns) else {
+            return Vec::new();
+        };
+        paths
+            .iter()
+            .filter(|(p, _)| p.starts_with(prefix))
+            .filter_map(|(p, id)| Some((p.clone(), self.entries.get(id)?.1.clone())))
             .collect()
     }
 
     /// Namespaces that hold at least one file, sorted.
     pub fn namespaces(&self) -> Vec<String> {
-        let set: std::collections::BTreeSet<&String> =
-            self.by_path.keys().map(|(n, _)| n).collect();
-        set.into_iter().cloned().collect()
+        let mut v: Vec<String> = self.by_ns.keys().cloned().collect();
+        v.sort();
+        v
     }
 
     /// Ids of the files of one namespace.
     pub fn ids_in(&self, ns: &str) -> Vec<u64> {
-        self.by_path
-            .iter()
-            .filter(|((n, _), _)| n == ns)
-            .map(|(_, id)| *id)
-            .collect()
+        self.by_ns
+            .get(ns)
+            .map(|paths| paths.values().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Removes a file by id (after its deletion was logged).
@@ -494,11 +602,10 @@ impl FileTable {
     /// Paths of one namespace, sorted.
     pub fn paths(&self, ns: &str) -> Vec<String> {
         let mut v: Vec<String> = self
-            .by_path
-            .keys()
-            .filter(|(n, _)| n == ns)
-            .map(|(_, p)| p.clone())
-            .collect();
+            .by_ns
+            .get(ns)
+            .map(|paths| paths.keys().cloned().collect())
+            .unwrap_or_default();
         v.sort();
         v
     }
@@ -527,11 +634,19 @@ mod tests {
 
     /// The books as `account` computes them from scratch.
     fn recount(t: &FileTable) -> HashMap<u64, FileUse> {
-        let mut fresh = FileTable::new();
-        for (_, (_, e)) in t.entries.iter() {
-            fresh.account(e, true);
-        }
+        let fresh = recount_all(t);
+        assert_eq!(fresh.anchored, t.anchored, "anchors");
+        assert_eq!(fresh.ns_use, t.ns_use, "namespace books");
+        assert_eq!(fresh.live_bytes, t.live_bytes, "live bytes");
         fresh.container_use
+    }
+
+    fn recount_all(t: &FileTable) -> FileTable {
+        let mut fresh = FileTable::new();
+        for (_, (k, e)) in t.entries.iter() {
+            fresh.account(k, e, true);
+        }
+        fresh
     }
 
     #[test]
@@ -565,5 +680,55 @@ mod tests {
             t.container_use(1).bytes,
             (10..20).map(|i| 7 + i).sum::<u64>()
         );
+    }
+
+    #[test]
+    fn namespace_books_match_a_recount() {
+        let mut t = FileTable::new();
+        let x = |file_no, offset, len| Extent {
+            file_no,
+            offset,
+            len,
+        };
+        let a = t.alloc_id();
+        assert!(t.create_with_id("t1", "s.idx", a, 0));
+        t.add_extent(a, x(0, 100, 50));
+        t.terminate(a, 0);
+        let d = t.alloc_id();
+        assert!(t.create_with_id("t1", "s.1.del", d, 0));
+        t.add_extent(d, x(0, 200, 8));
+        t.terminate(d, 0);
+        let m = t.alloc_id();
+        t.put_atomic_if_newer("t1", "meta.json", m, x(0, 300, 20));
+        let b = t.alloc_id();
+        assert!(t.create_with_id("t2", "s.idx", b, 1));
+        t.add_extent(b, x(1, 100, 70));
+        recount(&t);
+        let u = t.namespace_use("t1");
+        assert_eq!((u.files, u.bytes, u.container_bytes), (3, 78, 78));
+        assert_eq!(u.exportable, 1, "the segment file, not .del or meta.json");
+        assert_eq!(t.namespaces_to_export(), vec!["t1", "t2"]);
+        // Exported: its bytes move to the segment side, nothing to export.
+        t.set_exported(a, 9, 0, 1);
+        recount(&t);
+        let u = t.namespace_use("t1");
+        assert_eq!(
+            (u.container_bytes, u.segment_bytes, u.exportable),
+            (28, 50, 0)
+        );
+        assert_eq!(t.namespaces_to_export(), vec!["t2"]);
+        assert_eq!(t.anchored_in(0).len(), 2, ".del and meta.json");
+        assert_eq!(t.with_prefix("t1", "s.").len(), 2);
+        // Another tenant's files are not t1's.
+        assert!(t.remove_by_id(b));
+        assert_eq!(t.namespace_use("t2"), NamespaceUse::default());
+        assert_eq!(t.namespaces(), vec!["t1"]);
+        for id in t.ids_in("t1") {
+            assert!(t.remove_by_id(id));
+        }
+        recount(&t);
+        assert!(t.namespaces().is_empty());
+        assert_eq!(t.live_bytes(), 0);
+        assert!(t.anchored.is_empty() && t.ns_use.is_empty());
     }
 }

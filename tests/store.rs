@@ -273,3 +273,56 @@ fn removing_tenants_while_others_commit() {
         assert_eq!(hits(&index, "common"), 15);
     }
 }
+
+#[test]
+fn tenant_stats_follow_the_tenants_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::builder(tmp.path())
+        .export_policy(jocky::ExportPolicy::Manual)
+        .open_store()
+        .unwrap();
+    let dir_a = store.directory("a").unwrap();
+    let _a = small_tenant_index(dir_a.clone(), 0);
+    let _b = small_tenant_index(store.directory("b").unwrap(), 1);
+    let files_of = |d: &JockyDirectory| -> (usize, u64) {
+        let files = d.list_files();
+        let bytes = files
+            .iter()
+            .map(|p| read(d, p.to_str().unwrap()).len() as u64)
+            .sum();
+        (files.len(), bytes)
+    };
+    let s = store.tenant_stats("a").unwrap();
+    assert_eq!((s.files, s.bytes_live), files_of(&dir_a));
+    assert_eq!(s.bytes_in_container, s.bytes_live, "nothing exported yet");
+    assert_eq!(s.bytes_in_segment_files, 0);
+    let whole = store.stats();
+    let b = store.tenant_stats("b").unwrap();
+    assert_eq!(s.files + b.files, whole.virtual_files);
+    assert_eq!(s.bytes_live + b.bytes_live, whole.bytes_live);
+
+    store.export_committed().unwrap();
+    let e = store.tenant_stats("a").unwrap();
+    assert_eq!((e.files, e.bytes_live), (s.files, s.bytes_live));
+    assert!(e.bytes_in_segment_files > 0, "{e:?}");
+    assert_eq!(
+        e.bytes_in_container + e.bytes_in_segment_files,
+        e.bytes_live
+    );
+
+    store.remove_tenant("a").unwrap();
+    assert_eq!(
+        store.tenant_stats("a").unwrap(),
+        jocky::TenantStats::default()
+    );
+    assert_eq!(
+        store.tenant_stats("b").unwrap().files,
+        b.files,
+        "b untouched"
+    );
+    assert_eq!(
+        store.tenant_stats("nobody").unwrap(),
+        jocky::TenantStats::default()
+    );
+    assert!(store.tenant_stats("a/b").is_err());
+}

@@ -559,6 +559,15 @@ fn spend_first_opstamp(w: &IndexWriter, id: Field) {
     w.delete_term(Term::from_field_u64(id, NEVER_AN_ID));
 }
 
+/// Closes a writer the way tantivy asks before its index goes away: waits for
+/// its merges to end (uncommitted work is dropped).
+fn close_writer(w: Option<IndexWriter>) -> Res<()> {
+    match w {
+        Some(w) => w.wait_merging_threads().map_err(err("wait_merging_threads")),
+        None => Ok(()),
+    }
+}
+
 fn new_writer(index: &Index, id: Field) -> Res<IndexWriter> {
     let w = index
         .writer_with_num_threads(1, 15_000_000)
@@ -727,7 +736,7 @@ fn writer_thread(sh: &Shared, thread: usize, seed: u64) -> Res<()> {
     }
     // Clean stop: uncommitted work is dropped (it was never announced).
     for ts in owned.iter_mut() {
-        drop(ts.writer.take());
+        close_writer(ts.writer.take())?;
     }
     Ok(())
 }
@@ -766,8 +775,13 @@ fn commit(sh: &Shared, ts: &mut TenantState, log: &mut AckLog, rng: &mut StdRng)
 }
 
 fn remove_and_recreate(sh: &Shared, ts: &mut TenantState, log: &mut AckLog) -> Res<()> {
-    // The writer goes first (its uncommitted work is dropped, never announced).
-    drop(ts.writer.take());
+    // The writer goes first (its uncommitted work is dropped, never announced),
+    // and its merges end first: tantivy 0.27's `Drop` of an `IndexWriter` does
+    // not wait for a merge that is ending, whose `meta.json` can land after the
+    // drop returned — after the removal (seen in a 30-minute run: a removed
+    // tenant came back with a meta.json naming a merged segment whose files
+    // were gone).
+    close_writer(ts.writer.take())?;
     ts.pending_adds.clear();
     ts.pending_dels.clear();
     ts.seq += 1;
