@@ -43,6 +43,11 @@ pub(crate) struct Engine {
     /// own lock is only held for the in-memory check and update, never across
     /// a write, an fsync, a rotation or a wait for write-queue space.
     log_order: Mutex<()>,
+    /// How many times each namespace was removed (absent: never). A directory
+    /// remembers the count it was made under; writes through it are refused
+    /// once the namespace was removed since. Read and changed under
+    /// `log_order`.
+    removals: Mutex<HashMap<String, u64>>,
     worker: Worker,
     counters: MaintenanceCounters,
 }
@@ -288,6 +293,7 @@ impl Engine {
             next_export_no: AtomicU64::new(next_export_no),
             maintenance: Mutex::new(()),
             log_order: Mutex::new(()),
+            removals: Mutex::new(HashMap::new()),
             worker: Worker::default(),
             counters: MaintenanceCounters::default(),
         })
@@ -361,9 +367,34 @@ impl Engine {
         crate::sync::write(&self.table)
     }
 
+    /// How many times namespace `ns` was removed: a directory made now
+    /// writes under this epoch.
+    pub fn epoch(&self, ns: &str) -> u64 {
+        lock(&self.removals).get(ns).copied().unwrap_or(0)
+    }
+
+    /// Refuses a write under an epoch the namespace has moved past. Call with
+    /// `log_order` held.
+    fn check_epoch(&self, ns: &str, epoch: u64, path: &str) -> Result<()> {
+        if self.epoch(ns) != epoch {
+            return Err(Error::TenantRemoved {
+                tenant: ns.to_string(),
+                path: path.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Registers a new file and logs its creation.
-    pub fn create(&self, ns: &str, path: &str) -> std::result::Result<u64, CreateError> {
+    pub fn create(
+        &self,
+        ns: &str,
+        epoch: u64,
+        path: &str,
+    ) -> std::result::Result<u64, CreateError> {
         let _order = self.log_order();
+        self.check_epoch(ns, epoch, path)
+            .map_err(CreateError::Other)?;
         if self.table().get(ns, path).is_some() {
             return Err(CreateError::Exists);
         }
@@ -423,9 +454,10 @@ impl Engine {
 
     /// Removes a file; its bytes stay readable through slices opened before.
     /// Returns `false` if there was no such file.
-    pub fn delete(&self, ns: &str, path: &str) -> Result<bool> {
+    pub fn delete(&self, ns: &str, epoch: u64, path: &str) -> Result<bool> {
         let removed = {
             let _order = self.log_order();
+            self.check_epoch(ns, epoch, path)?;
             let Some(id) = self.table().get(ns, path).map(|e| e.id) else {
                 return Ok(false);
             };
@@ -455,6 +487,8 @@ impl Engine {
         let mut removed = 0;
         {
             let _order = self.log_order();
+            // Directories made before this point refuse writes from now on.
+            *lock(&self.removals).entry(ns.to_string()).or_default() += 1;
             let ids = self.table().ids_in(ns);
             for batch in ids.chunks(1024) {
                 let payloads: Vec<Payload<'_>> = batch
@@ -475,11 +509,19 @@ impl Engine {
 
     /// Writes a whole file in one record and (if `durable`) makes it durable before
     /// it replaces the previous version in the table.
-    pub fn atomic_write(&self, ns: &str, path: &str, data: &[u8], durable: bool) -> Result<()> {
+    pub fn atomic_write(
+        &self,
+        ns: &str,
+        epoch: u64,
+        path: &str,
+        data: &[u8],
+        durable: bool,
+    ) -> Result<()> {
         // `appended` lives until the table has the new version: until then
         // reclamation leaves its container file alone.
         let (id, appended) = {
             let _order = self.log_order();
+            self.check_epoch(ns, epoch, path)?;
             let id = self.table_mut().alloc_id();
             let appended = self.container.append(&[Payload::AtomicWrite {
                 file_id: id,
@@ -499,6 +541,14 @@ impl Engine {
             self.container.sync()?;
         } else {
             self.container.sync_deferred()?;
+        }
+        let _order = self.log_order();
+        if let Err(e) = self.check_epoch(ns, epoch, path) {
+            // The namespace was removed while this write was being made
+            // durable: its removal did not see the file, so the log says
+            // here that it is gone too.
+            self.container.append(&[Payload::Delete { file_id: id }])?;
+            return Err(e);
         }
         self.table_mut().put_atomic_if_newer(ns, path, id, extent);
         drop(appended);

@@ -56,6 +56,17 @@ pub enum Error {
         /// The folder.
         path: PathBuf,
     },
+    /// A write through a directory of a store tenant that was removed after the
+    /// directory was obtained (a writer that outlived the removal, such as an
+    /// `IndexWriter` dropped without `wait_merging_threads`). Nothing was
+    /// written; get a new directory with `Store::directory`.
+    #[error("tenant {tenant:?} was removed after this directory was obtained; the write to {path:?} was refused (get a new directory from the store)")]
+    TenantRemoved {
+        /// The tenant.
+        tenant: String,
+        /// The file the write was for.
+        path: String,
+    },
     /// The folder holds files jocky did not write.
     #[error("{path} holds files that are not part of a jocky container (for example {example:?}); refusing to touch them")]
     ForeignData {
@@ -155,6 +166,7 @@ impl From<Error> for io::Error {
             | Error::Version { .. }
             | Error::Incomplete { .. } => io::ErrorKind::InvalidData,
             Error::Locked { .. } => io::ErrorKind::WouldBlock,
+            Error::TenantRemoved { .. } => io::ErrorKind::NotFound,
             Error::ReadOnly { .. } => io::ErrorKind::PermissionDenied,
             Error::InvalidPath { .. } | Error::InvalidOption(_) | Error::InvalidTenant { .. } => {
                 io::ErrorKind::InvalidInput

@@ -126,6 +126,11 @@ impl Store {
     /// Deletes every file of `tenant`, durably. Readers of the tenant that are open
     /// keep working until dropped. Returns how many files were removed (0 for an
     /// unknown tenant).
+    ///
+    /// Close the tenant's `IndexWriter` with `wait_merging_threads()` first, not
+    /// by dropping it: tantivy 0.27's `Drop` does not wait for a merge that is
+    /// ending, and that merge's `meta.json` can be written after the drop
+    /// returned — after the removal, naming files that are gone.
     pub fn remove_tenant(&self, tenant: &str) -> Result<usize> {
         check_tenant(tenant)?;
         let removed = self.engine.remove_namespace(tenant)?;

@@ -326,3 +326,27 @@ fn tenant_stats_follow_the_tenants_files() {
     );
     assert!(store.tenant_stats("a/b").is_err());
 }
+
+#[test]
+fn directories_of_a_removed_tenant_refuse_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let old = store.directory("t").unwrap();
+    write(&old, "a.idx", b"before");
+    store.remove_tenant("t").unwrap();
+    // A writer that outlived the removal (say, an IndexWriter's ending merge)
+    // must not bring the tenant back half.
+    let err = old.atomic_write(Path::new("meta.json"), b"{}").unwrap_err();
+    assert!(err.to_string().contains("was removed"), "{err}");
+    assert!(old.open_write(Path::new("b.idx")).is_err());
+    assert!(store.tenants().is_empty(), "nothing of t came back");
+    // A directory obtained after the removal writes as usual.
+    let new = store.directory("t").unwrap();
+    write(&new, "c.idx", b"after");
+    assert_eq!(new.list_files(), vec![Path::new("c.idx")]);
+    drop((old, new, store));
+    let store = Store::open(tmp.path()).unwrap();
+    let t = store.directory("t").unwrap();
+    assert_eq!(t.list_files(), vec![Path::new("c.idx")]);
+    assert_eq!(read(&t, "c.idx"), b"after");
+}

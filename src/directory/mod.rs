@@ -37,6 +37,9 @@ pub struct JockyDirectory {
     engine: Arc<Owner>,
     opts: Arc<WriteOptions>,
     ns: Arc<str>,
+    /// The namespace's removal count when this directory was made: writes
+    /// are refused once it moved on (see `Store::remove_tenant`).
+    epoch: u64,
 }
 
 #[derive(Debug)]
@@ -267,6 +270,7 @@ impl JockyDirectory {
     /// The directory of namespace `ns` over an open engine.
     pub(crate) fn over(engine: Arc<Owner>, opts: Arc<WriteOptions>, ns: &str) -> JockyDirectory {
         JockyDirectory {
+            epoch: engine.epoch(ns),
             engine,
             opts,
             ns: Arc::from(ns),
@@ -444,7 +448,7 @@ impl Directory for JockyDirectory {
             io_error: Arc::new(invalid(path, r)),
             filepath: path.to_path_buf(),
         })?;
-        match self.engine.delete(&self.ns, &key) {
+        match self.engine.delete(&self.ns, self.epoch, &key) {
             Ok(true) => Ok(()),
             Ok(false) => Err(DeleteError::FileDoesNotExist(path.to_path_buf())),
             Err(e) => Err(DeleteError::IoError {
@@ -463,7 +467,7 @@ impl Directory for JockyDirectory {
     fn open_write(&self, path: &Path) -> Result<WritePtr, OpenWriteError> {
         let key = normalize(path)
             .map_err(|r| OpenWriteError::wrap_io_error(invalid(path, r), path.to_path_buf()))?;
-        let id = match self.engine.create(&self.ns, &key) {
+        let id = match self.engine.create(&self.ns, self.epoch, &key) {
             Ok(id) => id,
             Err(CreateError::Exists) => {
                 return Err(OpenWriteError::FileAlreadyExists(path.to_path_buf()))
@@ -502,7 +506,8 @@ impl Directory for JockyDirectory {
             .into());
         }
         let durable = self.engine.sync_policy().on_atomic_write(&key);
-        self.engine.atomic_write(&self.ns, &key, data, durable)?;
+        self.engine
+            .atomic_write(&self.ns, self.epoch, &key, data, durable)?;
         if key == COMMIT_FILE {
             // Fire and forget, as tantivy's own directories do.
             drop(self.engine.watchers(&self.ns).broadcast());

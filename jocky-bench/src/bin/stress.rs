@@ -563,7 +563,9 @@ fn spend_first_opstamp(w: &IndexWriter, id: Field) {
 /// its merges to end (uncommitted work is dropped).
 fn close_writer(w: Option<IndexWriter>) -> Res<()> {
     match w {
-        Some(w) => w.wait_merging_threads().map_err(err("wait_merging_threads")),
+        Some(w) => w
+            .wait_merging_threads()
+            .map_err(err("wait_merging_threads")),
         None => Ok(()),
     }
 }
