@@ -48,6 +48,12 @@ pub(crate) struct Engine {
     /// once the namespace was removed since. Read and changed under
     /// `log_order`.
     removals: Mutex<HashMap<String, u64>>,
+    /// Atomic writes appended but not yet in the table (being made durable),
+    /// by id. A later create, atomic write or delete of the same path, or the
+    /// removal of the namespace, marks them superseded: the log says they are
+    /// not the live version, so they are never published. Read and changed
+    /// under `log_order`.
+    pending: Mutex<HashMap<u64, PendingWrite>>,
     worker: Worker,
     counters: MaintenanceCounters,
 }
@@ -75,6 +81,14 @@ pub(crate) struct EngineOptions {
     pub export: ExportPolicy,
     pub advice: AdvicePolicy,
     pub verify: crate::policy::VerifyPolicy,
+}
+
+/// An atomic write between its append and its publication in the table.
+struct PendingWrite {
+    ns: String,
+    path: String,
+    /// A later record replaced or deleted the path (or removed the namespace).
+    superseded: bool,
 }
 
 /// Why `open_write` failed.
@@ -294,6 +308,7 @@ impl Engine {
             maintenance: Mutex::new(()),
             log_order: Mutex::new(()),
             removals: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
             worker: Worker::default(),
             counters: MaintenanceCounters::default(),
         })
@@ -385,6 +400,16 @@ impl Engine {
         Ok(())
     }
 
+    /// Marks the pending atomic writes of `path` superseded: a record about
+    /// the same path is being logged after them. Call with `log_order` held.
+    fn supersede_pending(&self, ns: &str, path: &str) {
+        for p in lock(&self.pending).values_mut() {
+            if p.ns == ns && p.path == path {
+                p.superseded = true;
+            }
+        }
+    }
+
     /// Registers a new file and logs its creation.
     pub fn create(
         &self,
@@ -401,6 +426,7 @@ impl Engine {
         // Ids grow in log order (replay checks it): allocated under the
         // log-order lock, published after the append.
         let id = self.table_mut().alloc_id();
+        self.supersede_pending(ns, path);
         let appended = self
             .container
             .append(&[Payload::Create {
@@ -461,6 +487,7 @@ impl Engine {
             let Some(id) = self.table().get(ns, path).map(|e| e.id) else {
                 return Ok(false);
             };
+            self.supersede_pending(ns, path);
             self.container.append(&[Payload::Delete { file_id: id }])?;
             self.table_mut().take_by_id(id)
         };
@@ -489,7 +516,15 @@ impl Engine {
             let _order = self.log_order();
             // Directories made before this point refuse writes from now on.
             *lock(&self.removals).entry(ns.to_string()).or_default() += 1;
-            let ids = self.table().ids_in(ns);
+            let mut ids = self.table().ids_in(ns);
+            // Atomic writes of the namespace still being made durable: not in
+            // the table yet, deleted in the log all the same.
+            for (id, p) in lock(&self.pending).iter_mut() {
+                if p.ns == ns {
+                    p.superseded = true;
+                    ids.push(*id);
+                }
+            }
             for batch in ids.chunks(1024) {
                 let payloads: Vec<Payload<'_>> = batch
                     .iter()
@@ -529,6 +564,15 @@ impl Engine {
                 path,
                 bytes: data,
             }])?;
+            self.supersede_pending(ns, path);
+            lock(&self.pending).insert(
+                id,
+                PendingWrite {
+                    ns: ns.to_string(),
+                    path: path.to_string(),
+                    superseded: false,
+                },
+            );
             (id, appended)
         };
         let extent = appended
@@ -537,20 +581,22 @@ impl Engine {
             .copied()
             .flatten()
             .expect("an atomic write record carries bytes");
-        if durable {
-            self.container.sync()?;
+        let synced = if durable {
+            self.container.sync()
         } else {
-            self.container.sync_deferred()?;
-        }
+            self.container.sync_deferred()
+        };
         let _order = self.log_order();
+        let pending = lock(&self.pending).remove(&id);
+        synced?;
         if let Err(e) = self.check_epoch(ns, epoch, path) {
-            // The namespace was removed while this write was being made
-            // durable: its removal did not see the file, so the log says
-            // here that it is gone too.
-            self.container.append(&[Payload::Delete { file_id: id }])?;
+            // The namespace was removed meanwhile; the removal logged this
+            // write's deletion with its own.
             return Err(e);
         }
-        self.table_mut().put_atomic_if_newer(ns, path, id, extent);
+        if pending.is_some_and(|p| !p.superseded) {
+            self.table_mut().put_atomic_if_newer(ns, path, id, extent);
+        }
         drop(appended);
         Ok(())
     }
@@ -566,13 +612,24 @@ impl Engine {
         extents.iter().map(|e| self.container.read(*e)).collect()
     }
 
-    /// Looks a file up and takes its bytes under one table lock, so that
-    /// reclamation cannot move the file and remove the old place in between.
-    /// `None` if there is no such file.
+    /// Looks a file up and takes its bytes. The table's lock is held only for
+    /// the lookup, not for the read (which may wait for bytes still staged for
+    /// the writer thread): if reclamation or export moved the file and removed
+    /// the old place in between, the lookup is made again. `None` if there is
+    /// no such file.
     pub fn open_file(&self, ns: &str, path: &str) -> Option<std::io::Result<Vec<OwnedBytes>>> {
-        let table = self.table();
-        let entry = table.get(ns, path)?;
-        Some(self.read_entry(entry))
+        let mut entry = self.table().get(ns, path)?.clone();
+        loop {
+            let read = self.read_entry(&entry);
+            if read.is_ok() {
+                return Some(read);
+            }
+            let now = self.table().get(ns, path)?.clone();
+            if now.id == entry.id && now.loc == entry.loc {
+                return Some(read);
+            }
+            entry = now;
+        }
     }
 
     /// A whole file in one buffer (for the small files export and reclamation

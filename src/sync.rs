@@ -10,18 +10,21 @@
 //! engine.maintenance → engine.log_order → container.sync_lock → container.active
 //!   → writer state → container.files / container.unapplied / segments.map
 //!
-//! engine.table (read or write) → container.active (only to copy staged bytes)
-//!   → writer state / container.files / segments.map
+//! engine.log_order → engine.removals / engine.pending (leaves)
+//! engine.table (read or write) → container.files / segments.map
 //! ```
 //!
 //! `engine.table` is never held across a call that writes, syncs, rotates or
 //! waits for write-queue space: a change that depends on the table's state
 //! checks it under a short table lock, appends with `engine.log_order` held
 //! (which keeps log order and table order in step), and publishes under a
-//! second short table lock. The writer thread takes only the writer state;
-//! readers take the table (read), then `files` or `segments.map` (read) — so
-//! `open_read`, `exists`, `atomic_read` and a reader reload never wait for a
-//! tenant's disk I/O, only for other in-memory table updates.
+//! second short table lock. Readers take the table (read) only to look an
+//! entry up and clone it, then read its bytes without it (a read of bytes still
+//! staged for the writer thread takes `container.active`, which appends and
+//! rotations hold across I/O — with no table lock held, so no reader of
+//! another tenant queues behind it). The writer thread takes only the writer
+//! state. So `open_read`, `exists`, `atomic_read` and a reader reload never
+//! wait for another tenant's disk I/O, only for in-memory table updates.
 
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 

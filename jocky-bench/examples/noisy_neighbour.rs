@@ -62,6 +62,18 @@ struct Args {
     /// Folder for the indexes (default: a temporary folder).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// jocky's write mode: direct (the default), buffered or inline.
+    #[arg(long, default_value = "direct")]
+    write_mode: String,
+}
+
+fn write_mode(name: &str) -> BoxResult<jocky::WriteMode> {
+    Ok(match name {
+        "direct" => jocky::WriteMode::Direct,
+        "buffered" => jocky::WriteMode::Buffered,
+        "inline" => jocky::WriteMode::Inline,
+        other => return Err(format!("unknown write mode {other:?}").into()),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,11 +118,14 @@ struct Dirs {
     _store: Option<jocky::Store>,
 }
 
-fn open_dirs(side: Side, root: &Path, small: usize) -> BoxResult<Dirs> {
+fn open_dirs(side: Side, root: &Path, args: &Args) -> BoxResult<Dirs> {
     std::fs::create_dir_all(root)?;
+    let small = args.small;
     Ok(match side {
         Side::Jocky => {
-            let store = jocky::Store::open(root)?;
+            let store = jocky::Store::builder(root)
+                .write_mode(write_mode(&args.write_mode)?)
+                .open_store()?;
             let big: Box<dyn Directory> = Box::new(store.directory("big")?);
             let mut v: Vec<Box<dyn Directory>> = Vec::new();
             for i in 0..small {
@@ -160,7 +175,7 @@ fn small_turn(s: &mut Small, fields: &Fields, n: usize, lat: &mut Lat) -> BoxRes
 
 fn run_side(side: Side, args: &Args, docs: &Arc<Vec<Doc>>, root: &Path) -> BoxResult<Run> {
     let (schema, fields) = harness::schema();
-    let dirs = open_dirs(side, root, args.small)?;
+    let dirs = open_dirs(side, root, args)?;
     let mut smalls = Vec::new();
     for d in dirs.small {
         let index = Index::create(d, schema.clone(), Default::default())?;
@@ -267,13 +282,15 @@ fn run() -> BoxResult<()> {
         }
     };
     let text: usize = docs.iter().map(|d| d.text_len()).sum();
+    write_mode(&args.write_mode)?;
     println!(
-        "noisy_neighbour: big tenant {source}: {} docs, {:.1} MB; {} small tenants x {} docs per commit; {} rounds",
+        "noisy_neighbour: big tenant {source}: {} docs, {:.1} MB; {} small tenants x {} docs per commit; {} rounds; jocky write mode {}",
         docs.len(),
         text as f64 / 1e6,
         args.small,
         args.docs_per_commit,
-        args.rounds
+        args.rounds,
+        args.write_mode
     );
     let docs = Arc::new(docs);
     let tmp;
