@@ -589,11 +589,9 @@ impl Engine {
         let _order = self.log_order();
         let pending = lock(&self.pending).remove(&id);
         synced?;
-        if let Err(e) = self.check_epoch(ns, epoch, path) {
-            // The namespace was removed meanwhile; the removal logged this
-            // write's deletion with its own.
-            return Err(e);
-        }
+        // If the namespace was removed meanwhile, the removal logged this
+        // write's deletion with its own.
+        self.check_epoch(ns, epoch, path)?;
         if pending.is_some_and(|p| !p.superseded) {
             self.table_mut().put_atomic_if_newer(ns, path, id, extent);
         }
