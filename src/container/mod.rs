@@ -395,9 +395,18 @@ impl Container {
                 self.rotate(seen)?;
                 continue;
             }
+            // Again under the lock: a failure of the writer thread is recorded
+            // under it (and leaves no stage behind).
+            self.check_poison()?;
             let Some(file) = a.file.clone() else {
                 return Err(Error::Poisoned("no active container file".into()));
             };
+            if a.stage.is_none() && self.opts.write_mode != crate::policy::WriteMode::Inline {
+                // Staged writes without a stage: the writer thread failed.
+                return Err(Error::Poisoned(
+                    "no write stage: the writer thread failed".into(),
+                ));
+            }
             if a.offset + total > a.allocated {
                 let want = (a.offset + total).max(a.allocated + self.opts.grow_step);
                 let want = want.min(a.capacity);
