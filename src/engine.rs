@@ -56,6 +56,13 @@ pub(crate) struct Engine {
     pending: Mutex<HashMap<u64, PendingWrite>>,
     worker: Worker,
     counters: MaintenanceCounters,
+    /// Held (shared) by every data append from its append to its entry in the
+    /// table; a snapshot takes it exclusively, so that no data record is in
+    /// the log but not yet in the table it writes out. Readers never take it.
+    data_gate: RwLock<()>,
+    /// What the next open would replay: `(bytes carried from before, bytes
+    /// appended when counting started)`; reset by each snapshot.
+    replay_debt: Mutex<(u64, u64)>,
 }
 
 /// What export and reclamation did since open.
@@ -213,19 +220,14 @@ impl Engine {
         eopts: EngineOptions,
         read_only: bool,
     ) -> Result<Engine> {
-        let mut table = FileTable::new();
-        // Segment files the log has a record of: begun, exported or dropped.
-        // Only those may be removed when nothing live is in them.
-        let mut logged_segments = std::collections::BTreeSet::new();
+        let mut table = if opts.full_replay {
+            FileTable::full_replay()
+        } else {
+            FileTable::new()
+        };
         let segments = SegmentSet::new(root, eopts.advice, eopts.verify);
         let (container, found, plan) =
             Container::open(storage.clone(), root, opts, read_only, &mut |rec| {
-                if let Payload::ExportBegin { export_no }
-                | Payload::SegmentDrop { export_no }
-                | Payload::Export { export_no, .. } = rec.payload
-                {
-                    logged_segments.insert(export_no);
-                }
                 if let (true, Payload::Export { export_no, .. }) = (read_only, &rec.payload) {
                     // Beside a writer: map the segment file the moment the log
                     // names it. It exists until a later record (which this
@@ -270,6 +272,9 @@ impl Engine {
             .copied()
             .filter(|n| !read_only && !live.contains(n))
             .collect();
+        // Segment files the log has a record of: begun, exported or dropped.
+        // Only those may be removed when nothing live is in them.
+        let logged_segments = table.logged_segments().clone();
         if let Some(no) = unreferenced.iter().find(|n| !logged_segments.contains(n)) {
             return Err(Error::Incomplete {
                 path: root.join(segment_file_name(*no)),
@@ -296,7 +301,10 @@ impl Engine {
             .chain(&logged_segments)
             .max()
             .map_or(0, |n| n + 1);
+        let replayed = container.replayed_on_open();
         Ok(Engine {
+            replay_debt: Mutex::new((replayed, 0)),
+            data_gate: RwLock::new(()),
             container,
             table: RwLock::new(table),
             segments,
@@ -465,6 +473,7 @@ impl Engine {
         if payloads.is_empty() {
             return Ok(());
         }
+        let _gate = crate::sync::read(&self.data_gate);
         let appended = self.container.append(&payloads)?;
         let mut table = self.table_mut();
         if let Some(Some(extent)) = appended.extents.first() {
@@ -476,6 +485,45 @@ impl Engine {
         drop(table);
         drop(appended);
         Ok(())
+    }
+
+    /// Bytes of log the next open would replay (from the newest snapshot on).
+    pub fn replay_debt(&self) -> u64 {
+        let (carried, base) = *lock(&self.replay_debt);
+        carried + self.container.bytes_appended().saturating_sub(base)
+    }
+
+    /// Writes a snapshot of the file table at the start of a new container
+    /// file (see [`Container::rotate_with_snapshot`]) if the next open would
+    /// replay at least `min_debt` bytes. The snapshot must be exactly the table
+    /// the log describes: it is taken with every data append and every
+    /// table-changing append held off (`data_gate`, then `log_order`) and only
+    /// once every appended record is in the table (an atomic write being made
+    /// durable is not yet: then it tries again shortly, and gives up after a
+    /// while — the next pass or close tries again). Writers of every
+    /// namespace wait while the image is encoded and written; readers never do.
+    /// Returns whether a snapshot was written.
+    pub fn write_snapshot(&self, min_debt: u64) -> Result<bool> {
+        if self.container.is_read_only() || self.replay_debt() < min_debt {
+            return Ok(false);
+        }
+        for attempt in 0..50u32 {
+            let gate = crate::sync::write(&self.data_gate);
+            let order = self.log_order();
+            if self.container.has_any_unapplied() {
+                drop(order);
+                drop(gate);
+                std::thread::sleep(std::time::Duration::from_micros(200 << attempt.min(5)));
+                continue;
+            }
+            let image = self.table().image();
+            let written = self.container.rotate_with_snapshot(&image)?;
+            if written {
+                *lock(&self.replay_debt) = (0, self.container.bytes_appended());
+            }
+            return Ok(written);
+        }
+        Ok(false)
     }
 
     /// Removes a file; its bytes stay readable through slices opened before.

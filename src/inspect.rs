@@ -291,5 +291,9 @@ fn describe(p: &Payload<'_>) -> (&'static str, String) {
             ("Continued", format!("next_container_file={next_file_no}"))
         }
         Payload::Seal => ("Seal", String::new()),
+        Payload::Snapshot { part, parts, bytes } => (
+            "Snapshot",
+            format!("part={part} parts={parts} bytes={}", bytes.len()),
+        ),
     }
 }

@@ -226,3 +226,20 @@ pub enum VerifyPolicy {
     /// [`crate::verify::verify`]).
     OnRequest,
 }
+
+/// A background pass writes a snapshot of the file table (so that an open
+/// replays only what came after it) once the log an open would replay has
+/// grown past this many bytes, or past four times the last snapshot's size,
+/// whichever is more: snapshots then add at most a quarter to what is written,
+/// and an open after a crash replays at most this much.
+pub(crate) const SNAPSHOT_AFTER: u64 = 64 << 20;
+
+/// A clean close writes a snapshot when the next open would otherwise replay
+/// at least this many bytes.
+pub(crate) const SNAPSHOT_ON_CLOSE_AFTER: u64 = 1 << 20;
+
+/// The replay debt past which a background pass writes a snapshot, given the
+/// size of the last one.
+pub(crate) fn snapshot_after(last_image_bytes: u64) -> u64 {
+    SNAPSHOT_AFTER.max(last_image_bytes.saturating_mul(4))
+}

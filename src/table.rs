@@ -9,10 +9,14 @@
 //! records a live file still depends on (its *anchors*: the records replay needs
 //! to rebuild it) and how many live files each segment file serves.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::container::{Extent, RecordRef};
 use crate::format::record::{decode_export_entries, Payload};
+use crate::format::snapshot::{
+    decode_image, ImageFile, ImagePlace, ImageWriter, STATE_ATOMIC, STATE_TERMINATED,
+    STATE_WRITING,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FileState {
@@ -32,7 +36,7 @@ pub(crate) enum Location {
     Segment { export_no: u64, offset: u64 },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub id: u64,
     pub state: FileState,
@@ -93,6 +97,14 @@ pub(crate) struct FileTable {
     segment_use: HashMap<u64, usize>,
     ns_use: HashMap<String, NamespaceUse>,
     live_bytes: u64,
+    /// Segment files the log has a record of (`ExportBegin`, `Export`,
+    /// `SegmentDrop`): only those may be removed by open when nothing live is
+    /// in them.
+    logged_segments: BTreeSet<u64>,
+    /// Replay ignores `Snapshot` records (a full replay, for checking).
+    ignore_snapshots: bool,
+    /// The parts of a snapshot image read so far: next part, parts, bytes.
+    image: Option<(u32, u32, Vec<u8>)>,
 }
 
 impl FileTable {
@@ -100,6 +112,14 @@ impl FileTable {
         FileTable {
             next_id: 1,
             ..Default::default()
+        }
+    }
+
+    /// A table whose replay ignores `Snapshot` records: built from every record.
+    pub fn full_replay() -> FileTable {
+        FileTable {
+            ignore_snapshots: true,
+            ..FileTable::new()
         }
     }
 
@@ -204,14 +224,181 @@ impl FileTable {
             Payload::Checkpoint { next_file_id, .. } => {
                 self.next_id = self.next_id.max(next_file_id);
             }
+            Payload::Snapshot { part, parts, bytes } => {
+                if !self.ignore_snapshots {
+                    self.snapshot_part(part, parts, bytes)?;
+                }
+            }
             Payload::Reclaim { .. }
             | Payload::Padding { .. }
-            | Payload::ExportBegin { .. }
-            | Payload::SegmentDrop { .. }
             | Payload::Continued { .. }
             | Payload::Seal => {}
+            Payload::ExportBegin { .. } | Payload::SegmentDrop { .. } => {}
+        }
+        if let Payload::ExportBegin { export_no }
+        | Payload::SegmentDrop { export_no }
+        | Payload::Export { export_no, .. } = rec.payload
+        {
+            self.logged_segments.insert(export_no);
         }
         Ok(())
+    }
+
+    /// Takes one part of a snapshot image; the last one replaces the table
+    /// with the image (which stands for every record before it).
+    fn snapshot_part(&mut self, part: u32, parts: u32, bytes: &[u8]) -> Result<(), String> {
+        if part == 0 && parts == 1 {
+            self.image = None;
+            return self.load_image(bytes);
+        }
+        match &mut self.image {
+            _ if part == 0 => self.image = Some((1, parts, bytes.to_vec())),
+            Some((next, n, buf)) if *next == part && *n == parts => {
+                buf.extend_from_slice(bytes);
+                *next += 1;
+            }
+            _ => return Err(format!("snapshot part {part} of {parts} out of order")),
+        }
+        if let Some((next, n, _)) = &self.image {
+            if next == n {
+                let (_, _, buf) = self.image.take().expect("just seen");
+                return self.load_image(&buf);
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the table with a decoded image.
+    fn load_image(&mut self, b: &[u8]) -> Result<(), String> {
+        let mut fresh = FileTable::new();
+        let mut failed = None;
+        let head = decode_image(b, |ns, f| {
+            if let Err(e) = fresh.insert_image_file(ns, &f) {
+                failed.get_or_insert(e);
+            }
+            Ok(())
+        })
+        .map_err(|e| format!("snapshot: {e}"))?;
+        if let Some(e) = failed {
+            return Err(format!("snapshot: {e}"));
+        }
+        fresh.next_id = head.next_file_id.max(self.next_id);
+        fresh.logged_segments = head.logged_segments.into_iter().collect();
+        *self = fresh;
+        Ok(())
+    }
+
+    fn insert_image_file(&mut self, ns: &str, f: &ImageFile<'_>) -> Result<(), String> {
+        if self.entries.contains_key(&f.id) || self.id_of(ns, f.path).is_some() {
+            return Err(format!("file id {} or its path twice", f.id));
+        }
+        let state = match f.state {
+            STATE_WRITING => FileState::Writing,
+            STATE_TERMINATED => FileState::Terminated,
+            _ => FileState::Atomic,
+        };
+        let loc = match f.place {
+            ImagePlace::Container(_) => Location::Container(
+                f.extents()
+                    .map(|(file_no, offset, len)| Extent {
+                        file_no,
+                        offset,
+                        len,
+                    })
+                    .collect(),
+            ),
+            ImagePlace::Segment { export_no, offset } => Location::Segment { export_no, offset },
+        };
+        self.insert(
+            (ns.to_string(), f.path.to_string()),
+            Entry {
+                id: f.id,
+                state,
+                len: f.len,
+                loc,
+                anchors: f.anchors().collect(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The table as an image for a `Snapshot` record (see
+    /// `format::snapshot`). Namespaces and paths in sorted order.
+    pub fn image(&self) -> Vec<u8> {
+        let logged: Vec<u64> = self.logged_segments.iter().copied().collect();
+        let mut w = ImageWriter::new(self.next_id, &logged, self.entries.len() * 96);
+        let mut namespaces: Vec<&String> = self.by_ns.keys().collect();
+        namespaces.sort();
+        w.namespaces(namespaces.len() as u32);
+        let mut extents = Vec::new();
+        for ns in namespaces {
+            let paths = &self.by_ns[ns];
+            let mut sorted: Vec<(&String, &u64)> = paths.iter().collect();
+            sorted.sort();
+            w.namespace(ns, sorted.len() as u32);
+            for (path, id) in sorted {
+                let (_, e) = &self.entries[id];
+                let state = match e.state {
+                    FileState::Writing => STATE_WRITING,
+                    FileState::Terminated => STATE_TERMINATED,
+                    FileState::Atomic => STATE_ATOMIC,
+                };
+                let place = match &e.loc {
+                    Location::Container(x) => {
+                        extents.clear();
+                        extents.extend(x.iter().map(|x| (x.file_no, x.offset, x.len)));
+                        Ok(&extents[..])
+                    }
+                    Location::Segment { export_no, offset } => Err((*export_no, *offset)),
+                };
+                w.file(path, e.id, state, e.len, place, &e.anchors);
+            }
+        }
+        w.finish()
+    }
+
+    /// Segment files the log has a record of.
+    pub fn logged_segments(&self) -> &BTreeSet<u64> {
+        &self.logged_segments
+    }
+
+    /// Notes a segment file's `ExportBegin` record (appended by export).
+    pub fn note_segment(&mut self, export_no: u64) {
+        self.logged_segments.insert(export_no);
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    /// A canonical description of everything replay rebuilds (files, ids,
+    /// places, anchors, the books, the logged segment files), for comparing a
+    /// table built from a snapshot with one built from every record.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let mut rows: Vec<String> = self
+            .entries
+            .values()
+            .map(|(k, e)| format!("{k:?} {e:?}"))
+            .collect();
+        rows.sort();
+        let mut out = format!(
+            "next_id {} live_bytes {} logged {:?}\n",
+            self.next_id, self.live_bytes, self.logged_segments
+        );
+        let mut use_rows: Vec<String> = self
+            .container_use
+            .iter()
+            .map(|(no, u)| format!("container {no} {u:?}"))
+            .chain(
+                self.segment_use
+                    .iter()
+                    .map(|(no, n)| format!("segment {no} {n}")),
+            )
+            .chain(self.ns_use.iter().map(|(ns, u)| format!("ns {ns:?} {u:?}")))
+            .collect();
+        use_rows.sort();
+        for r in rows.iter().chain(&use_rows) {
+            let _ = writeln!(out, "{r}");
+        }
+        out
     }
 
     /// Whether the table already holds a newer file (a higher id) at `path`. Ids

@@ -212,19 +212,20 @@ fn pristine_folders_open_and_search() {
                 containers(&dir)
             );
         } else {
-            assert_eq!(containers(&dir).len(), 1, "{name}");
+            // The log, and the file a clean close starts with a snapshot.
+            assert!(containers(&dir).len() <= 2, "{name}");
         }
         assert_eq!(open_and_count(&dir, store).unwrap(), docs, "{name}");
     }
 }
 
 #[test]
-fn a_the_only_container_file_removed() {
+fn a_every_container_file_removed() {
     for (name, store) in [("single-one", false), ("store-one", true)] {
         let (err, _) = refused(name, store, |dir| {
-            let c = containers(dir);
-            assert_eq!(c.len(), 1);
-            remove(dir, &c[0]);
+            for c in containers(dir) {
+                remove(dir, &c);
+            }
             "no container file".into()
         });
         assert!(matches!(err, Error::Incomplete { .. }), "{err:?}");

@@ -12,6 +12,7 @@
 //! `unapplied` are leaves); the crate-wide order is in `crate::sync`. The writer thread takes only the writer's state, so
 //! an appender may wait for a free buffer while holding `active`.
 
+mod check;
 mod recovery;
 mod staging;
 mod writer;
@@ -35,6 +36,8 @@ use writer::{Shared, Stage, Writer};
 
 /// The first format version whose sealed files end with a `Continued` record.
 const CONTINUED_SINCE: u32 = 3;
+/// The most image bytes one `Snapshot` record carries.
+const SNAPSHOT_PART: usize = 64 << 20;
 /// Room kept free at the end of every container file for that record.
 const CONTINUED_LEN: u64 = HEADER_LEN as u64 + 8;
 
@@ -59,6 +62,9 @@ pub(crate) struct ContainerOptions {
     /// Bytes per write-behind buffer, and how many buffers may be in use.
     pub write_buffer: usize,
     pub write_buffers: usize,
+    /// Replay every record of every container file, ignoring snapshots (for
+    /// checking that a snapshot stands for what it replaces).
+    pub full_replay: bool,
 }
 
 impl ContainerOptions {
@@ -71,6 +77,7 @@ impl ContainerOptions {
             write_mode: WriteMode::Inline,
             write_buffer: 64 << 10,
             write_buffers: 1,
+            full_replay: false,
         }
     }
 }
@@ -143,6 +150,9 @@ struct Counters {
     tail_bytes_cut: AtomicU64,
     tail_records_cut: AtomicU64,
     seals: AtomicU64,
+    /// Snapshots written since open, and the size of the last image.
+    snapshots: AtomicU64,
+    snapshot_bytes: AtomicU64,
 }
 
 pub(crate) struct Container {
@@ -161,6 +171,11 @@ pub(crate) struct Container {
     opened: std::sync::atomic::AtomicBool,
     /// Opened by another process's reader: never writes.
     read_only: bool,
+    /// Files an open did not replay (it started from a snapshot): their
+    /// records are checked on first read.
+    first_read: check::FirstReadCheck,
+    /// Bytes of records the open replayed.
+    replayed_on_open: u64,
     /// The write-behind buffers and their thread; also holds the durable
     /// watermark. Declared last: dropped after `Drop for Container` flushed it.
     writer: Writer,
@@ -246,6 +261,8 @@ impl Container {
             unapplied: Mutex::new(BTreeMap::new()),
             opened: std::sync::atomic::AtomicBool::new(false),
             read_only,
+            first_read: check::FirstReadCheck::new(rec.unchecked),
+            replayed_on_open: rec.replayed_bytes,
             writer,
         };
         Ok((container, rec.segment_files, rec.plan))
@@ -479,6 +496,11 @@ impl Container {
         lock(&self.unapplied).contains_key(&no)
     }
 
+    /// Whether any appended record may not be in the file table yet.
+    pub fn has_any_unapplied(&self) -> bool {
+        !lock(&self.unapplied).is_empty()
+    }
+
     /// Starts a new container file now (so that the current one can be
     /// reclaimed), unless the current one holds no records yet.
     pub fn seal_active(&self) -> Result<()> {
@@ -530,9 +552,38 @@ impl Container {
         &self.storage
     }
 
+    /// Seals the active file and starts the next one with a snapshot of the
+    /// file table (`image`, see `format::snapshot`) right after its checkpoint,
+    /// in the same write: an open replays from there and never reads the
+    /// records of older files. The caller guarantees that `image` is the table
+    /// as every record appended so far left it (nothing else is appended
+    /// meanwhile). `false` (nothing done) if the image would take more than
+    /// half a container file, or the container is not open for writing.
+    pub fn rotate_with_snapshot(&self, image: &[u8]) -> Result<bool> {
+        if self.read_only || !self.opened.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let parts = image.len().div_ceil(SNAPSHOT_PART).max(1);
+        let framed = image.len() as u64 + parts as u64 * (HEADER_LEN as u64 + 16);
+        if framed > self.opts.file_capacity / 2 {
+            return Ok(false);
+        }
+        let no = self.active_no();
+        self.rotate_inner(no, Some(image))?;
+        self.counters
+            .snapshot_bytes
+            .store(image.len() as u64, Ordering::Relaxed);
+        self.counters.snapshots.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
     /// Seals the active file and starts the next one, unless someone else already
     /// moved past `seen_file_no`.
     fn rotate(&self, seen_file_no: u64) -> Result<()> {
+        self.rotate_inner(seen_file_no, None)
+    }
+
+    fn rotate_inner(&self, seen_file_no: u64, image: Option<&[u8]>) -> Result<()> {
         if self.read_only {
             return Err(Error::ReadOnly {
                 path: self.root.clone(),
@@ -577,11 +628,31 @@ impl Container {
             capacity: self.opts.file_capacity,
         };
         let existing: Vec<u64> = crate::sync::read(&self.files).keys().copied().collect();
+        let parts: Vec<Payload<'_>> = match image {
+            None => Vec::new(),
+            Some(image) => {
+                let n = image.len().div_ceil(SNAPSHOT_PART).max(1) as u32;
+                let mut chunks: Vec<&[u8]> = image.chunks(SNAPSHOT_PART).collect();
+                if chunks.is_empty() {
+                    chunks.push(&[]);
+                }
+                chunks
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, bytes)| Payload::Snapshot {
+                        part: i as u32,
+                        parts: n,
+                        bytes,
+                    })
+                    .collect()
+            }
+        };
         let (mut file, view, start) = match create_file(
             &*self.storage,
             &header,
             &existing,
             a.next_file_id,
+            &parts,
             self.opts.grow_step,
             self.opts.sync,
         ) {
@@ -626,7 +697,7 @@ impl Container {
         a.start = start;
         a.version = FORMAT_VERSION;
         a.capacity = self.opts.file_capacity;
-        a.next_seq = header.first_sequence + 1;
+        a.next_seq = header.first_sequence + 1 + parts.len() as u64;
         a.allocated = start.max(self.opts.grow_step.min(self.opts.file_capacity));
         self.durable()
             .store(log_position(new_no, a.offset), Ordering::SeqCst);
@@ -691,14 +762,42 @@ impl Container {
         if let Some(bytes) = self.read_unwritten(extent)? {
             return Ok(OwnedBytes::new(bytes));
         }
-        let files = crate::sync::read(&self.files);
-        let f = files.get(&extent.file_no).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("container file {} is gone", extent.file_no),
-            )
-        })?;
-        f.view.read(extent.offset..extent.offset + extent.len)
+        let view = {
+            let files = crate::sync::read(&self.files);
+            let f = files.get(&extent.file_no).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("container file {} is gone", extent.file_no),
+                )
+            })?;
+            f.view.clone()
+        };
+        self.first_read.check(&*view, extent)?;
+        view.read(extent.offset..extent.offset + extent.len)
+    }
+
+    /// Bytes of records the open replayed (from its snapshot on).
+    pub fn replayed_on_open(&self) -> u64 {
+        self.replayed_on_open
+    }
+
+    /// Container files the open did not replay (before its snapshot), whose
+    /// records are checked on first read.
+    pub fn unchecked_files(&self) -> Vec<u64> {
+        self.first_read.unchecked()
+    }
+
+    /// Snapshots written since open, and the size of the last image.
+    pub fn snapshot_stats(&self) -> (u64, u64) {
+        (
+            self.counters.snapshots.load(Ordering::Relaxed),
+            self.counters.snapshot_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Bytes appended since open.
+    pub fn bytes_appended(&self) -> u64 {
+        self.counters.bytes_appended.load(Ordering::Relaxed)
     }
 
     pub fn stats(&self) -> ContainerStats {
@@ -772,6 +871,7 @@ impl Container {
             log_position(a.file_no, a.offset)
         };
         *crate::sync::write(&self.files) = files;
+        self.first_read.adopt(&newer.first_read);
         self.writer.shared.set_written(end);
     }
 
@@ -831,11 +931,13 @@ type Created = (Arc<dyn StorageFile>, Arc<dyn ReadView>, u64);
 /// `existing` and sequence `header.first_sequence`) written in one write, space
 /// reserved, file and folder synced (per policy), and mapped. Returns where the
 /// next record goes.
+#[allow(clippy::too_many_arguments)]
 fn create_file(
     storage: &dyn Storage,
     header: &FileHeader,
     existing: &[u64],
     next_file_id: u64,
+    snapshot: &[Payload<'_>],
     grow_step: u64,
     sync: SyncPolicy,
 ) -> std::io::Result<Created> {
@@ -849,6 +951,9 @@ fn create_file(
     // The durable position of a fresh file: everything before it.
     let durable = log_position(header.file_no, 0);
     record::encode(&mut head, &checkpoint, header.first_sequence, durable);
+    for (i, part) in snapshot.iter().enumerate() {
+        record::encode(&mut head, part, header.first_sequence + 1 + i as u64, durable);
+    }
     let start = head.len() as u64;
     if start > header.capacity {
         return Err(std::io::Error::other(

@@ -32,6 +32,9 @@ use crate::format::file_header::{
 };
 use crate::format::record::{self, framed_len, Payload, ALIGN, HEADER_LEN};
 use crate::format::segment_file::{parse_segment_file_name, segment_file_name};
+
+/// The first format version with `Snapshot` records.
+const SNAPSHOT_SINCE: u32 = 4;
 use crate::io::{ReadView, Storage, StorageFile};
 
 /// One verified record handed to the file table during replay.
@@ -63,6 +66,11 @@ pub(super) struct Recovered {
     pub next_seq: u64,
     /// Segment files found in the folder (their numbers).
     pub segment_files: Vec<u64>,
+    /// Container files older than the snapshot replay started from: mapped,
+    /// their headers checked, their records not read.
+    pub unchecked: Vec<u64>,
+    /// Bytes of records replayed (from the snapshot on).
+    pub replayed_bytes: u64,
     pub plan: OpenPlan,
 }
 
@@ -194,6 +202,15 @@ pub(super) fn recover(
         });
     }
     let leftovers: Vec<u64> = present.difference(&census.expected).copied().collect();
+    // Replay starts at the newest file that begins with a whole snapshot: the
+    // files before it are only mapped (the snapshot stands for their records).
+    let start_no = if opts.full_replay {
+        None
+    } else {
+        snapshot_start(storage, root, &census.expected, read_only)?
+    };
+    let mut unchecked = Vec::new();
+    let mut replayed_bytes = 0;
 
     let mut files = Vec::new();
     let mut next_seq: Option<(u64, u64)> = None; // (file_no, sequence after it)
@@ -243,6 +260,14 @@ pub(super) fn recover(
         let map = file
             .view(header.capacity)
             .map_err(|e| Error::io(&path, e))?;
+        if start_no.is_some_and(|start| no < start) {
+            // Sealed before the snapshot was written: its bytes are served,
+            // its records are not replayed (checked on first read or by
+            // `verify`, see `VerifyPolicy`).
+            unchecked.push(no);
+            files.push((no, map, len));
+            continue;
+        }
         // What recovery reads to check records (the mapping serves file bytes).
         let view = if read_only {
             pread_view(&file)
@@ -251,6 +276,7 @@ pub(super) fn recover(
         };
         let mut seq = header.first_sequence;
         let (end, how, continued, sealed) = scan(&*view, no, len, &mut seq, &path, apply)?;
+        replayed_bytes += end;
         next_seq = Some((no, seq));
         prev_continued = continued;
         match how {
@@ -320,6 +346,8 @@ pub(super) fn recover(
         active_sealed,
         next_seq: next_seq.map(|(_, s)| s).unwrap_or(1),
         segment_files,
+        unchecked,
+        replayed_bytes,
         plan: OpenPlan {
             torn_creations,
             cut,
@@ -343,7 +371,7 @@ fn create_first(
         capacity: opts.file_capacity,
     };
     let (file, view, start) =
-        super::create_file(storage, &header, &[], 1, opts.grow_step, opts.sync)
+        super::create_file(storage, &header, &[], 1, &[], opts.grow_step, opts.sync)
             .map_err(|e| Error::io(root.join(container_file_name(0)), e))?;
     Ok(Recovered {
         files: vec![(0, view, start)],
@@ -356,6 +384,8 @@ fn create_first(
         active_sealed: false,
         next_seq: 2,
         segment_files,
+        unchecked: Vec::new(),
+        replayed_bytes: 0,
         plan: OpenPlan::default(),
     })
 }
@@ -567,6 +597,64 @@ fn take_census(
         }
     }
     Ok(Census { expected, start })
+}
+
+/// The newest of `files` whose first records (right after its checkpoint)
+/// are a whole snapshot image: every part there, each verifying, in sequence.
+/// Such a file was created with them in one synced write, so a torn snapshot
+/// can only be the torn creation of the newest file (its tail is then cut and
+/// an older snapshot, or a full replay, takes over). `None`: replay everything.
+fn snapshot_start(
+    storage: &dyn Storage,
+    root: &Path,
+    files: &BTreeSet<u64>,
+    read_only: bool,
+) -> Result<Option<u64>> {
+    for &no in files.iter().rev() {
+        let (_, path, file, len, view) = open_mapped(storage, root, no, read_only)?;
+        let header = match read_header(&*file, len) {
+            Ok(h) => h,
+            // The main scan reports it (or it is the newest file's torn creation).
+            Err(_) => continue,
+        };
+        if header.version < SNAPSHOT_SINCE {
+            return Ok(None);
+        }
+        let Ok(Found::Record(h, _, framed)) = read_record(&*view, FILE_HEADER_LEN as u64, len)
+        else {
+            continue;
+        };
+        if h.kind != record::RecordKind::Checkpoint || h.sequence != header.first_sequence {
+            continue;
+        }
+        let mut pos = FILE_HEADER_LEN as u64 + framed;
+        let mut seq = h.sequence + 1;
+        let mut want = 0u32;
+        let whole = loop {
+            let Ok(Found::Record(h, rec, framed)) = read_record(&*view, pos, len) else {
+                break false;
+            };
+            if h.kind != record::RecordKind::Snapshot || h.sequence != seq {
+                break false;
+            }
+            match record::decode_payload(h.kind, &rec.as_slice()[HEADER_LEN..]) {
+                Ok(Payload::Snapshot { part, parts, .. }) if part == want => {
+                    if part + 1 == parts {
+                        break true;
+                    }
+                }
+                Ok(_) => break false,
+                Err(e) => return Err(Error::decode(&path, pos, e)),
+            }
+            want += 1;
+            seq += 1;
+            pos += framed;
+        };
+        if whole {
+            return Ok(Some(no));
+        }
+    }
+    Ok(None)
 }
 
 /// Replays the records of one file. Returns where they end, why, the next

@@ -119,6 +119,16 @@ pub struct Stats {
     /// Exported files whose bytes did not match their CRC when checked
     /// (their reads fail; see the log for which).
     pub damaged_files_detected: u64,
+    /// Bytes of records the open replayed: from the newest snapshot of the
+    /// file table on (all of the log if there was none).
+    pub bytes_replayed_on_open: u64,
+    /// Container files older than that snapshot: mapped, not read on open;
+    /// each record is checked the first time its bytes are read.
+    pub container_files_not_replayed: usize,
+    /// Snapshots of the file table written since open.
+    pub snapshots_written: u64,
+    /// The size in bytes of the last one.
+    pub snapshot_bytes: u64,
 }
 
 /// Options for opening a [`JockyDirectory`]; see [`JockyDirectory::builder`].
@@ -134,6 +144,7 @@ pub struct Builder {
     write_mode: WriteMode,
     write_queue: usize,
     engine: EngineOptions,
+    full_replay: bool,
 }
 
 /// Write-behind buffers per container (see [`Builder::write_queue`]).
@@ -212,6 +223,15 @@ impl Builder {
         self
     }
 
+    /// Replay every record of every container file on open, ignoring the
+    /// snapshots that let an open start from the newest one (for checking that
+    /// both give the same file table). Only with the `testing` cargo feature.
+    #[cfg(feature = "testing")]
+    pub fn full_replay(mut self, yes: bool) -> Self {
+        self.full_replay = yes;
+        self
+    }
+
     /// Opens the folder as one index.
     pub fn open(self) -> Result<JockyDirectory> {
         let (engine, opts) = self.open_engine()?;
@@ -245,6 +265,7 @@ impl Builder {
             write_mode: self.write_mode,
             write_buffer: (self.write_queue / WRITE_BUFFERS).max(64 << 10),
             write_buffers: WRITE_BUFFERS,
+            full_replay: self.full_replay,
         };
         let engine = match self.storage {
             Some(storage) => {
@@ -323,6 +344,7 @@ impl JockyDirectory {
             write_mode: WriteMode::default(),
             write_queue: 32 << 20,
             engine: EngineOptions::default(),
+            full_replay: false,
         }
     }
 
@@ -360,6 +382,23 @@ impl JockyDirectory {
     /// the live files out of mostly dead container files first.
     pub fn reclaim(&self) -> Result<ReclaimReport> {
         crate::reclaim::Reclaimer(&self.engine).reclaim()
+    }
+
+    /// Writes a snapshot of the file table now (at the start of a new
+    /// container file), so that the next open replays nothing before it.
+    /// Background passes and a clean close do this on their own (see the
+    /// README, "Open"); `false` if there was nothing to snapshot or the
+    /// writers did not pause long enough.
+    pub fn write_snapshot(&self) -> Result<bool> {
+        self.engine.write_snapshot(1)
+    }
+
+    /// A canonical description of the file table (every file's id, place and
+    /// anchors, and the books kept from them), to compare two opens. Only
+    /// with the `testing` cargo feature.
+    #[cfg(feature = "testing")]
+    pub fn describe_table(&self) -> String {
+        self.engine.table().describe()
     }
 
     /// Checks every exported file against the CRC in its segment file's table
@@ -418,6 +457,10 @@ pub(crate) fn stats_of(engine: &Engine) -> Stats {
         tail_records_cut_on_open: c.tail_records_cut,
         seals: c.seals,
         damaged_files_detected: engine.segments().damaged_files(),
+        bytes_replayed_on_open: engine.container().replayed_on_open(),
+        container_files_not_replayed: engine.container().unchecked_files().len(),
+        snapshots_written: engine.container().snapshot_stats().0,
+        snapshot_bytes: engine.container().snapshot_stats().1,
     }
 }
 

@@ -81,6 +81,11 @@ impl Drop for Owner {
             return;
         };
         engine.worker().stop_and_join();
+        // A clean close leaves a snapshot, so the next open need not replay
+        // the log (skipped if it would replay little anyway).
+        if let Err(e) = engine.write_snapshot(crate::policy::SNAPSHOT_ON_CLOSE_AFTER) {
+            log::warn!("no snapshot on close: {e}");
+        }
         // The worker's pass (if any) is over: this is the last reference, and
         // the engine closes here.
         drop(engine);

@@ -145,11 +145,17 @@ impl Exporter<'_> {
         let path = self.0.container().root().join(&name);
         // The evidence that lets the next open remove this file if a crash cuts
         // the export short: durable before the file exists.
-        drop(
-            self.0
+        {
+            // Into the table's books before the append's guard goes (a
+            // snapshot waits for that): a snapshot written after this record
+            // carries the evidence.
+            let appended = self
+                .0
                 .container()
-                .append(&[Payload::ExportBegin { export_no: no }])?,
-        );
+                .append(&[Payload::ExportBegin { export_no: no }])?;
+            self.0.table_mut().note_segment(no);
+            drop(appended);
+        }
         self.0.container().sync()?;
         let (file, len, table) = write_segment_file(self.0, &*storage, no, &group, sync)
             .map_err(|e| Error::io(&path, e))?;
@@ -246,6 +252,11 @@ impl worker::Maintained for Engine {
                 .export_committed(min)
                 .and_then(|_| crate::reclaim::Reclaimer(self).reclaim().map(|_| ())),
         }
+        .and_then(|_| {
+            // Bound what the next open replays.
+            let debt = crate::policy::snapshot_after(self.container().snapshot_stats().1);
+            self.write_snapshot(debt).map(|_| ())
+        })
         .and_then(|_| {
             if idle && self.sync_policy() != SyncPolicy::Never {
                 self.container().seal()

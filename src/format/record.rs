@@ -47,10 +47,15 @@
 //! Seal         empty: written (and synced) right after a sync, on a clean close
 //!              and when the log has been idle; its `durable` covers every
 //!              record before it, so damage there is reported, never cut
+//! Snapshot     part u32, parts u32, bytes..: part `part` (from 0) of the
+//!              file-table image (`format::snapshot`); the parts follow the
+//!              `Checkpoint` of a file in one write, and together stand for
+//!              every record of the files before it
 //! ```
 //!
 //! Kinds 7..=9 (Export, Checkpoint, Reclaim) appear from format version 2 on,
-//! kinds 10..=13 (ExportBegin, SegmentDrop, Continued, Seal) from version 3 on.
+//! kinds 10..=13 (ExportBegin, SegmentDrop, Continued, Seal) from version 3 on,
+//! kind 14 (Snapshot) from version 4 on.
 
 use crate::error::DecodeError;
 use crate::format::reader::Reader;
@@ -99,6 +104,7 @@ pub enum RecordKind {
     SegmentDrop = 11,
     Continued = 12,
     Seal = 13,
+    Snapshot = 14,
 }
 
 impl RecordKind {
@@ -117,6 +123,7 @@ impl RecordKind {
             11 => RecordKind::SegmentDrop,
             12 => RecordKind::Continued,
             13 => RecordKind::Seal,
+            14 => RecordKind::Snapshot,
             _ => return None,
         })
     }
@@ -184,6 +191,12 @@ pub enum Payload<'a> {
         next_file_no: u64,
     },
     Seal,
+    /// Part `part` of `parts` of a file-table image.
+    Snapshot {
+        part: u32,
+        parts: u32,
+        bytes: &'a [u8],
+    },
 }
 
 /// One file of an exported segment, as logged in an `Export` record.
@@ -268,6 +281,7 @@ impl Payload<'_> {
             Payload::SegmentDrop { .. } => RecordKind::SegmentDrop,
             Payload::Continued { .. } => RecordKind::Continued,
             Payload::Seal => RecordKind::Seal,
+            Payload::Snapshot { .. } => RecordKind::Snapshot,
         }
     }
 
@@ -296,6 +310,7 @@ impl Payload<'_> {
             | Payload::SegmentDrop { .. }
             | Payload::Continued { .. } => 8,
             Payload::Seal => 0,
+            Payload::Snapshot { bytes, .. } => 8 + bytes.len(),
         }
     }
 
@@ -383,6 +398,11 @@ pub fn encode(out: &mut Vec<u8>, payload: &Payload<'_>, sequence: u64, durable: 
         | Payload::SegmentDrop { export_no: n }
         | Payload::Continued { next_file_no: n } => out.extend_from_slice(&n.to_le_bytes()),
         Payload::Seal => {}
+        Payload::Snapshot { part, parts, bytes } => {
+            out.extend_from_slice(&part.to_le_bytes());
+            out.extend_from_slice(&parts.to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
     }
     debug_assert_eq!(out.len() - start - HEADER_LEN, payload_len);
     let header = &mut out[start..start + HEADER_LEN];
@@ -505,6 +525,18 @@ pub fn decode_payload<'a>(kind: RecordKind, p: &'a [u8]) -> Result<Payload<'a>, 
             next_file_no: file_no(r.u64()?)?,
         },
         RecordKind::Seal => Payload::Seal,
+        RecordKind::Snapshot => {
+            let part = r.u32()?;
+            let parts = r.u32()?;
+            if part >= parts {
+                return Err(DecodeError::LengthOutOfBounds(part as u64));
+            }
+            Payload::Snapshot {
+                part,
+                parts,
+                bytes: r.rest(),
+            }
+        }
     };
     // A payload is read to its end (kinds with trailing bytes take the rest):
     // bytes left over are not something this version wrote.
@@ -633,6 +665,11 @@ mod tests {
         roundtrip(Payload::SegmentDrop { export_no: 4 });
         roundtrip(Payload::Continued { next_file_no: 5 });
         roundtrip(Payload::Seal);
+        roundtrip(Payload::Snapshot {
+            part: 1,
+            parts: 3,
+            bytes: b"JSNP...",
+        });
         // Counts larger than the bytes present are refused before allocating.
         assert!(decode_export_entries(&u32::MAX.to_le_bytes()).is_err());
         assert!(decode_file_numbers(&u32::MAX.to_le_bytes()).is_err());
