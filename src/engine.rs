@@ -283,6 +283,9 @@ impl Engine {
         }
         if !read_only {
             container.finish_open(plan)?;
+            // Evidence is kept (in later snapshots) only for segment files
+            // still here; the unreferenced ones go right below.
+            table.retain_logged_segments(|n| live.contains(n));
         }
         container.note_file_id_floor(table.next_id());
         for no in &unreferenced {

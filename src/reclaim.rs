@@ -126,6 +126,7 @@ impl Reclaimer<'_> {
         let storage = self.0.container().storage().clone();
         for no in &dead_segments {
             self.0.segments().forget(*no);
+            self.0.table_mut().retain_logged_segments(|n| n != no);
             let name = segment_file_name(*no);
             match storage.remove(&name) {
                 Ok(()) => report.segment_files_removed += 1,

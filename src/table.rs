@@ -14,8 +14,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use crate::container::{Extent, RecordRef};
 use crate::format::record::{decode_export_entries, Payload};
 use crate::format::snapshot::{
-    decode_image, ImageFile, ImagePlace, ImageWriter, STATE_ATOMIC, STATE_TERMINATED,
-    STATE_WRITING,
+    decode_image, ImageFile, ImagePlace, ImageWriter, STATE_ATOMIC, STATE_TERMINATED, STATE_WRITING,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,6 +366,13 @@ impl FileTable {
         self.logged_segments.insert(export_no);
     }
 
+    /// Keeps the evidence only of segment files that may still be on disk
+    /// (those `keep` accepts): a removed file needs none, and a file of that
+    /// number appearing later (copied in) must not be taken for it.
+    pub fn retain_logged_segments(&mut self, keep: impl FnMut(&u64) -> bool) {
+        self.logged_segments.retain(keep);
+    }
+
     #[cfg(any(test, feature = "testing"))]
     /// A canonical description of everything replay rebuilds (files, ids,
     /// places, anchors, the books, the logged segment files), for comparing a
@@ -379,10 +385,9 @@ impl FileTable {
             .map(|(k, e)| format!("{k:?} {e:?}"))
             .collect();
         rows.sort();
-        let mut out = format!(
-            "next_id {} live_bytes {} logged {:?}\n",
-            self.next_id, self.live_bytes, self.logged_segments
-        );
+        // Not the logged segment files: a snapshot forgets those removed
+        // since, a full replay those whose records were reclaimed.
+        let mut out = format!("next_id {} live_bytes {}\n", self.next_id, self.live_bytes);
         let mut use_rows: Vec<String> = self
             .container_use
             .iter()
@@ -680,6 +685,8 @@ impl FileTable {
     /// record in container file `at`.
     pub fn set_exported(&mut self, id: u64, export_no: u64, offset: u64, at: u64) {
         self.update(id, |e| {
+            // As replay of the `Export` record has it.
+            e.state = FileState::Terminated;
             e.loc = Location::Segment { export_no, offset };
             e.anchors = vec![at];
         });
@@ -688,6 +695,8 @@ impl FileTable {
     /// File `id` was copied forward whole into `extent`.
     pub fn set_relocated(&mut self, id: u64, extent: Extent) {
         self.update(id, |e| {
+            // Copied forward by an `AtomicWrite` record: replay has it so.
+            e.state = FileState::Atomic;
             e.loc = Location::Container(vec![extent]);
             e.anchors = vec![extent.file_no];
         });

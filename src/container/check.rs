@@ -37,7 +37,8 @@ impl FirstReadCheck {
 
     /// Takes over the state of a later read-only open (a refresh).
     pub fn adopt(&self, newer: &FirstReadCheck) {
-        *crate::sync::write(&self.unchecked) = std::mem::take(&mut *crate::sync::write(&newer.unchecked));
+        *crate::sync::write(&self.unchecked) =
+            std::mem::take(&mut *crate::sync::write(&newer.unchecked));
         lock(&self.checked).clear();
     }
 
@@ -100,7 +101,8 @@ fn find_record(view: &dyn ReadView, x: Extent) -> std::io::Result<Option<u64>> {
                 let payload = &rec.as_slice()[HEADER_LEN..];
                 let starts_right = record::decode_payload(h.kind, payload).is_ok_and(|p| {
                     matches!(p, Payload::Data { .. } | Payload::AtomicWrite { .. })
-                        && p.bytes_offset_in_payload().map(|o| pos + (HEADER_LEN + o) as u64)
+                        && p.bytes_offset_in_payload()
+                            .map(|o| pos + (HEADER_LEN + o) as u64)
                             == Some(x.offset)
                 });
                 if starts_right && record::verify(rec.as_slice(), &h).is_ok() {

@@ -952,7 +952,12 @@ fn create_file(
     let durable = log_position(header.file_no, 0);
     record::encode(&mut head, &checkpoint, header.first_sequence, durable);
     for (i, part) in snapshot.iter().enumerate() {
-        record::encode(&mut head, part, header.first_sequence + 1 + i as u64, durable);
+        record::encode(
+            &mut head,
+            part,
+            header.first_sequence + 1 + i as u64,
+            durable,
+        );
     }
     let start = head.len() as u64;
     if start > header.capacity {

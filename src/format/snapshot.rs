@@ -52,7 +52,10 @@ pub const STATE_ATOMIC: u8 = 2;
 pub enum ImagePlace<'a> {
     /// Runs in container files: `len / 24` triples `(file_no, offset, len)`.
     Container(&'a [u8]),
-    Segment { export_no: u64, offset: u64 },
+    Segment {
+        export_no: u64,
+        offset: u64,
+    },
 }
 
 /// One file of the image, borrowing the image's bytes.
@@ -314,7 +317,13 @@ mod tests {
                 f.len,
                 f.extents().collect::<Vec<_>>(),
                 f.anchors().collect::<Vec<_>>(),
-                matches!(f.place, ImagePlace::Segment { export_no: 3, offset: 4096 }),
+                matches!(
+                    f.place,
+                    ImagePlace::Segment {
+                        export_no: 3,
+                        offset: 4096
+                    }
+                ),
             ));
             Ok(())
         })
@@ -331,7 +340,10 @@ mod tests {
     fn every_truncation_and_every_flipped_byte_is_an_error_or_a_valid_image() {
         let b = sample();
         for cut in 0..b.len() {
-            assert!(decode_image(&b[..cut], |_, _| Ok(())).is_err(), "cut at {cut}");
+            assert!(
+                decode_image(&b[..cut], |_, _| Ok(())).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut longer = b.clone();
         longer.push(0);
