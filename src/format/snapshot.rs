@@ -87,6 +87,10 @@ impl<'a> ImageFile<'a> {
     }
 }
 
+/// Where a file being written to an image is: its container runs
+/// `(file_no, offset, len)`, or `(export_no, offset)` in a segment file.
+pub type PlaceToWrite<'a> = Result<&'a [(u64, u64, u64)], (u64, u64)>;
+
 /// Builds an image: [`ImageWriter::namespace`] then that many
 /// [`ImageWriter::file`] calls, for each namespace.
 pub struct ImageWriter {
@@ -124,7 +128,7 @@ impl ImageWriter {
         id: u64,
         state: u8,
         len: u64,
-        place: Result<&[(u64, u64, u64)], (u64, u64)>,
+        place: PlaceToWrite<'_>,
         anchors: &[u64],
     ) {
         let out = &mut self.out;
