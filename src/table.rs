@@ -9,7 +9,9 @@
 //! records a live file still depends on (its *anchors*: the records replay needs
 //! to rebuild it) and how many live files each segment file serves.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::container::{Extent, RecordRef};
 use crate::format::record::{decode_export_entries, Payload};
@@ -270,6 +272,8 @@ impl FileTable {
     /// Replaces the table with a decoded image.
     fn load_image(&mut self, b: &[u8]) -> Result<(), String> {
         let mut fresh = FileTable::new();
+        // About one file per 80 bytes of image: sized once, not grown.
+        fresh.entries.reserve(b.len() / 80);
         let mut failed = None;
         let head = decode_image(b, |ns, f| {
             if let Err(e) = fresh.insert_image_file(ns, &f) {
@@ -455,10 +459,16 @@ impl FileTable {
     /// namespace `ns`.
     fn account(&mut self, key: &Key, e: &Entry, add: bool) {
         let ns = key.0.as_str();
-        let mut anchors = e.anchors.clone();
-        anchors.sort_unstable();
-        anchors.dedup();
-        for no in anchors {
+        let mut sorted;
+        let anchors: &[u64] = if e.anchors.len() <= 1 {
+            &e.anchors
+        } else {
+            sorted = e.anchors.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            &sorted
+        };
+        for &no in anchors {
             let bytes: u64 = e
                 .extents()
                 .iter()

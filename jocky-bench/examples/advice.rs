@@ -233,9 +233,7 @@ fn measure(dir: Box<dyn Directory>, queries: &[String], repeats: usize) -> BoxRe
 
 /// Drops the page cache; `false` when not permitted.
 fn drop_caches() -> bool {
-    // `sync` first so that dirty pages can be dropped too.
-    let _ = std::process::Command::new("sync").status();
-    std::fs::write("/proc/sys/vm/drop_caches", "1").is_ok()
+    procstats::drop_page_cache().is_ok()
 }
 
 fn pct(sorted: &[Duration], q: f64) -> Duration {

@@ -31,8 +31,8 @@ use tantivy::directory::{
     DirectoryLock, FileHandle, Lock, MmapDirectory, RamDirectory, WatchCallback, WatchHandle,
     WritePtr,
 };
-use tantivy::schema::{Schema, STORED, TEXT};
-use tantivy::{doc, Directory, Index, IndexWriter};
+use jocky_bench::tenant::index_small_tenant;
+use tantivy::Directory;
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -128,28 +128,6 @@ struct Outcome {
     fsyncs_per_commit: f64,
 }
 
-fn schema() -> Schema {
-    let mut b = Schema::builder();
-    b.add_text_field("title", TEXT | STORED);
-    b.add_text_field("body", TEXT | STORED);
-    b.build()
-}
-
-fn one_tenant(dir: Box<dyn Directory>, docs: &[Doc], args: &Args) -> BoxResult<()> {
-    let schema = schema();
-    let (title, body) = (schema.get_field("title")?, schema.get_field("body")?);
-    let index = Index::create(dir, schema, Default::default())?;
-    let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000)?;
-    for chunk in docs.chunks(args.docs_per_commit).take(args.commits) {
-        for d in chunk {
-            writer.add_document(doc!(title => d.title.as_str(), body => d.body.as_str()))?;
-        }
-        writer.commit()?;
-    }
-    writer.wait_merging_threads()?;
-    Ok(())
-}
-
 fn run_side(
     side: Side,
     threads: usize,
@@ -189,7 +167,7 @@ fn run_side(
                     }
                 };
                 let from = (t * per) % (docs.len() - per);
-                one_tenant(dir, &docs[from..from + per], &args)?;
+                index_small_tenant(dir, &docs[from..from + per], args.docs_per_commit, args.commits)?;
             }
             Ok(())
         }));

@@ -21,8 +21,8 @@ use clap::Parser;
 use jocky_bench::corpus::{self, Doc};
 use jocky_bench::procstats::{self, Sampler};
 use tantivy::directory::MmapDirectory;
-use tantivy::schema::{Schema, STORED, TEXT};
-use tantivy::{doc, Directory, Index, IndexReader, IndexWriter, ReloadPolicy};
+use jocky_bench::tenant::index_small_tenant;
+use tantivy::{Directory, Index, IndexReader, ReloadPolicy};
 
 #[derive(Parser, Debug)]
 #[command(about = "Many small tenants: jocky Store vs one MmapDirectory per tenant")]
@@ -68,26 +68,9 @@ struct Outcome {
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-fn schema() -> Schema {
-    let mut b = Schema::builder();
-    b.add_text_field("title", TEXT | STORED);
-    b.add_text_field("body", TEXT | STORED);
-    b.build()
-}
-
 /// Indexes one tenant and returns its open reader.
 fn tenant(dir: Box<dyn Directory>, docs: &[Doc], args: &Args) -> BoxResult<(Index, IndexReader)> {
-    let schema = schema();
-    let (title, body) = (schema.get_field("title")?, schema.get_field("body")?);
-    let index = Index::create(dir, schema, Default::default())?;
-    let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000)?;
-    for chunk in docs.chunks(args.docs_per_commit).take(args.commits) {
-        for d in chunk {
-            writer.add_document(doc!(title => d.title.as_str(), body => d.body.as_str()))?;
-        }
-        writer.commit()?;
-    }
-    drop(writer);
+    let index = index_small_tenant(dir, docs, args.docs_per_commit, args.commits)?;
     let reader = index
         .reader_builder()
         .reload_policy(ReloadPolicy::Manual)

@@ -8,6 +8,7 @@
 //! - [`harness`]: the whole-index lifecycle runner, generic over any tantivy
 //!   `Directory`, and the indexing/query building blocks of the examples.
 //! - [`procstats`]: process figures (fds, maps, RSS, page cache) from `/proc`.
+//! - [`tenant`]: one small tenant as the multi-tenant examples index it.
 //!
 //! Examples: `cargo run --release -p jocky-bench --example compare_mmap` (the
 //! main job; also `advice` and `tenants`). Bench: `cargo bench -p jocky-bench
@@ -18,3 +19,4 @@
 pub mod corpus;
 pub mod harness;
 pub mod procstats;
+pub mod tenant;

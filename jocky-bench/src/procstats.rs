@@ -470,3 +470,10 @@ mod tests {
         assert!(ok);
     }
 }
+
+/// Drops the kernel's clean page cache (after a `sync`, so dirty pages go
+/// too): the next reads come from disk. Needs root.
+pub fn drop_page_cache() -> io::Result<()> {
+    let _ = std::process::Command::new("sync").status();
+    fs::write("/proc/sys/vm/drop_caches", "1")
+}

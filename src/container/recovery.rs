@@ -209,6 +209,10 @@ pub(super) fn recover(
     } else {
         snapshot_start(storage, root, &census.expected, read_only)?
     };
+    let (start_no, snapshot_end) = match start_no {
+        Some((no, end)) => (Some(no), end),
+        None => (None, 0),
+    };
     let mut unchecked = Vec::new();
     let mut replayed_bytes = 0;
 
@@ -276,7 +280,12 @@ pub(super) fn recover(
         };
         let mut seq = header.first_sequence;
         let (end, how, continued, sealed) = scan(&*view, no, len, &mut seq, &path, apply)?;
-        replayed_bytes += end;
+        // What an open pays beyond the snapshot (not the image itself).
+        replayed_bytes += if Some(no) == start_no {
+            end.saturating_sub(snapshot_end)
+        } else {
+            end
+        };
         next_seq = Some((no, seq));
         prev_continued = continued;
         match how {
@@ -603,13 +612,14 @@ fn take_census(
 /// are a whole snapshot image: every part there, each verifying, in sequence.
 /// Such a file was created with them in one synced write, so a torn snapshot
 /// can only be the torn creation of the newest file (its tail is then cut and
-/// an older snapshot, or a full replay, takes over). `None`: replay everything.
+/// an older snapshot, or a full replay, takes over). Returns the file and
+/// where its snapshot ends; `None`: replay everything.
 fn snapshot_start(
     storage: &dyn Storage,
     root: &Path,
     files: &BTreeSet<u64>,
     read_only: bool,
-) -> Result<Option<u64>> {
+) -> Result<Option<(u64, u64)>> {
     for &no in files.iter().rev() {
         let (_, path, file, len, view) = open_mapped(storage, root, no, read_only)?;
         let header = match read_header(&*file, len) {
@@ -640,6 +650,7 @@ fn snapshot_start(
             match record::decode_payload(h.kind, &rec.as_slice()[HEADER_LEN..]) {
                 Ok(Payload::Snapshot { part, parts, .. }) if part == want => {
                     if part + 1 == parts {
+                        pos += framed;
                         break true;
                     }
                 }
@@ -651,7 +662,7 @@ fn snapshot_start(
             pos += framed;
         };
         if whole {
-            return Ok(Some(no));
+            return Ok(Some((no, pos)));
         }
     }
     Ok(None)
