@@ -177,7 +177,7 @@ impl Reclaimer<'_> {
             for (key, e) in &anchored {
                 if let Location::Segment { export_no, .. } = e.loc {
                     by_segment
-                        .entry((key.0.clone(), export_no))
+                        .entry((key.0.to_string(), export_no))
                         .or_default()
                         .push((key.clone(), e.clone()));
                 }
@@ -192,7 +192,7 @@ impl Reclaimer<'_> {
                             Location::Container(_) => unreachable!("grouped by segment"),
                         },
                         len: e.len,
-                        path: path.clone(),
+                        path: path.to_string(),
                     })
                     .collect();
                 let blob = encode_export_entries(&entries);

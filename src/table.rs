@@ -11,6 +11,8 @@
 
 use std::collections::BTreeSet;
 
+use std::sync::Arc;
+
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::container::{Extent, RecordRef};
@@ -56,7 +58,9 @@ impl Entry {
     }
 }
 
-pub(crate) type Key = (String, String);
+/// Namespace and path; the namespace's string is shared by all its files,
+/// the path's by the entry and the namespace's index.
+pub(crate) type Key = (Arc<str>, Arc<str>);
 
 /// What live files use of one container file.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -89,14 +93,14 @@ pub(crate) struct NamespaceUse {
 pub(crate) struct FileTable {
     /// Namespace, then path, to id: a lookup borrows its keys, it allocates
     /// nothing, and a namespace's files are found without scanning others.
-    by_ns: HashMap<String, HashMap<String, u64>>,
+    by_ns: HashMap<Arc<str>, HashMap<Arc<str>, u64>>,
     entries: HashMap<u64, (Key, Entry)>,
     next_id: u64,
     container_use: HashMap<u64, FileUse>,
     /// Container file number to the ids of the live files anchored in it.
     anchored: HashMap<u64, HashSet<u64>>,
     segment_use: HashMap<u64, usize>,
-    ns_use: HashMap<String, NamespaceUse>,
+    ns_use: HashMap<Arc<str>, NamespaceUse>,
     live_bytes: u64,
     /// Segment files the log has a record of (`ExportBegin`, `Export`,
     /// `SegmentDrop`): only those may be removed by open when nothing live is
@@ -135,7 +139,7 @@ impl FileTable {
             } => {
                 self.claim_id(file_id)?;
                 self.insert(
-                    (namespace.to_string(), path.to_string()),
+                    self.key(namespace, path),
                     Entry {
                         id: file_id,
                         state: FileState::Writing,
@@ -208,7 +212,7 @@ impl FileTable {
                         continue;
                     }
                     self.insert(
-                        (namespace.to_string(), x.path),
+                        self.key(namespace, &x.path),
                         Entry {
                             id: x.file_id,
                             state: FileState::Terminated,
@@ -313,7 +317,7 @@ impl FileTable {
             ImagePlace::Segment { export_no, offset } => Location::Segment { export_no, offset },
         };
         self.insert(
-            (ns.to_string(), f.path.to_string()),
+            self.key(ns, f.path),
             Entry {
                 id: f.id,
                 state,
@@ -330,13 +334,13 @@ impl FileTable {
     pub fn image(&self) -> Vec<u8> {
         let logged: Vec<u64> = self.logged_segments.iter().copied().collect();
         let mut w = ImageWriter::new(self.next_id, &logged, self.entries.len() * 96);
-        let mut namespaces: Vec<&String> = self.by_ns.keys().collect();
+        let mut namespaces: Vec<&Arc<str>> = self.by_ns.keys().collect();
         namespaces.sort();
         w.namespaces(namespaces.len() as u32);
         let mut extents = Vec::new();
         for ns in namespaces {
             let paths = &self.by_ns[ns];
-            let mut sorted: Vec<(&String, &u64)> = paths.iter().collect();
+            let mut sorted: Vec<(&Arc<str>, &u64)> = paths.iter().collect();
             sorted.sort();
             w.namespace(ns, sorted.len() as u32);
             for (path, id) in sorted {
@@ -410,6 +414,16 @@ impl FileTable {
         out
     }
 
+    /// The key of `path` in namespace `ns`, sharing the namespace's string
+    /// with its other files.
+    fn key(&self, ns: &str, path: &str) -> Key {
+        let ns = match self.by_ns.get_key_value(ns) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(ns),
+        };
+        (ns, Arc::from(path))
+    }
+
     /// Whether the table already holds a newer file (a higher id) at `path`. Ids
     /// grow in log order except for copies forward and re-logged `Export`
     /// records, which reuse the id of what they copy: such a copy can land after
@@ -458,7 +472,7 @@ impl FileTable {
     /// Adds (`add`) or takes away the share of the books of entry `e`, of
     /// namespace `ns`.
     fn account(&mut self, key: &Key, e: &Entry, add: bool) {
-        let ns = key.0.as_str();
+        let ns = &*key.0;
         let mut sorted;
         let anchors: &[u64] = if e.anchors.len() <= 1 {
             &e.anchors
@@ -518,7 +532,7 @@ impl FileTable {
             self.live_bytes += e.len;
             let u = match self.ns_use.get_mut(ns) {
                 Some(u) => u,
-                None => self.ns_use.entry(ns.to_string()).or_default(),
+                None => self.ns_use.entry(key.0.clone()).or_default(),
             };
             u.files += 1;
             u.bytes += e.len;
@@ -598,7 +612,7 @@ impl FileTable {
         }
         self.next_id = self.next_id.max(id + 1);
         self.insert(
-            (ns.to_string(), path.to_string()),
+            self.key(ns, path),
             Entry {
                 id,
                 state: FileState::Writing,
@@ -669,7 +683,7 @@ impl FileTable {
 
     fn put_atomic(&mut self, ns: &str, path: &str, id: u64, extent: Extent) {
         self.insert(
-            (ns.to_string(), path.to_string()),
+            self.key(ns, path),
             Entry {
                 id,
                 state: FileState::Atomic,
@@ -736,7 +750,7 @@ impl FileTable {
             .ns_use
             .iter()
             .filter(|(_, u)| u.exportable > 0)
-            .map(|(ns, _)| ns.clone())
+            .map(|(ns, _)| ns.to_string())
             .collect();
         v.sort();
         v
@@ -776,13 +790,13 @@ impl FileTable {
         paths
             .iter()
             .filter(|(p, _)| p.starts_with(prefix))
-            .filter_map(|(p, id)| Some((p.clone(), self.entries.get(id)?.1.clone())))
+            .filter_map(|(p, id)| Some((p.to_string(), self.entries.get(id)?.1.clone())))
             .collect()
     }
 
     /// Namespaces that hold at least one file, sorted.
     pub fn namespaces(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.by_ns.keys().cloned().collect();
+        let mut v: Vec<String> = self.by_ns.keys().map(|k| k.to_string()).collect();
         v.sort();
         v
     }
@@ -810,7 +824,7 @@ impl FileTable {
         let mut v: Vec<String> = self
             .by_ns
             .get(ns)
-            .map(|paths| paths.keys().cloned().collect())
+            .map(|paths| paths.keys().map(|p| p.to_string()).collect())
             .unwrap_or_default();
         v.sort();
         v

@@ -112,11 +112,17 @@ fn build(root: &Path, args: &Args) -> BoxResult<()> {
                         if t >= args.tenants {
                             return Ok(());
                         }
-                        let dir = store.directory(&format!("t{t}")).map_err(|e| e.to_string())?;
+                        let dir = store
+                            .directory(&format!("t{t}"))
+                            .map_err(|e| e.to_string())?;
                         index_small_tenant(Box::new(dir), &docs_for(t), PER_COMMIT, COMMITS)
                             .map_err(|e| e.to_string())?;
                         if t % 10_000 == 9_999 {
-                            println!("  {} tenants, {:.0} s", t + 1, start.elapsed().as_secs_f64());
+                            println!(
+                                "  {} tenants, {:.0} s",
+                                t + 1,
+                                start.elapsed().as_secs_f64()
+                            );
                         }
                     }
                 })
@@ -131,7 +137,12 @@ fn build(root: &Path, args: &Args) -> BoxResult<()> {
     for t in 0..args.mmap {
         let p = mmap_path(root, t);
         std::fs::create_dir_all(&p)?;
-        index_small_tenant(Box::new(MmapDirectory::open(&p)?), &docs_for(t), PER_COMMIT, COMMITS)?;
+        index_small_tenant(
+            Box::new(MmapDirectory::open(&p)?),
+            &docs_for(t),
+            PER_COMMIT,
+            COMMITS,
+        )?;
     }
     println!(
         "built {} tenants in the store ({:.0} MB on disk) and {} mmap folders in {:.0} s",
@@ -290,7 +301,13 @@ fn main() -> BoxResult<()> {
     );
     println!(
         "{:<34} {:>22} {:>22} {:>20} {:>20} {:>22} {:>10}",
-        "side", "open ms, warm", "open ms, cold", "RSS after, MB", "read cold, MB", "t0 first query ms", "replayed"
+        "side",
+        "open ms, warm",
+        "open ms, cold",
+        "RSS after, MB",
+        "read cold, MB",
+        "t0 first query ms",
+        "replayed"
     );
     let names = [
         "jocky store, from its snapshot",

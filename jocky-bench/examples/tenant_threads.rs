@@ -26,12 +26,12 @@ use std::time::Instant;
 
 use clap::Parser;
 use jocky_bench::corpus::{self, Doc};
+use jocky_bench::tenant::index_small_tenant;
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
 use tantivy::directory::{
     DirectoryLock, FileHandle, Lock, MmapDirectory, RamDirectory, WatchCallback, WatchHandle,
     WritePtr,
 };
-use jocky_bench::tenant::index_small_tenant;
 use tantivy::Directory;
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -167,7 +167,12 @@ fn run_side(
                     }
                 };
                 let from = (t * per) % (docs.len() - per);
-                index_small_tenant(dir, &docs[from..from + per], args.docs_per_commit, args.commits)?;
+                index_small_tenant(
+                    dir,
+                    &docs[from..from + per],
+                    args.docs_per_commit,
+                    args.commits,
+                )?;
             }
             Ok(())
         }));

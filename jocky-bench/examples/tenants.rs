@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use jocky_bench::corpus::{self, Doc};
 use jocky_bench::procstats::{self, Sampler};
-use tantivy::directory::MmapDirectory;
 use jocky_bench::tenant::index_small_tenant;
+use tantivy::directory::MmapDirectory;
 use tantivy::{Directory, Index, IndexReader, ReloadPolicy};
 
 #[derive(Parser, Debug)]
