@@ -318,6 +318,13 @@ impl Sampler {
     }
 }
 
+/// Drops the kernel's clean page cache (after a `sync`, so dirty pages go
+/// too): the next reads come from disk. Needs root.
+pub fn drop_page_cache() -> io::Result<()> {
+    let _ = std::process::Command::new("sync").status();
+    fs::write("/proc/sys/vm/drop_caches", "1")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,11 +476,4 @@ mod tests {
         });
         assert!(ok);
     }
-}
-
-/// Drops the kernel's clean page cache (after a `sync`, so dirty pages go
-/// too): the next reads come from disk. Needs root.
-pub fn drop_page_cache() -> io::Result<()> {
-    let _ = std::process::Command::new("sync").status();
-    fs::write("/proc/sys/vm/drop_caches", "1")
 }
