@@ -273,19 +273,47 @@ impl FileTable {
         Ok(())
     }
 
-    /// Replaces the table with a decoded image.
+    /// Replaces the table with a decoded image. A bulk load: each namespace's
+    /// name is shared by its files, its books summed and stored once, and
+    /// nothing is looked up twice (an id or a path seen twice is an error).
     fn load_image(&mut self, b: &[u8]) -> Result<(), String> {
         let mut fresh = FileTable::new();
         // About one file per 80 bytes of image: sized once, not grown.
         fresh.entries.reserve(b.len() / 80);
+        let mut cur: Option<(Arc<str>, HashMap<Arc<str>, u64>, NamespaceUse)> = None;
         let mut failed = None;
         let head = decode_image(b, |ns, f| {
-            if let Err(e) = fresh.insert_image_file(ns, &f) {
-                failed.get_or_insert(e);
+            if cur.as_ref().is_none_or(|(name, _, _)| &**name != ns) {
+                if let Some(done) = cur.take() {
+                    fresh.finish_namespace(done);
+                }
+                if fresh.by_ns.contains_key(ns) {
+                    failed.get_or_insert(format!("namespace {ns:?} twice"));
+                }
+                cur = Some((Arc::from(ns), HashMap::default(), NamespaceUse::default()));
+            }
+            let (name, paths, books) = cur.as_mut().expect("set above");
+            let path: Arc<str> = Arc::from(f.path);
+            if paths.insert(path.clone(), f.id).is_some() {
+                failed.get_or_insert(format!("path {:?} twice in {ns:?}", f.path));
+            }
+            let entry = image_entry(&f);
+            books.add(&ns_share(&path, &entry));
+            fresh.live_bytes += entry.len;
+            fresh.book_places(&entry, true);
+            if fresh
+                .entries
+                .insert(f.id, ((name.clone(), path), entry))
+                .is_some()
+            {
+                failed.get_or_insert(format!("file id {} twice", f.id));
             }
             Ok(())
         })
         .map_err(|e| format!("snapshot: {e}"))?;
+        if let Some(done) = cur.take() {
+            fresh.finish_namespace(done);
+        }
         if let Some(e) = failed {
             return Err(format!("snapshot: {e}"));
         }
@@ -295,38 +323,15 @@ impl FileTable {
         Ok(())
     }
 
-    fn insert_image_file(&mut self, ns: &str, f: &ImageFile<'_>) -> Result<(), String> {
-        if self.entries.contains_key(&f.id) || self.id_of(ns, f.path).is_some() {
-            return Err(format!("file id {} or its path twice", f.id));
+    /// Stores a namespace read from an image with its books.
+    fn finish_namespace(
+        &mut self,
+        (name, paths, books): (Arc<str>, HashMap<Arc<str>, u64>, NamespaceUse),
+    ) {
+        if books.files > 0 {
+            self.ns_use.insert(name.clone(), books);
+            self.by_ns.insert(name, paths);
         }
-        let state = match f.state {
-            STATE_WRITING => FileState::Writing,
-            STATE_TERMINATED => FileState::Terminated,
-            _ => FileState::Atomic,
-        };
-        let loc = match f.place {
-            ImagePlace::Container(_) => Location::Container(
-                f.extents()
-                    .map(|(file_no, offset, len)| Extent {
-                        file_no,
-                        offset,
-                        len,
-                    })
-                    .collect(),
-            ),
-            ImagePlace::Segment { export_no, offset } => Location::Segment { export_no, offset },
-        };
-        self.insert(
-            self.key(ns, f.path),
-            Entry {
-                id: f.id,
-                state,
-                len: f.len,
-                loc,
-                anchors: f.anchors().collect(),
-            },
-        );
-        Ok(())
     }
 
     /// The table as an image for a `Snapshot` record (see
@@ -472,7 +477,29 @@ impl FileTable {
     /// Adds (`add`) or takes away the share of the books of entry `e`, of
     /// namespace `ns`.
     fn account(&mut self, key: &Key, e: &Entry, add: bool) {
-        let ns = &*key.0;
+        self.book_places(e, add);
+        let share = ns_share(&key.1, e);
+        if add {
+            self.live_bytes += e.len;
+            let u = match self.ns_use.get_mut(&*key.0) {
+                Some(u) => u,
+                None => self.ns_use.entry(key.0.clone()).or_default(),
+            };
+            u.add(&share);
+        } else {
+            self.live_bytes -= e.len;
+            if let Some(u) = self.ns_use.get_mut(&*key.0) {
+                u.sub(&share);
+                if u.files == 0 {
+                    self.ns_use.remove(&*key.0);
+                }
+            }
+        }
+    }
+
+    /// The books of the places entry `e` uses: the container files it is
+    /// anchored in (and its bytes there), the segment file it is in.
+    fn book_places(&mut self, e: &Entry, add: bool) {
         let mut sorted;
         let anchors: &[u64] = if e.anchors.len() <= 1 {
             &e.anchors
@@ -516,39 +543,6 @@ impl FileTable {
                 *n -= 1;
                 if *n == 0 {
                     self.segment_use.remove(&export_no);
-                }
-            }
-        }
-        let (in_container, in_segment) = match e.loc {
-            Location::Container(_) => (e.len, 0),
-            Location::Segment { .. } => (0, e.len),
-        };
-        let exportable = usize::from(
-            matches!(e.loc, Location::Container(_))
-                && e.state != FileState::Atomic
-                && !key.1.ends_with(".del"),
-        );
-        if add {
-            self.live_bytes += e.len;
-            let u = match self.ns_use.get_mut(ns) {
-                Some(u) => u,
-                None => self.ns_use.entry(key.0.clone()).or_default(),
-            };
-            u.files += 1;
-            u.bytes += e.len;
-            u.container_bytes += in_container;
-            u.segment_bytes += in_segment;
-            u.exportable += exportable;
-        } else {
-            self.live_bytes -= e.len;
-            if let Some(u) = self.ns_use.get_mut(ns) {
-                u.files -= 1;
-                u.bytes -= e.len;
-                u.container_bytes -= in_container;
-                u.segment_bytes -= in_segment;
-                u.exportable -= exportable;
-                if u.files == 0 {
-                    self.ns_use.remove(ns);
                 }
             }
         }
@@ -828,6 +822,66 @@ impl FileTable {
             .unwrap_or_default();
         v.sort();
         v
+    }
+}
+
+/// What one entry (at `path`) adds to its namespace's books.
+fn ns_share(path: &str, e: &Entry) -> NamespaceUse {
+    let in_container = matches!(e.loc, Location::Container(_));
+    NamespaceUse {
+        files: 1,
+        bytes: e.len,
+        container_bytes: if in_container { e.len } else { 0 },
+        segment_bytes: if in_container { 0 } else { e.len },
+        exportable: usize::from(
+            in_container && e.state != FileState::Atomic && !path.ends_with(".del"),
+        ),
+    }
+}
+
+impl NamespaceUse {
+    fn add(&mut self, o: &NamespaceUse) {
+        self.files += o.files;
+        self.bytes += o.bytes;
+        self.container_bytes += o.container_bytes;
+        self.segment_bytes += o.segment_bytes;
+        self.exportable += o.exportable;
+    }
+
+    fn sub(&mut self, o: &NamespaceUse) {
+        self.files -= o.files;
+        self.bytes -= o.bytes;
+        self.container_bytes -= o.container_bytes;
+        self.segment_bytes -= o.segment_bytes;
+        self.exportable -= o.exportable;
+    }
+}
+
+/// The table entry an image's file describes.
+fn image_entry(f: &ImageFile<'_>) -> Entry {
+    let state = match f.state {
+        STATE_WRITING => FileState::Writing,
+        STATE_TERMINATED => FileState::Terminated,
+        _ => FileState::Atomic,
+    };
+    let loc = match f.place {
+        ImagePlace::Container(_) => Location::Container(
+            f.extents()
+                .map(|(file_no, offset, len)| Extent {
+                    file_no,
+                    offset,
+                    len,
+                })
+                .collect(),
+        ),
+        ImagePlace::Segment { export_no, offset } => Location::Segment { export_no, offset },
+    };
+    Entry {
+        id: f.id,
+        state,
+        len: f.len,
+        loc,
+        anchors: f.anchors().collect(),
     }
 }
 
