@@ -177,15 +177,30 @@ impl Engine {
             ContainerOptions::read_only(),
             EngineOptions::default(),
         )?;
+        // Only namespaces this engine decoded can have watchers (a directory
+        // was made for them).
         let meta_ids = |t: &FileTable| -> HashMap<String, u64> {
             t.namespaces()
                 .into_iter()
+                .filter(|ns| t.is_loaded(ns))
                 .filter_map(|ns| {
                     let id = t.get(&ns, crate::policy::COMMIT_FILE)?.id;
                     Some((ns, id))
                 })
                 .collect()
         };
+        // Namespaces this engine has decoded may be in use by directories:
+        // decoded in the newer table too before it replaces this one's.
+        let loaded: Vec<String> = {
+            let t = self.table();
+            t.namespaces()
+                .into_iter()
+                .filter(|ns| t.is_loaded(ns))
+                .collect()
+        };
+        for ns in &loaded {
+            newer.ensure_ns(ns)?;
+        }
         let before = meta_ids(&self.table());
         let Engine {
             container,
@@ -490,6 +505,34 @@ impl Engine {
         Ok(())
     }
 
+    /// Makes sure namespace `ns`'s files are decoded from the snapshot the
+    /// table was loaded from (a short write lock, once per namespace). Every
+    /// path that looks a namespace up calls this first: a directory when it
+    /// is made, removal, export, verification.
+    pub fn ensure_ns(&self, ns: &str) -> Result<()> {
+        if self.table().is_loaded(ns) {
+            return Ok(());
+        }
+        self.table_mut()
+            .ensure_loaded(ns)
+            .map_err(|reason| Error::Corrupted {
+                file: self.container.root().to_path_buf(),
+                offset: 0,
+                reason,
+            })
+    }
+
+    /// Decodes every namespace not decoded yet, one at a time (readers of
+    /// other namespaces wait at most for one).
+    pub fn ensure_all(&self) -> Result<()> {
+        loop {
+            let Some(ns) = self.table().first_unloaded() else {
+                return Ok(());
+            };
+            self.ensure_ns(&ns)?;
+        }
+    }
+
     /// Bytes of log the next open would replay (from the newest snapshot on).
     pub fn replay_debt(&self) -> u64 {
         let (carried, base) = *lock(&self.replay_debt);
@@ -562,6 +605,7 @@ impl Engine {
     /// Deletes every file of a namespace (logged in batches) and makes the deletion
     /// durable. Slices opened before stay readable. Returns how many files went.
     pub fn remove_namespace(&self, ns: &str) -> Result<usize> {
+        self.ensure_ns(ns)?;
         let mut removed = 0;
         {
             let _order = self.log_order();

@@ -112,6 +112,8 @@ pub(crate) fn open_engine(path: &Path) -> Result<Arc<Owner>> {
 pub fn inspect(path: impl AsRef<Path>) -> Result<Inspection> {
     let path = path.as_ref();
     let engine = open_engine(path)?;
+    // Inspection looks at every namespace.
+    engine.ensure_all()?;
     Ok(inspect_engine(path, &engine))
 }
 

@@ -156,6 +156,9 @@ impl Reclaimer<'_> {
     /// whether the file is dead afterwards (not if a file anchored in it is still
     /// being written or too large to copy here).
     fn copy_forward(&self, no: u64, report: &mut ReclaimReport) -> Result<bool> {
+        // Which files are anchored in `no` is known once every namespace's
+        // files are decoded (after an open from a snapshot, on first need).
+        self.0.ensure_all()?;
         {
             // The snapshot, the copies and the table's updates in log order
             // (no delete or export of these files in between); the table's

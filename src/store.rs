@@ -95,11 +95,7 @@ impl Store {
     /// characters, and not `.` or `..`.
     pub fn directory(&self, tenant: &str) -> Result<JockyDirectory> {
         check_tenant(tenant)?;
-        Ok(JockyDirectory::over(
-            self.engine.clone(),
-            self.opts.clone(),
-            tenant,
-        ))
+        JockyDirectory::over(self.engine.clone(), self.opts.clone(), tenant)
     }
 
     /// Tenants that hold at least one file, sorted.

@@ -18,8 +18,10 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use crate::container::{Extent, RecordRef};
 use crate::format::record::{decode_export_entries, Payload};
 use crate::format::snapshot::{
-    decode_image, ImageFile, ImagePlace, ImageWriter, STATE_ATOMIC, STATE_TERMINATED, STATE_WRITING,
+    decode_image_v1, decode_index, decode_section, image_version, ImageFile, ImagePlace,
+    IndexedWriter, NsBooks, IMAGE_VERSION_1, STATE_ATOMIC, STATE_TERMINATED, STATE_WRITING,
 };
+use ownedbytes::OwnedBytes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FileState {
@@ -61,6 +63,9 @@ impl Entry {
 /// Namespace and path; the namespace's string is shared by all its files,
 /// the path's by the entry and the namespace's index.
 pub(crate) type Key = (Arc<str>, Arc<str>);
+
+/// A namespace being read from a v1 image: its name, paths and books.
+type LoadingNamespace = (Arc<str>, HashMap<Arc<str>, u64>, NamespaceUse);
 
 /// What live files use of one container file.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +115,15 @@ pub(crate) struct FileTable {
     ignore_snapshots: bool,
     /// The parts of a snapshot image read so far: next part, parts, bytes.
     image: Option<(u32, u32, Vec<u8>)>,
+    /// Namespaces of the snapshot image this table was loaded from whose
+    /// files are not decoded yet (with their section of the image, and
+    /// whether a file of theirs is being written): their books are already
+    /// in the table's, their files are decoded on first use
+    /// ([`FileTable::ensure_loaded`]). Every lookup by namespace requires its
+    /// namespace loaded; lookups by id and `anchored_in` require all loaded.
+    unloaded: HashMap<Arc<str>, (std::ops::Range<usize>, bool)>,
+    /// The image those sections are in (its `next_file_id` bounds their ids).
+    unloaded_image: Option<(OwnedBytes, u64)>,
 }
 
 impl FileTable {
@@ -131,6 +145,23 @@ impl FileTable {
     /// Replays one record. An error string names what is inconsistent.
     pub fn replay(&mut self, rec: RecordRef<'_>) -> Result<(), String> {
         let at = rec.file_no;
+        if !self.unloaded.is_empty() {
+            // What the record is about must be decoded before it applies.
+            match &rec.payload {
+                Payload::Create { namespace, .. }
+                | Payload::AtomicWrite { namespace, .. }
+                | Payload::Export { namespace, .. } => self.ensure_loaded(namespace)?,
+                Payload::Data { file_id, .. }
+                | Payload::Finish { file_id, .. }
+                | Payload::Delete { file_id }
+                    if !self.entries.contains_key(file_id) =>
+                {
+                    // Only its id says whose file it is.
+                    self.ensure_all_loaded()?
+                }
+                _ => {}
+            }
+        }
         match rec.payload {
             Payload::Create {
                 file_id,
@@ -231,7 +262,7 @@ impl FileTable {
             }
             Payload::Snapshot { part, parts, bytes } => {
                 if !self.ignore_snapshots {
-                    self.snapshot_part(part, parts, bytes)?;
+                    self.snapshot_part(part, parts, bytes, rec.image)?;
                 }
             }
             Payload::Reclaim { .. }
@@ -251,10 +282,16 @@ impl FileTable {
 
     /// Takes one part of a snapshot image; the last one replaces the table
     /// with the image (which stands for every record before it).
-    fn snapshot_part(&mut self, part: u32, parts: u32, bytes: &[u8]) -> Result<(), String> {
+    fn snapshot_part(
+        &mut self,
+        part: u32,
+        parts: u32,
+        bytes: &[u8],
+        owned: Option<OwnedBytes>,
+    ) -> Result<(), String> {
         if part == 0 && parts == 1 {
             self.image = None;
-            return self.load_image(bytes);
+            return self.load_image(owned.unwrap_or_else(|| OwnedBytes::new(bytes.to_vec())));
         }
         match &mut self.image {
             _ if part == 0 => self.image = Some((1, parts, bytes.to_vec())),
@@ -267,22 +304,151 @@ impl FileTable {
         if let Some((next, n, _)) = &self.image {
             if next == n {
                 let (_, _, buf) = self.image.take().expect("just seen");
-                return self.load_image(&buf);
+                return self.load_image(OwnedBytes::new(buf));
             }
         }
         Ok(())
     }
 
-    /// Replaces the table with a decoded image. A bulk load: each namespace's
+    /// Replaces the table with an image: a v2 image's head, books and
+    /// namespace index are decoded now, each namespace's files on first use
+    /// (those with a file being written at once); a v1 image is decoded whole.
+    fn load_image(&mut self, b: OwnedBytes) -> Result<(), String> {
+        if image_version(b.as_slice()) == Ok(IMAGE_VERSION_1) {
+            return self.load_image_v1(b.as_slice());
+        }
+        let idx = decode_index(b.as_slice()).map_err(|e| format!("snapshot: {e}"))?;
+        let mut fresh = FileTable::new();
+        fresh.next_id = idx.next_file_id.max(self.next_id);
+        fresh.logged_segments = idx.logged_segments.iter().copied().collect();
+        fresh.live_bytes = idx.live_bytes;
+        for &(no, files, bytes) in &idx.container_books {
+            fresh.container_use.insert(
+                no,
+                FileUse {
+                    files: files as usize,
+                    bytes,
+                },
+            );
+        }
+        for &(no, files) in &idx.segment_books {
+            fresh.segment_use.insert(no, files as usize);
+        }
+        fresh.ns_use.reserve(idx.namespaces.len());
+        fresh.unloaded.reserve(idx.namespaces.len());
+        let mut writing = Vec::new();
+        for n in &idx.namespaces {
+            let name: Arc<str> = Arc::from(n.ns);
+            let b = n.books;
+            let books = NamespaceUse {
+                files: b.files as usize,
+                bytes: b.bytes,
+                container_bytes: b.container_bytes,
+                segment_bytes: b.segment_bytes,
+                exportable: b.exportable as usize,
+            };
+            if fresh.ns_use.insert(name.clone(), books).is_some() {
+                return Err(format!("snapshot: namespace {:?} twice", n.ns));
+            }
+            if n.writing {
+                writing.push(name.clone());
+            }
+            fresh.unloaded.insert(name, (n.section.clone(), n.writing));
+        }
+        drop(idx);
+        fresh.unloaded_image = Some((b, fresh.next_id));
+        for ns in writing {
+            fresh.ensure_loaded(&ns)?;
+        }
+        *self = fresh;
+        Ok(())
+    }
+
+    /// Whether namespace `ns`'s files are decoded (or it has none).
+    pub fn is_loaded(&self, ns: &str) -> bool {
+        self.unloaded.is_empty() || !self.unloaded.contains_key(ns)
+    }
+
+    /// A namespace not decoded yet, if any.
+    pub fn first_unloaded(&self) -> Option<String> {
+        self.unloaded.keys().next().map(|k| k.to_string())
+    }
+
+    /// Decodes the files of namespace `ns` from the snapshot image, if that
+    /// was not done yet. Its books are the table's already.
+    pub fn ensure_loaded(&mut self, ns: &str) -> Result<(), String> {
+        let Some((name, (range, _))) = self.unloaded.remove_entry(ns) else {
+            return Ok(());
+        };
+        let (bytes, next_id) = self
+            .unloaded_image
+            .clone()
+            .expect("unloaded namespaces have their image");
+        let mut files = Vec::new();
+        decode_section(&bytes.as_slice()[range], next_id, |f| {
+            files.push((Arc::<str>::from(f.path), image_entry(&f)));
+            Ok(())
+        })
+        .map_err(|e| format!("snapshot, namespace {ns:?}: {e}"))?;
+        let mut paths = HashMap::default();
+        paths.reserve(files.len());
+        self.entries.reserve(files.len());
+        for (path, entry) in files {
+            if paths.insert(path.clone(), entry.id).is_some() {
+                return Err(format!("snapshot: path {path:?} twice in {ns:?}"));
+            }
+            let mut anchors = entry.anchors.clone();
+            anchors.sort_unstable();
+            anchors.dedup();
+            for no in anchors {
+                self.anchored.entry(no).or_default().insert(entry.id);
+            }
+            let id = entry.id;
+            if self
+                .entries
+                .insert(id, ((name.clone(), path), entry))
+                .is_some()
+            {
+                return Err(format!("snapshot: file id {id} twice"));
+            }
+        }
+        if !paths.is_empty() {
+            self.by_ns.insert(name, paths);
+        }
+        if self.unloaded.is_empty() {
+            self.unloaded_image = None;
+        }
+        Ok(())
+    }
+
+    /// Decodes every namespace not decoded yet.
+    pub fn ensure_all_loaded(&mut self) -> Result<(), String> {
+        while let Some(ns) = self.first_unloaded() {
+            self.ensure_loaded(&ns)?;
+        }
+        Ok(())
+    }
+
+    /// Panics if namespace `ns` is used before it was decoded: a lookup would
+    /// answer wrongly (a programming error; every path that names a namespace
+    /// makes sure of it first, see `Engine::ensure_ns`).
+    fn check_loaded(&self, ns: &str) {
+        assert!(
+            self.is_loaded(ns),
+            "namespace {ns:?} used before its files were read from the snapshot"
+        );
+    }
+
+    /// Replaces the table with a decoded v1 image. A bulk load: each namespace's
     /// name is shared by its files, its books summed and stored once, and
     /// nothing is looked up twice (an id or a path seen twice is an error).
-    fn load_image(&mut self, b: &[u8]) -> Result<(), String> {
+    fn load_image_v1(&mut self, b: &[u8]) -> Result<(), String> {
         let mut fresh = FileTable::new();
         // About one file per 80 bytes of image: sized once, not grown.
         fresh.entries.reserve(b.len() / 80);
-        let mut cur: Option<(Arc<str>, HashMap<Arc<str>, u64>, NamespaceUse)> = None;
+        let mut cur: Option<LoadingNamespace> = None;
         let mut failed = None;
-        let head = decode_image(b, |ns, f| {
+        let head = decode_image_v1(b, |ns, f| {
             if cur.as_ref().is_none_or(|(name, _, _)| &**name != ns) {
                 if let Some(done) = cur.take() {
                     fresh.finish_namespace(done);
@@ -335,19 +501,59 @@ impl FileTable {
     }
 
     /// The table as an image for a `Snapshot` record (see
-    /// `format::snapshot`). Namespaces and paths in sorted order.
+    /// `format::snapshot`): the books, then namespaces and paths in sorted
+    /// order; a namespace not decoded yet keeps its section as it was.
     pub fn image(&self) -> Vec<u8> {
         let logged: Vec<u64> = self.logged_segments.iter().copied().collect();
-        let mut w = ImageWriter::new(self.next_id, &logged, self.entries.len() * 96);
-        let mut namespaces: Vec<&Arc<str>> = self.by_ns.keys().collect();
+        let mut containers: Vec<(u64, u64, u64)> = self
+            .container_use
+            .iter()
+            .map(|(no, u)| (*no, u.files as u64, u.bytes))
+            .collect();
+        containers.sort_unstable();
+        let mut segments: Vec<(u64, u64)> = self
+            .segment_use
+            .iter()
+            .map(|(no, n)| (*no, *n as u64))
+            .collect();
+        segments.sort_unstable();
+        let mut w = IndexedWriter::new(
+            self.next_id,
+            &logged,
+            self.live_bytes,
+            &containers,
+            &segments,
+            self.entries.len() * 96,
+        );
+        let mut namespaces: Vec<&Arc<str>> = self.ns_use.keys().collect();
         namespaces.sort();
-        w.namespaces(namespaces.len() as u32);
         let mut extents = Vec::new();
         for ns in namespaces {
-            let paths = &self.by_ns[ns];
+            let u = self.ns_use[ns];
+            let books = NsBooks {
+                files: u.files as u64,
+                bytes: u.bytes,
+                container_bytes: u.container_bytes,
+                segment_bytes: u.segment_bytes,
+                exportable: u.exportable as u64,
+            };
+            if let Some((range, writing)) = self.unloaded.get(ns) {
+                let (bytes, _) = self
+                    .unloaded_image
+                    .as_ref()
+                    .expect("unloaded have an image");
+                w.raw(ns, &books, *writing, &bytes.as_slice()[range.clone()]);
+                continue;
+            }
+            let Some(paths) = self.by_ns.get(ns) else {
+                continue;
+            };
             let mut sorted: Vec<(&Arc<str>, &u64)> = paths.iter().collect();
             sorted.sort();
-            w.namespace(ns, sorted.len() as u32);
+            let writing = sorted
+                .iter()
+                .any(|(_, id)| self.entries[*id].1.state == FileState::Writing);
+            w.begin(ns, &books, writing);
             for (path, id) in sorted {
                 let (_, e) = &self.entries[id];
                 let state = match e.state {
@@ -391,6 +597,7 @@ impl FileTable {
     /// places, anchors, the books, the logged segment files), for comparing a
     /// table built from a snapshot with one built from every record.
     pub fn describe(&self) -> String {
+        assert!(self.unloaded.is_empty(), "describe needs every namespace");
         use std::fmt::Write;
         let mut rows: Vec<String> = self
             .entries
@@ -440,6 +647,7 @@ impl FileTable {
     }
 
     fn id_of(&self, ns: &str, path: &str) -> Option<u64> {
+        self.check_loaded(ns);
         self.by_ns.get(ns)?.get(path).copied()
     }
 
@@ -726,7 +934,11 @@ impl FileTable {
     }
 
     pub fn file_count(&self) -> usize {
-        self.entries.len()
+        if self.unloaded.is_empty() {
+            self.entries.len()
+        } else {
+            self.ns_use.values().map(|u| u.files).sum()
+        }
     }
 
     pub fn live_bytes(&self) -> u64 {
@@ -767,6 +979,10 @@ impl FileTable {
 
     /// Live entries anchored in container file `no`.
     pub fn anchored_in(&self, no: u64) -> Vec<(Key, Entry)> {
+        assert!(
+            self.unloaded.is_empty(),
+            "anchored_in needs every namespace read from the snapshot"
+        );
         let Some(ids) = self.anchored.get(&no) else {
             return Vec::new();
         };
@@ -778,6 +994,7 @@ impl FileTable {
 
     /// Live entries of namespace `ns` whose path starts with `prefix`.
     pub fn with_prefix(&self, ns: &str, prefix: &str) -> Vec<(String, Entry)> {
+        self.check_loaded(ns);
         let Some(paths) = self.by_ns.get(ns) else {
             return Vec::new();
         };
@@ -790,13 +1007,19 @@ impl FileTable {
 
     /// Namespaces that hold at least one file, sorted.
     pub fn namespaces(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.by_ns.keys().map(|k| k.to_string()).collect();
+        let mut v: Vec<String> = self
+            .by_ns
+            .keys()
+            .chain(self.unloaded.keys())
+            .map(|k| k.to_string())
+            .collect();
         v.sort();
         v
     }
 
     /// Ids of the files of one namespace.
     pub fn ids_in(&self, ns: &str) -> Vec<u64> {
+        self.check_loaded(ns);
         self.by_ns
             .get(ns)
             .map(|paths| paths.values().copied().collect())
@@ -815,6 +1038,7 @@ impl FileTable {
 
     /// Paths of one namespace, sorted.
     pub fn paths(&self, ns: &str) -> Vec<String> {
+        self.check_loaded(ns);
         let mut v: Vec<String> = self
             .by_ns
             .get(ns)

@@ -127,11 +127,12 @@ fn check(path: &Path, report: &mut VerifyReport) -> Result<()> {
     }
     let namespaces = engine.table().namespaces();
     for ns in namespaces {
+        engine.ensure_ns(&ns)?;
         if engine.table().get(&ns, COMMIT_FILE).is_none() {
             continue;
         }
         report.indexes += 1;
-        let dir = JockyDirectory::over_read_only(engine.clone(), &ns);
+        let dir = JockyDirectory::over_read_only(engine.clone(), &ns)?;
         let name = |p: &Path| {
             if ns.is_empty() {
                 p.to_path_buf()

@@ -273,3 +273,83 @@ fn power_loss_at_every_write_of_a_snapshot_keeps_every_synced_file() {
         assert_eq!(fast, full, "crash at {n}");
     }
 }
+
+/// A store opened from its snapshot reads a tenant's files only when the
+/// tenant is first used; until then its counts come from the snapshot's books.
+/// Whatever the order of use — a directory, a removal, a record after the
+/// snapshot that names only a file id, reclamation, a second snapshot copying
+/// the sections of tenants never used — the table is the full replay's.
+#[test]
+fn tenants_are_read_from_the_snapshot_on_first_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tenants = 12u64;
+    let mut expected = Vec::new();
+    {
+        let store = builder(tmp.path()).open_store().unwrap();
+        for t in 0..tenants {
+            let dir = store.directory(&format!("t{t}")).unwrap();
+            for f in 0..4u64 {
+                let name = format!("f{f}.idx");
+                let bytes = patterned(t * 10 + f, 50_000 + f as usize * 40_000);
+                write(&dir, &name, &bytes);
+                expected.push((t, name, bytes));
+            }
+            dir.atomic_write(Path::new("meta.json"), b"{}").unwrap();
+        }
+    }
+    let stats_before;
+    {
+        let store = builder(tmp.path()).open_store().unwrap();
+        let st = store.stats();
+        assert!(st.container_files_not_replayed > 0, "{st:?}");
+        assert_eq!(
+            st.virtual_files,
+            tenants as usize * 5,
+            "counted from the books"
+        );
+        assert_eq!(store.tenants().len(), tenants as usize);
+        assert_eq!(store.tenant_stats("t7").unwrap().files, 5);
+        stats_before = st.bytes_live;
+        // Use a few tenants; remove one never used; write a second snapshot
+        // that copies the sections of the others as they were.
+        let t1 = store.directory("t1").unwrap();
+        assert_eq!(read(&t1, "f2.idx"), patterned(12, 130_000));
+        t1.delete(Path::new("f0.idx")).unwrap();
+        expected.retain(|(t, n, _)| !(*t == 1 && n == "f0.idx"));
+        store.remove_tenant("t5").unwrap();
+        expected.retain(|(t, _, _)| *t != 5);
+        write(&store.directory("t2").unwrap(), "late.pos", b"late");
+        expected.push((2, "late.pos".into(), b"late".to_vec()));
+        assert!(store.directory("t0").unwrap().write_snapshot().unwrap());
+    }
+    let (fast, full) = tables(tmp.path(), true);
+    assert_eq!(fast, full, "after a snapshot of a partly read table");
+    {
+        // A record after the snapshot names only the id of a file of a
+        // tenant not read yet: open reads every tenant to apply it.
+        let store = builder(tmp.path()).open_store().unwrap();
+        store
+            .directory("t9")
+            .unwrap()
+            .delete(Path::new("f3.idx"))
+            .unwrap();
+        expected.retain(|(t, n, _)| !(*t == 9 && n == "f3.idx"));
+        let st = store.stats();
+        assert!(st.bytes_live < stats_before);
+        // Closed without a new snapshot (too little to replay): the delete
+        // stays after the snapshot.
+    }
+    let (fast, full) = tables(tmp.path(), true);
+    assert_eq!(
+        fast, full,
+        "a post-snapshot delete of an unread tenant's file"
+    );
+    let store = builder(tmp.path()).open_store().unwrap();
+    // Reclamation needs every tenant's files: read on its first need.
+    store.reclaim().unwrap();
+    for (t, name, bytes) in &expected {
+        let dir = store.directory(&format!("t{t}")).unwrap();
+        assert_eq!(read(&dir, name), *bytes, "t{t}/{name}");
+    }
+    assert!(!store.tenants().contains(&"t5".to_string()));
+}

@@ -48,6 +48,9 @@ pub(crate) struct RecordRef<'a> {
     pub offset: u64,
     /// Its sequence number.
     pub sequence: u64,
+    /// For a `Snapshot` record: its image bytes, zero-copy (they stay mapped
+    /// for the namespaces decoded later).
+    pub image: Option<OwnedBytes>,
 }
 
 pub(super) struct Recovered {
@@ -711,7 +714,14 @@ fn scan(
             offset: pos + (HEADER_LEN + off) as u64,
             len: (header.len as usize - off) as u64,
         });
+        let image = match payload {
+            Payload::Snapshot { .. } => {
+                Some(rec.slice(HEADER_LEN + 8..HEADER_LEN + header.len as usize))
+            }
+            _ => None,
+        };
         apply(RecordRef {
+            image,
             payload,
             extent,
             file_no,

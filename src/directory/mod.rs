@@ -235,7 +235,7 @@ impl Builder {
     /// Opens the folder as one index.
     pub fn open(self) -> Result<JockyDirectory> {
         let (engine, opts) = self.open_engine()?;
-        Ok(JockyDirectory::over(engine, opts, ""))
+        JockyDirectory::over(engine, opts, "")
     }
 
     // Both opens (this and `Builder::open_store` in `store.rs`) start the
@@ -284,18 +284,25 @@ impl Builder {
 
 impl JockyDirectory {
     /// The directory of namespace `ns` over an engine opened read-only.
-    pub(crate) fn over_read_only(engine: Arc<Owner>, ns: &str) -> JockyDirectory {
+    pub(crate) fn over_read_only(engine: Arc<Owner>, ns: &str) -> Result<JockyDirectory> {
         Self::over(engine, read_only_options(), ns)
     }
 
-    /// The directory of namespace `ns` over an open engine.
-    pub(crate) fn over(engine: Arc<Owner>, opts: Arc<WriteOptions>, ns: &str) -> JockyDirectory {
-        JockyDirectory {
+    /// The directory of namespace `ns` over an open engine; the namespace's
+    /// files are read from the snapshot now if that was not done yet, so
+    /// every operation through the directory finds them.
+    pub(crate) fn over(
+        engine: Arc<Owner>,
+        opts: Arc<WriteOptions>,
+        ns: &str,
+    ) -> Result<JockyDirectory> {
+        engine.ensure_ns(ns)?;
+        Ok(JockyDirectory {
             epoch: engine.epoch(ns),
             engine,
             opts,
             ns: Arc::from(ns),
-        }
+        })
     }
 
     /// Opens the index folder at `path` with default options, creating the folder
@@ -320,7 +327,7 @@ impl JockyDirectory {
     /// that races a reclamation is retried.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<JockyDirectory> {
         let engine = crate::inspect::open_engine(path.as_ref())?;
-        Ok(Self::over_read_only(engine, ""))
+        Self::over_read_only(engine, "")
     }
 
     /// For a directory opened with [`JockyDirectory::open_read_only`]: reads
@@ -398,6 +405,9 @@ impl JockyDirectory {
     /// with the `testing` cargo feature.
     #[cfg(feature = "testing")]
     pub fn describe_table(&self) -> String {
+        self.engine
+            .ensure_all()
+            .expect("the snapshot's namespaces decode");
         self.engine.table().describe()
     }
 

@@ -64,6 +64,7 @@ impl Exporter<'_> {
         // what there is to export, not what the store holds.
         let namespaces = self.0.table().namespaces_to_export();
         for ns in namespaces {
+            self.0.ensure_ns(&ns)?;
             for group in self.plan(&ns, min_bytes) {
                 self.export_group(group, &mut report)?;
             }
@@ -75,6 +76,7 @@ impl Exporter<'_> {
     /// (files not terminated, already exported or gone are skipped).
     pub fn export_paths(&self, ns: &str, paths: &[String]) -> Result<ExportReport> {
         let _pass = self.0.maintenance_pass();
+        self.0.ensure_ns(ns)?;
         let files = {
             let table = self.0.table();
             paths
