@@ -5,7 +5,7 @@
 //! index whatever the number of segments, writers and readers; one mapping per
 //! container file; every record checksummed; crash recovery on open, which
 //! starts from the newest snapshot of the file table (a store of 10,000
-//! tenants opens in about 20 ms: each tenant's files are read from the
+//! tenants opens in about 30 ms: each tenant's files are read from the
 //! snapshot when the tenant is first used).
 //!
 //! ```

@@ -353,3 +353,56 @@ fn tenants_are_read_from_the_snapshot_on_first_use() {
     }
     assert!(!store.tenants().contains(&"t5".to_string()));
 }
+
+/// A table whose image is larger than a container file still gets its
+/// snapshot: the file that starts with it is made larger by the image.
+#[test]
+fn an_image_larger_than_a_container_file_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = || {
+        JockyDirectory::builder(tmp.path())
+            .container_file_size(1 << 20)
+            .export_policy(ExportPolicy::Manual)
+    };
+    {
+        let store = b().open_store().unwrap();
+        for t in 0..300 {
+            let dir = store
+                .directory(&format!("tenant-with-a-long-name-{t:04}"))
+                .unwrap();
+            for f in 0..60 {
+                write(
+                    &dir,
+                    &format!("segment-{f:03}.a-rather-long-extension"),
+                    b"x",
+                );
+            }
+        }
+        assert!(store
+            .directory("tenant-with-a-long-name-0000")
+            .unwrap()
+            .write_snapshot()
+            .unwrap());
+        let st = store.stats();
+        assert!(st.snapshot_bytes > 1 << 20, "{st:?}");
+    }
+    let store = b().open_store().unwrap();
+    let st = store.stats();
+    assert!(st.bytes_replayed_on_open < 64 << 10, "{st:?}");
+    assert_eq!(st.virtual_files, 300 * 60);
+    let dir = store.directory("tenant-with-a-long-name-0123").unwrap();
+    assert_eq!(read(&dir, "segment-059.a-rather-long-extension"), b"x");
+    drop((dir, store));
+    let (fast, full) = {
+        let describe = |full: bool| {
+            b().full_replay(full)
+                .open_store()
+                .unwrap()
+                .directory("tenant-with-a-long-name-0000")
+                .unwrap()
+                .describe_table()
+        };
+        (describe(false), describe(true))
+    };
+    assert_eq!(fast, full);
+}

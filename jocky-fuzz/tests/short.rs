@@ -112,3 +112,27 @@ fn the_long_runs_reopen_findings_stay_fixed() {
     }
     assert!(n >= 3, "{n} reproducers");
 }
+
+/// Inputs that once made `open()` hang stay fixed: a snapshot image (its CRC
+/// made to match) placing a file at an offset near 2^64 made every read of it
+/// wait for bytes that would never be written.
+#[test]
+fn the_hang_findings_stay_fixed() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("findings/hang");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let input = std::fs::read(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(runner::repro(Target::Open, &input));
+        });
+        let outcome = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{}: open still hangs", path.display()));
+        assert!(
+            outcome.contains("snapshot"),
+            "{}: {outcome}",
+            path.display()
+        );
+    }
+}

@@ -42,6 +42,11 @@ impl FirstReadCheck {
         lock(&self.checked).clear();
     }
 
+    /// Whether container file `no` was not replayed on open.
+    pub fn is_unchecked(&self, no: u64) -> bool {
+        crate::sync::read(&self.unchecked).contains(&no)
+    }
+
     /// Container files whose records were not checked on open.
     pub fn unchecked(&self) -> Vec<u64> {
         crate::sync::read(&self.unchecked).iter().copied().collect()

@@ -27,7 +27,7 @@ use ownedbytes::OwnedBytes;
 
 use crate::error::{Error, Result};
 use crate::format::file_header::{
-    container_file_name, log_position, FileHeader, FILE_HEADER_LEN, FORMAT_VERSION,
+    container_file_name, log_position, FileHeader, FILE_HEADER_LEN, FORMAT_VERSION, MAX_CAPACITY,
 };
 use crate::format::record::{self, framed_len, Payload, HEADER_LEN};
 use crate::io::{ReadView, Storage, StorageFile};
@@ -565,7 +565,8 @@ impl Container {
         }
         let parts = image.len().div_ceil(SNAPSHOT_PART).max(1);
         let framed = image.len() as u64 + parts as u64 * (HEADER_LEN as u64 + 16);
-        if framed > self.opts.file_capacity / 2 {
+        // The file gets room for the image on top of a usual file's.
+        if framed + self.opts.file_capacity > MAX_CAPACITY {
             return Ok(false);
         }
         let no = self.active_no();
@@ -625,7 +626,12 @@ impl Container {
             version: FORMAT_VERSION,
             file_no: new_no,
             first_sequence: a.next_seq + u64::from(continued),
-            capacity: self.opts.file_capacity,
+            // A file that starts with a snapshot holds the image on top of
+            // what a file usually holds.
+            capacity: self.opts.file_capacity
+                + image.map_or(0, |i| {
+                    i.len() as u64 + (i.len() / SNAPSHOT_PART + 1) as u64 * 64
+                }),
         };
         let existing: Vec<u64> = crate::sync::read(&self.files).keys().copied().collect();
         let parts: Vec<Payload<'_>> = match image {
@@ -696,7 +702,7 @@ impl Container {
         a.offset = start;
         a.start = start;
         a.version = FORMAT_VERSION;
-        a.capacity = self.opts.file_capacity;
+        a.capacity = header.capacity;
         a.next_seq = header.first_sequence + 1 + parts.len() as u64;
         a.allocated = start.max(self.opts.grow_step.min(self.opts.file_capacity));
         self.durable()
@@ -759,6 +765,35 @@ impl Container {
 
     /// The bytes of `extent`, zero-copy from the file's mapping.
     pub fn read(&self, extent: Extent) -> std::io::Result<OwnedBytes> {
+        if self.first_read.is_unchecked(extent.file_no) {
+            // Its place came from a snapshot, not from a replayed record:
+            // it must lie within the file (a read past its end would fault).
+            let end = crate::sync::read(&self.files)
+                .get(&extent.file_no)
+                .map(|f| f.end);
+            if end.is_none_or(|end| {
+                extent
+                    .offset
+                    .checked_add(extent.len)
+                    .is_none_or(|e| e > end)
+            }) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: {} bytes at offset {} lie past its end (damaged)",
+                        container_file_name(extent.file_no),
+                        extent.len,
+                        extent.offset
+                    ),
+                ));
+            }
+            let view = crate::sync::read(&self.files)
+                .get(&extent.file_no)
+                .map(|f| f.view.clone())
+                .expect("seen above");
+            self.first_read.check(&*view, extent)?;
+            return view.read(extent.offset..extent.offset + extent.len);
+        }
         if let Some(bytes) = self.read_unwritten(extent)? {
             return Ok(OwnedBytes::new(bytes));
         }

@@ -37,6 +37,7 @@
 //! anything is allocated for it.
 
 use crate::error::DecodeError;
+use crate::format::file_header::MAX_CAPACITY;
 use crate::format::reader::Reader;
 use crate::format::record::{u64_at, MAX_FILE_NO, MAX_NAME_LEN};
 
@@ -578,6 +579,15 @@ fn decode_file<'a>(r: &mut Reader<'a>, next_file_id: u64) -> Result<ImageFile<'a
     }
     if file.anchors().any(|n| n > MAX_FILE_NO) || file.extents().any(|(f, _, _)| f > MAX_FILE_NO) {
         return Err(DecodeError::LengthOutOfBounds(MAX_FILE_NO + 1));
+    }
+    // Every place lies within what a file may hold (1 TiB).
+    let within = |offset: u64, len: u64| offset.checked_add(len).is_some_and(|e| e <= MAX_CAPACITY);
+    let placed = match place {
+        ImagePlace::Container(_) => file.extents().all(|(_, o, l)| within(o, l)),
+        ImagePlace::Segment { offset, .. } => within(offset, len),
+    };
+    if !placed {
+        return Err(DecodeError::LengthOutOfBounds(len));
     }
     // The extents add up to the length (a file in the container).
     if let ImagePlace::Container(_) = place {
