@@ -206,8 +206,23 @@ pub fn image_version(b: &[u8]) -> Result<u32, DecodeError> {
     r.u32()
 }
 
-/// The fields after the version: next file id and the logged segment files.
-fn decode_common(r: &mut Reader<'_>, total: usize) -> Result<(u64, Vec<u64>), DecodeError> {
+/// The fields every image version starts with: magic, version (must be
+/// `version`), next file id and the logged segment files.
+fn decode_common(
+    r: &mut Reader<'_>,
+    total: usize,
+    version: u32,
+) -> Result<(u64, Vec<u64>), DecodeError> {
+    if r.take(4)? != IMAGE_MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let got = r.u32()?;
+    if got != version {
+        return Err(DecodeError::Version {
+            expected: version,
+            got,
+        });
+    }
     let next_file_id = r.u64()?;
     debug_assert_eq!(r.pos(), OFF_SEGMENTS);
     let n = r.u32()? as usize;
@@ -263,17 +278,7 @@ pub struct ImageIndex<'a> {
 /// sections must exactly fill the rest.
 pub fn decode_index(b: &[u8]) -> Result<ImageIndex<'_>, DecodeError> {
     let mut r = Reader::new(b);
-    if r.take(4)? != IMAGE_MAGIC {
-        return Err(DecodeError::BadMagic);
-    }
-    let version = r.u32()?;
-    if version != IMAGE_VERSION {
-        return Err(DecodeError::Version {
-            expected: IMAGE_VERSION,
-            got: version,
-        });
-    }
-    let (next_file_id, logged_segments) = decode_common(&mut r, b.len())?;
+    let (next_file_id, logged_segments) = decode_common(&mut r, b.len(), IMAGE_VERSION)?;
     let live_bytes = r.u64()?;
     let c = r.u32()? as usize;
     if c > (b.len() - r.pos()) / 24 {
@@ -500,17 +505,7 @@ pub fn decode_image_v1<'a>(
     mut visit: impl FnMut(&'a str, ImageFile<'a>) -> Result<(), DecodeError>,
 ) -> Result<ImageHead, DecodeError> {
     let mut r = Reader::new(b);
-    if r.take(4)? != IMAGE_MAGIC {
-        return Err(DecodeError::BadMagic);
-    }
-    let version = r.u32()?;
-    if version != IMAGE_VERSION_1 {
-        return Err(DecodeError::Version {
-            expected: IMAGE_VERSION_1,
-            got: version,
-        });
-    }
-    let (next_file_id, logged_segments) = decode_common(&mut r, b.len())?;
+    let (next_file_id, logged_segments) = decode_common(&mut r, b.len(), IMAGE_VERSION_1)?;
     let namespaces = r.u32()? as usize;
     if namespaces > (b.len() - r.pos()) / 6 {
         return Err(DecodeError::LengthOutOfBounds(namespaces as u64));
