@@ -705,15 +705,27 @@ impl Engine {
         extents.iter().map(|e| self.container.read(*e)).collect()
     }
 
-    /// Looks a file up and takes its bytes. The table's lock is held only for
-    /// the lookup, not for the read (which may wait for bytes still staged for
-    /// the writer thread): if reclamation or export moved the file and removed
-    /// the old place in between, the lookup is made again. `None` if there is
-    /// no such file.
-    pub fn open_file(&self, ns: &str, path: &str) -> Option<std::io::Result<Vec<OwnedBytes>>> {
+    /// Looks a file up and opens a handle on its bytes. The table's lock is
+    /// held only for the lookup, not for the read (which may wait for bytes
+    /// still staged for the writer thread): if reclamation or export moved the
+    /// file and removed the old place in between, the lookup is made again.
+    /// `None` if there is no such file.
+    pub fn open_handle(
+        &self,
+        ns: &str,
+        path: &str,
+    ) -> Option<std::io::Result<Arc<dyn tantivy::directory::FileHandle>>> {
         let mut entry = self.table().get(ns, path)?.clone();
         loop {
-            let read = self.read_entry(&entry);
+            let read = match &entry.loc {
+                Location::Container(extents) => self.read_extents(extents).map(|b| {
+                    Arc::new(crate::directory::ExtentsHandle::new(b))
+                        as Arc<dyn tantivy::directory::FileHandle>
+                }),
+                Location::Segment { export_no, offset } => self
+                    .segments
+                    .handle(*export_no, *offset..*offset + entry.len),
+            };
             if read.is_ok() {
                 return Some(read);
             }

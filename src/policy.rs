@@ -80,10 +80,11 @@ pub enum WriteMode {
     #[default]
     Direct,
     /// Buffered writes with smoothed write-back: every few MiB the writer starts
-    /// write-back of what it just wrote (`sync_file_range`) and drops the window
-    /// before that from the page cache (`POSIX_FADV_DONTNEED`), so dirty pages
-    /// never pile up into a write-back storm and cached container bytes stay few.
-    /// Faster for raw appends (`cargo bench --bench container`).
+    /// write-back of what it just wrote (`sync_file_range`), so dirty pages never
+    /// pile up into a write-back storm. The written pages stay in the page cache
+    /// (as the files `MmapDirectory` writes do) until the file they hold is
+    /// deleted or exported: tantivy's merges and the export read fresh segments
+    /// from memory instead of reading them back from disk.
     Buffered,
     /// No writer thread: each `append` writes its records (`pwrite`) before it
     /// returns. Deterministic; what the crash tests on simulated storage use.

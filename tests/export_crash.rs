@@ -640,6 +640,62 @@ fn a_damaged_segment_file_is_reported_never_served() {
     }
 }
 
+/// The damage a read of `path`'s `range` meets, as the error names it.
+fn read_range(
+    dir: &JockyDirectory,
+    path: &str,
+    range: std::ops::Range<usize>,
+) -> Result<Vec<u8>, (String, u64)> {
+    let file = dir.open_read(Path::new(path)).unwrap();
+    match file.slice(range).read_bytes() {
+        Ok(b) => Ok(b.as_slice().to_vec()),
+        Err(e) => match e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+            Some(Error::ChecksumMismatch { file, offset, .. }) => Err((
+                file.file_name().unwrap().to_string_lossy().into_owned(),
+                *offset,
+            )),
+            _ => panic!("{path}: not a checksum error: {e:?}"),
+        },
+    }
+}
+
+#[test]
+fn only_the_blocks_a_read_touches_are_checked_and_damage_is_never_served() {
+    let files = exported_folder();
+    // a.bin is 70,000 bytes at offset 0 of SEG0: blocks 0..65536 and 65536..70000.
+    for (pos, block) in [(69_999usize, 65_536u64), (0, 0)] {
+        let mut damaged = files.clone();
+        damaged.get_mut(SEG0).unwrap()[pos] ^= 1;
+        let dir = open(&common::disk_of(&damaged)).unwrap();
+        let want = pattern(1, 70_000);
+        // The undamaged block is served: nothing read the damaged one yet.
+        let (good, bad) = if block == 0 {
+            (66_000..67_000, 0..10)
+        } else {
+            (0..1000, 66_000..67_000)
+        };
+        assert_eq!(
+            read_range(&dir, "a.bin", good.clone()).unwrap(),
+            &want[good.clone()],
+            "flip at {pos}"
+        );
+        assert_eq!(dir.stats().damaged_files_detected, 0);
+        // The damaged block fails, naming the segment file and the block.
+        assert_eq!(
+            read_range(&dir, "a.bin", bad.clone()),
+            Err((SEG0.to_string(), block)),
+            "flip at {pos}"
+        );
+        assert_eq!(dir.stats().damaged_files_detected, 1);
+        // From then on the whole file fails, its good blocks too; other files serve.
+        assert!(read_range(&dir, "a.bin", good).is_err(), "flip at {pos}");
+        assert!(read_range(&dir, "a.bin", bad).is_err(), "flip at {pos}");
+        assert_eq!(read(&dir, "b.bin"), pattern(2, 5_000));
+        assert_eq!(read(&dir, "c.bin"), pattern(3, 9_000));
+        assert_eq!(dir.stats().damaged_files_detected, 1);
+    }
+}
+
 #[test]
 fn a_segment_file_the_log_has_no_record_of_is_refused_and_left_alone() {
     let files = exported_folder();

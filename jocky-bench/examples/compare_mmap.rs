@@ -1,10 +1,16 @@
 //! Side-by-side comparison of a candidate `Directory` with tantivy's `MmapDirectory`.
 //!
-//! Each round indexes the same in-memory corpus into a fresh `MmapDirectory` and a fresh
-//! candidate directory (alternating which goes first), then reopens each index and runs
-//! the query set. Figures are reported as median [min–max] over the rounds, and the
-//! candidate/mmap ratio is computed per round (paired) before taking its median, because
-//! these machines are noisy.
+//! Each round indexes the same in-memory corpus into a fresh `MmapDirectory`, a fresh
+//! candidate directory and a fresh `RamDirectory`, then reopens each index and runs the
+//! query set. The `RamDirectory` side ("ram") keeps every file in anonymous memory and
+//! never touches the disk: it is the floor that no directory can beat, and shows how much
+//! of the time is tantivy's own work rather than the directory's (`--no-ram` leaves it
+//! out). Its folder-based figures (index size, disk usage, page cache) are 0. The order
+//! of the sides rotates from round to round (round r runs [mmap, jocky, ram] rotated left
+//! by r; without ram, the two alternate), so that no side always goes first. Figures are
+//! reported as median [min–max] over the rounds, and the candidate/mmap and candidate/ram
+//! ratios are computed per round (paired) before taking their median, because these
+//! machines are noisy.
 //!
 //! While indexing, one sampling thread reads every 20 ms the process's open fds, memory
 //! mappings and RSS and two document counters, and about once a second the bytes of the
@@ -19,7 +25,7 @@
 //! (the final commit and the merges come after); the table reports the windows' mean,
 //! coefficient of variation (population stddev / mean) and minimum. A progress bar is
 //! drawn on stderr when it is a terminal, and a chart of throughput, RSS and page cache
-//! over time for both directories is written as SVG (`--chart`).
+//! over time for every directory is written as SVG (`--chart`).
 //!
 //! ```text
 //! cargo run --release -p jocky-bench --example compare_mmap -- --docs 20000 --rounds 1
@@ -46,7 +52,7 @@ use jocky_bench::corpus::{self, Doc};
 use jocky_bench::harness::{self, CountedDocument, QueryResult};
 use jocky_bench::procstats::{self, Sampler};
 use plotters::prelude::*;
-use tantivy::directory::{Directory, MmapDirectory};
+use tantivy::directory::{Directory, MmapDirectory, RamDirectory};
 use tantivy::{Index, IndexSettings, IndexWriter};
 
 type BoxResult<T> = Result<T, Box<dyn Error>>;
@@ -95,7 +101,9 @@ fn open_mmap(path: &Path) -> BoxResult<Box<dyn Directory>> {
 }
 
 #[derive(Parser, Debug)]
-#[command(about = "Index and search the same corpus with MmapDirectory and JockyDirectory")]
+#[command(
+    about = "Index and search the same corpus with MmapDirectory, JockyDirectory and RamDirectory"
+)]
 struct Args {
     /// Number of documents: generated ones (default 160,000, about 250 MB of text), or
     /// the first N of --corpus (default all).
@@ -146,12 +154,17 @@ struct Args {
     /// library's default).
     #[arg(long, value_parser = parse_write_mode)]
     write_mode: Option<jocky::WriteMode>,
+    /// Leave out the RamDirectory side (the floor no directory can beat).
+    #[arg(long)]
+    no_ram: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Mmap,
     Candidate,
+    /// tantivy's `RamDirectory`: everything in anonymous memory, the floor.
+    Ram,
 }
 
 impl Kind {
@@ -159,6 +172,7 @@ impl Kind {
         match self {
             Kind::Mmap => "mmap",
             Kind::Candidate => "jocky",
+            Kind::Ram => "ram",
         }
     }
 
@@ -166,13 +180,17 @@ impl Kind {
         match self {
             Kind::Mmap => RGBColor(31, 119, 180),
             Kind::Candidate => RGBColor(214, 39, 40),
+            Kind::Ram => RGBColor(44, 160, 44),
         }
     }
 
-    fn open(self, path: &Path) -> BoxResult<Box<dyn Directory>> {
+    /// Opens the directory at `path`; for [`Kind::Ram`], a handle on `ram` (its clones
+    /// share their contents), and `path` is not used.
+    fn open(self, path: &Path, ram: &RamDirectory) -> BoxResult<Box<dyn Directory>> {
         match self {
             Kind::Mmap => open_mmap(path),
             Kind::Candidate => open_candidate(path),
+            Kind::Ram => Ok(Box::new(ram.clone())),
         }
     }
 }
@@ -184,6 +202,8 @@ struct Measurement {
     docs_per_sec: f64,
     input_mb_per_sec: f64,
     written_mb: f64,
+    /// Bytes read from the storage layer over the same span as `written_mb`, MB.
+    read_mb: f64,
     net_written_mb: f64,
     write_amplification: f64,
     background_tail_secs: f64,
@@ -417,6 +437,14 @@ const METRICS: &[Metric] = &[
     ("docs/s", |m| m.docs_per_sec),
     ("input MB/s", |m| m.input_mb_per_sec),
     ("written MB", |m| m.written_mb),
+    ("read from disk MB", |m| m.read_mb),
+    ("read / written", |m| {
+        if m.written_mb == 0.0 {
+            0.0
+        } else {
+            m.read_mb / m.written_mb
+        }
+    }),
     ("written - cancelled MB", |m| m.net_written_mb),
     ("write amplification (net/input)", |m| m.write_amplification),
     ("background export after index s", |m| {
@@ -515,14 +543,18 @@ fn run(args: &Args) -> BoxResult<()> {
     // directory goes first in round 0 would be charged for it.
     warm_up(&out, &docs, args)?;
 
-    let mut mmap_runs = Vec::new();
-    let mut candidate_runs = Vec::new();
+    let kinds: Vec<Kind> = if args.no_ram {
+        vec![Kind::Mmap, Kind::Candidate]
+    } else {
+        vec![Kind::Mmap, Kind::Candidate, Kind::Ram]
+    };
+    // The measurements of each side, in the order of `kinds`.
+    let mut runs: Vec<(Kind, Vec<Measurement>)> =
+        kinds.iter().map(|&kind| (kind, Vec::new())).collect();
     for round in 0..args.rounds {
-        let order = if round % 2 == 0 {
-            [Kind::Mmap, Kind::Candidate]
-        } else {
-            [Kind::Candidate, Kind::Mmap]
-        };
+        // Round r runs the sides rotated left by r (two sides simply alternate).
+        let mut order = kinds.clone();
+        order.rotate_left(round % kinds.len());
         for kind in order {
             let path = out.join(format!("round{round}-{}", kind.name()));
             if path.exists() {
@@ -542,12 +574,13 @@ fn run(args: &Args) -> BoxResult<()> {
             .map_err(|e| format!("{} round {round}: {e}", kind.name()))?;
             println!(
                 "round {round} {:<9}: index {:.2} s ({:.0} docs/s, {:.1} MB/s), written {:.0} MB, \
-                 index {:.0} MB, fds +{}, maps +{}, p50 {:.3} ms, p99 {:.3} ms",
+                 read {:.0} MB, index {:.0} MB, fds +{}, maps +{}, p50 {:.3} ms, p99 {:.3} ms",
                 kind.name(),
                 m.index_secs,
                 m.docs_per_sec,
                 m.input_mb_per_sec,
                 m.written_mb,
+                m.read_mb,
                 m.index_mb,
                 m.peak_fds,
                 m.peak_maps,
@@ -572,29 +605,38 @@ fn run(args: &Args) -> BoxResult<()> {
             if !args.keep {
                 fs::remove_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             }
-            match kind {
-                Kind::Mmap => mmap_runs.push(m),
-                Kind::Candidate => candidate_runs.push(m),
+            if let Some((_, side)) = runs.iter_mut().find(|(k, _)| *k == kind) {
+                side.push(m);
             }
         }
-        let (a, b) = (&mmap_runs[round], &candidate_runs[round]);
-        if a.results == b.results {
-            println!("round {round}: search results identical");
-        } else {
-            let differing: Vec<&str> = a
+        // Every side is compared with mmap's results.
+        let reference = &runs[0].1[round];
+        let mut identical = true;
+        for (kind, side) in &runs[1..] {
+            let other = &side[round];
+            if other.results == reference.results {
+                continue;
+            }
+            identical = false;
+            let differing: Vec<&str> = reference
                 .results
                 .iter()
-                .zip(&b.results)
+                .zip(&other.results)
                 .filter(|(x, y)| x != y)
                 .map(|(x, _)| x.query.as_str())
                 .collect();
-            println!("round {round}: WARNING search results differ for {differing:?}");
+            println!(
+                "round {round}: WARNING search results differ for {differing:?} ({} vs mmap)",
+                kind.name()
+            );
+        }
+        if identical {
+            println!("round {round}: search results identical");
         }
     }
 
-    print_summary(&mmap_runs, &candidate_runs);
-    write_chart(&chart_path, &mmap_runs, &candidate_runs)
-        .map_err(|e| format!("chart {}: {e}", chart_path.display()))?;
+    print_summary(&runs);
+    write_chart(&chart_path, &runs).map_err(|e| format!("chart {}: {e}", chart_path.display()))?;
     println!();
     println!(
         "chart: {} (thin light lines: every round; thick lines: the median round by docs/s)",
@@ -688,16 +730,19 @@ fn measure(
     args: &Args,
     label: &str,
 ) -> BoxResult<Measurement> {
+    // The ram side's one instance: indexed into, then searched through a fresh handle.
+    let ram = RamDirectory::create();
     // Indexing.
     let bar = progress_bar(docs.len(), label);
     let progress = Arc::new(Progress::default());
     let sampler = IndexSampler::start(path, Arc::clone(&progress), bar.clone())?;
     let written_before = procstats::io_write_bytes();
+    let read_before = procstats::io_read_bytes();
     let cancelled_before = procstats::io_cancelled_write_bytes();
     let start = Instant::now();
     {
         let (schema, fields) = harness::schema();
-        let index = Index::create(kind.open(path)?, schema, IndexSettings::default())?;
+        let index = Index::create(kind.open(path, &ram)?, schema, IndexSettings::default())?;
         let mut writer: IndexWriter<CountedDocument> =
             index.writer_with_num_threads(args.threads, args.heap_mb * 1_000_000)?;
         harness::index_docs_as(
@@ -725,6 +770,7 @@ fn measure(
     }
     let background_tail_secs = tail.elapsed().as_secs_f64();
     let written = procstats::io_write_bytes().saturating_sub(written_before);
+    let read = procstats::io_read_bytes().saturating_sub(read_before);
     let cancelled = procstats::io_cancelled_write_bytes().saturating_sub(cancelled_before);
     let timeline = sampler.stop(docs.len() as u64)?;
     bar.set_position(docs.len() as u64);
@@ -745,7 +791,7 @@ fn measure(
     let sampler = Sampler::start(SAMPLE_INTERVAL)?;
     let base = sampler.baseline();
     let start = Instant::now();
-    let index = Index::open(kind.open(path)?)?;
+    let index = Index::open(kind.open(path, &ram)?)?;
     let reader = harness::manual_reader(&index)?;
     let searcher = reader.searcher();
     let open_ms = ms(start.elapsed());
@@ -778,6 +824,7 @@ fn measure(
         docs_per_sec: docs.len() as f64 / index_secs,
         input_mb_per_sec: mb(text_bytes) / index_secs,
         written_mb: mb(written),
+        read_mb: mb(read),
         net_written_mb: mb(written.saturating_sub(cancelled)),
         write_amplification: written.saturating_sub(cancelled) as f64 / text_bytes as f64,
         background_tail_secs,
@@ -865,58 +912,97 @@ fn cell(values: Vec<f64>) -> String {
     }
 }
 
-fn print_summary(mmap: &[Measurement], candidate: &[Measurement]) {
+/// `y / x`, with 0/0 = 1 and y/0 = inf.
+fn ratio(x: f64, y: f64) -> f64 {
+    if x == 0.0 && y == 0.0 {
+        1.0
+    } else if x == 0.0 {
+        f64::INFINITY
+    } else {
+        y / x
+    }
+}
+
+/// One column per side (in the order of `runs`), then jocky over each other side.
+fn print_summary(runs: &[(Kind, Vec<Measurement>)]) {
+    let rounds = runs.first().map_or(0, |r| r.1.len());
+    let candidate: &[Measurement] = runs
+        .iter()
+        .find(|(k, _)| *k == Kind::Candidate)
+        .map_or(&[], |r| &r.1);
+    // The sides jocky is divided by, in the order of `runs`.
+    let bases: Vec<&(Kind, Vec<Measurement>)> =
+        runs.iter().filter(|(k, _)| *k != Kind::Candidate).collect();
+    let ratio_names: Vec<String> = bases
+        .iter()
+        .map(|(k, _)| format!("{}/{}", Kind::Candidate.name(), k.name()))
+        .collect();
     println!();
     println!(
-        "summary over {} round(s): median [min–max]; ratio = jocky/mmap per round",
-        mmap.len()
+        "summary over {rounds} round(s): median [min–max]; {} = {} per round",
+        if ratio_names.len() == 1 {
+            "ratio"
+        } else {
+            "ratios"
+        },
+        ratio_names.join(" and ")
     );
-    let header = ("metric", "mmap", "jocky", "jocky/mmap");
-    let rows: Vec<(String, String, String, String)> = METRICS
+    let mut header: Vec<String> = vec!["metric".to_string()];
+    header.extend(runs.iter().map(|(k, _)| k.name().to_string()));
+    header.extend(ratio_names.iter().cloned());
+    let rows: Vec<Vec<String>> = METRICS
         .iter()
         .map(|(label, get)| {
-            let a: Vec<f64> = mmap.iter().map(get).collect();
+            let mut row = vec![label.to_string()];
+            row.extend(
+                runs.iter()
+                    .map(|(_, side)| cell(side.iter().map(get).collect())),
+            );
             let b: Vec<f64> = candidate.iter().map(get).collect();
-            let ratios: Vec<f64> = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| {
-                    if *x == 0.0 && *y == 0.0 {
-                        1.0
-                    } else if *x == 0.0 {
-                        f64::INFINITY
-                    } else {
-                        y / x
-                    }
-                })
-                .collect();
-            (label.to_string(), cell(a), cell(b), cell(ratios))
+            for (_, base) in &bases {
+                let ratios: Vec<f64> = base
+                    .iter()
+                    .map(get)
+                    .zip(&b)
+                    .map(|(x, y)| ratio(x, *y))
+                    .collect();
+                row.push(cell(ratios));
+            }
+            row
         })
         .collect();
-    let w0 = rows
-        .iter()
-        .map(|r| r.0.len())
-        .max()
-        .unwrap_or(0)
-        .max(header.0.len());
-    let w1 = rows
-        .iter()
-        .map(|r| r.1.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(header.1.len());
-    let w2 = rows
-        .iter()
-        .map(|r| r.2.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(header.2.len());
-    println!(
-        "{:<w0$}  {:>w1$}  {:>w2$}  {}",
-        header.0, header.1, header.2, header.3
-    );
-    for (label, a, b, ratio) in rows {
-        println!("{label:<w0$}  {a:>w1$}  {b:>w2$}  {ratio}");
+    // Every column but the last is padded to its widest cell: the first to the left,
+    // the others to the right.
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(header[i].chars().count())
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let last = cells.len() - 1;
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let w = widths[i];
+                if i == last {
+                    c.clone()
+                } else if i == 0 {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect();
+        parts.join("  ")
+    };
+    println!("{}", line(&header));
+    for row in &rows {
+        println!("{}", line(row));
     }
 }
 
@@ -946,15 +1032,12 @@ fn rss_points(timeline: &Timeline) -> Vec<(f64, f64)> {
     points
 }
 
-fn lines(
-    mmap: &[Measurement],
-    candidate: &[Measurement],
-    points: fn(&Timeline) -> Vec<(f64, f64)>,
-) -> Vec<Line> {
+fn lines(runs: &[(Kind, Vec<Measurement>)], points: fn(&Timeline) -> Vec<(f64, f64)>) -> Vec<Line> {
     let mut out = Vec::new();
-    for (kind, runs) in [(Kind::Mmap, mmap), (Kind::Candidate, candidate)] {
-        let median = median_round(runs);
-        for (round, m) in runs.iter().enumerate() {
+    for (kind, side) in runs {
+        let kind = *kind;
+        let median = median_round(side);
+        for (round, m) in side.iter().enumerate() {
             out.push((kind, round, round == median, points(&m.timeline)));
         }
     }
@@ -1030,17 +1113,17 @@ where
 /// Three stacked panels over time: throughput of each 1 s window, extra RSS, page cache
 /// of the index folder; one colour per directory, a thick line for its median round and
 /// thin light lines for the other rounds.
-fn write_chart(path: &Path, mmap: &[Measurement], candidate: &[Measurement]) -> BoxResult<()> {
+fn write_chart(path: &Path, runs: &[(Kind, Vec<Measurement>)]) -> BoxResult<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent)?;
     }
-    let x_max = mmap
+    let x_max = runs
         .iter()
-        .chain(candidate)
+        .flat_map(|(_, side)| side)
         .filter_map(|m| m.timeline.ticks.last().map(|t| t.at))
         .fold(1.0f64, f64::max);
     // Drawn as steps: each window's rate over its whole second.
-    let throughput = lines(mmap, candidate, |t| {
+    let throughput = lines(runs, |t| {
         t.windows
             .iter()
             .enumerate()
@@ -1050,20 +1133,29 @@ fn write_chart(path: &Path, mmap: &[Measurement], candidate: &[Measurement]) -> 
             })
             .collect()
     });
-    let rss = lines(mmap, candidate, rss_points);
-    let page_cache = lines(mmap, candidate, |t| {
+    let rss = lines(runs, rss_points);
+    let page_cache = lines(runs, |t| {
         t.page_cache.iter().map(|&(at, b)| (at, mb(b))).collect()
     });
 
     let root = SVGBackend::new(path, (1100, 1000)).into_drawing_area();
     root.fill(&WHITE)?;
+    // The longer title of three sides gets a smaller font, so that it fits the width.
+    let (sides, title_size) = if runs.iter().any(|(k, _)| *k == Kind::Ram) {
+        (
+            "MmapDirectory vs JockyDirectory vs RamDirectory (floor)",
+            18,
+        )
+    } else {
+        ("MmapDirectory vs JockyDirectory", 20)
+    };
     let root = root.titled(
         &format!(
-            "compare_mmap: MmapDirectory vs JockyDirectory, {} round(s); thick = median round \
-             by docs/s, light = other rounds",
-            mmap.len()
+            "compare_mmap: {sides}, {} round(s); thick = median round by docs/s, light = \
+             other rounds",
+            runs.first().map_or(0, |r| r.1.len())
         ),
-        ("sans-serif", 20),
+        ("sans-serif", title_size),
     )?;
     let panels = root.split_evenly((3, 1));
     draw_panel(

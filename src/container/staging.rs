@@ -183,6 +183,17 @@ impl Container {
         }
     }
 
+    /// Takes the pages of `extents` out of this process's RSS after a copy
+    /// read them (they stay in the page cache); see [`ReadView::unmap`].
+    pub fn unmap(&self, extents: &[Extent]) {
+        let files = crate::sync::read(&self.files);
+        for x in extents {
+            if let Some(f) = files.get(&x.file_no) {
+                f.view.unmap(x.offset..x.offset + x.len);
+            }
+        }
+    }
+
     /// A copy of the bytes of `extent` while they are not in the file yet
     /// (in flight to the writer thread, or still in the stage); `None` once
     /// they are.

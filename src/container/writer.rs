@@ -16,8 +16,13 @@
 //! rewritten identical, so a torn rewrite cannot change them.
 //!
 //! Buffered writes: every [`SMOOTH_WINDOW`] bytes the thread starts write-back
-//! of the window it just wrote and drops the window before it from the page
-//! cache, so dirty pages never pile up and the cache keeps few container bytes.
+//! of the window it just wrote, so dirty pages never pile up into a write-back
+//! storm (and a later `fdatasync` finds little left to write). The written
+//! pages stay in the page cache, as a file tantivy writes through
+//! `MmapDirectory` does: the merges and the export that read fresh segments
+//! soon after find them there instead of reading them back from disk. They
+//! leave it when the file they hold is deleted or exported
+//! ([`super::Container::release`]).
 //!
 //! [`SyncPolicy::Interval`](crate::policy::SyncPolicy::Interval): the thread
 //! also calls `fdatasync` once the interval has passed since the last one and
@@ -556,7 +561,6 @@ fn write_job(shared: &Shared, job: Job, smooth: &mut Smoother) {
 struct Smoother {
     file_no: Option<u64>,
     window_start: u64,
-    previous: Option<u64>,
 }
 
 impl Smoother {
@@ -565,17 +569,12 @@ impl Smoother {
             *self = Smoother {
                 file_no: Some(file_no),
                 window_start: start,
-                previous: None,
             };
         }
         if end - self.window_start < SMOOTH_WINDOW {
             return;
         }
         file.start_write_back(self.window_start..end);
-        if let Some(p) = self.previous {
-            file.drop_cached(p..self.window_start);
-        }
-        self.previous = Some(self.window_start);
         self.window_start = end;
     }
 }

@@ -27,7 +27,7 @@ use crate::policy::{AdvicePolicy, ExportPolicy, SyncPolicy, WriteMode, COMMIT_FI
 use crate::reclaim::ReclaimReport;
 pub(crate) use registry::Owner;
 
-use handle::ExtentsHandle;
+pub(crate) use handle::ExtentsHandle;
 use writer::FileWriter;
 
 /// A tantivy [`Directory`] that keeps every file of an index in one append-only
@@ -488,12 +488,10 @@ impl Directory for JockyDirectory {
     fn get_file_handle(&self, path: &Path) -> Result<Arc<dyn FileHandle>, OpenReadError> {
         let key = normalize(path)
             .map_err(|r| OpenReadError::wrap_io_error(invalid(path, r), path.to_path_buf()))?;
-        let bytes = self
-            .engine
-            .open_file(&self.ns, &key)
+        self.engine
+            .open_handle(&self.ns, &key)
             .ok_or_else(|| OpenReadError::FileDoesNotExist(path.to_path_buf()))?
-            .map_err(|e| OpenReadError::wrap_io_error(e, path.to_path_buf()))?;
-        Ok(Arc::new(ExtentsHandle::new(bytes)))
+            .map_err(|e| OpenReadError::wrap_io_error(e, path.to_path_buf()))
     }
 
     fn delete(&self, path: &Path) -> Result<(), DeleteError> {

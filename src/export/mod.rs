@@ -18,6 +18,7 @@
 //! are deleted, so exporting them would rewrite the segment or scatter it.
 //! Files that arrive after a segment was exported stay in the container too.
 
+mod handle;
 pub(crate) mod segments;
 pub(crate) mod worker;
 
@@ -27,7 +28,8 @@ use crate::engine::{Engine, MaintenanceCounters};
 use crate::error::{Error, Result};
 use crate::format::record::{encode_export_entries, ExportEntry, Payload};
 use crate::format::segment_file::{
-    encode_table, encode_trailer, layout, segment_file_name, SegEntry, SegTable, MAX_PATH_LEN,
+    encode_table, encode_trailer, layout, segment_file_name, BlockHasher, SegEntry, SegTable,
+    BLOCK_LOG2, MAX_PATH_LEN,
 };
 use crate::io::{Storage, StorageFile};
 use crate::policy::{SyncPolicy, COMMIT_FILE};
@@ -313,25 +315,37 @@ fn write_segment_file(
     let result = (|| {
         let mut entries = Vec::with_capacity(group.files.len());
         for ((path, entry), offset) in group.files.iter().zip(&offsets) {
-            let parts: Vec<OwnedBytes> = engine.read_entry(entry)?;
-            let mut crc = crc32fast::Hasher::new();
+            let Location::Container(extents) = &entry.loc else {
+                return Err(std::io::Error::other("only container files are exported"));
+            };
+            let mut crc = BlockHasher::new(BLOCK_LOG2);
             let mut at = *offset;
-            for p in &parts {
-                file.write_at(at, p.as_slice())?;
-                crc.update(p.as_slice());
-                at += p.len() as u64;
+            // One extent at a time, each taken out of our RSS once copied:
+            // a segment's worth of container pages never piles up in the
+            // process (the page cache keeps them until the export's record
+            // is durable and they are released).
+            for x in extents {
+                let part: OwnedBytes = engine.container().read(*x)?;
+                file.write_at(at, part.as_slice())?;
+                crc.update(part.as_slice());
+                at += part.len() as u64;
+                drop(part);
+                engine.container().unmap(std::slice::from_ref(x));
             }
+            let (crc, block_crcs) = crc.finish();
             entries.push(SegEntry {
                 file_id: entry.id,
                 path: path.clone(),
                 offset: *offset,
                 len: entry.len,
-                crc: crc.finalize(),
+                crc,
+                block_crcs,
             });
         }
         let table = SegTable {
             export_no: no,
             namespace: group.ns.clone(),
+            block_log2: BLOCK_LOG2,
             entries,
         };
         let mut tail = encode_table(&table);

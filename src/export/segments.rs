@@ -6,10 +6,13 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ownedbytes::OwnedBytes;
+use tantivy::directory::FileHandle;
+
+use crate::directory::ExtentsHandle;
 
 use crate::error::{Error, Result};
 use crate::format::segment_file::{
@@ -23,28 +26,131 @@ const UNCHECKED: u8 = 0;
 const SOUND: u8 = 1;
 const DAMAGED: u8 = 2;
 
+/// What is known of the bytes of one segment file's files; shared with the
+/// handles that read them (`super::handle`).
+pub(crate) struct Checks {
+    path: PathBuf,
+    table: SegTable,
+    /// The set's count of files found damaged.
+    damaged_files: Arc<AtomicU64>,
+    /// Per table entry: `UNCHECKED`, `SOUND` (whole file checked) or `DAMAGED`.
+    entries: Box<[AtomicU8]>,
+    /// Per block of every entry, in entry order: checked sound.
+    blocks: Box<[AtomicBool]>,
+    /// Per table entry: the index of its first block in `blocks`.
+    first_block: Box<[usize]>,
+}
+
+impl Checks {
+    fn new(path: PathBuf, table: SegTable, damaged_files: Arc<AtomicU64>) -> Checks {
+        let mut first_block = Vec::with_capacity(table.entries.len());
+        let mut n = 0;
+        for e in &table.entries {
+            first_block.push(n);
+            n += e.block_crcs.len();
+        }
+        Checks {
+            path,
+            entries: table
+                .entries
+                .iter()
+                .map(|_| AtomicU8::new(UNCHECKED))
+                .collect(),
+            blocks: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            first_block: first_block.into(),
+            table,
+            damaged_files,
+        }
+    }
+
+    /// Whether entry `i`'s blocks can be checked one by one.
+    pub fn has_blocks(&self, i: usize) -> bool {
+        self.table.block_log2 != 0 && self.table.entries[i].len > 0
+    }
+
+    fn mismatch(&self, i: usize, offset: u64, expected: u32, got: u32) -> Error {
+        if self.entries[i].swap(DAMAGED, Ordering::AcqRel) != DAMAGED {
+            self.damaged_files.fetch_add(1, Ordering::Relaxed);
+            log::error!(
+                "{} is damaged: file {:?} at offset {offset} does not match its checksum; its reads fail from now on",
+                self.path.display(),
+                self.table.entries[i].path,
+            );
+        }
+        Error::ChecksumMismatch {
+            file: self.path.clone(),
+            offset,
+            expected,
+            got,
+        }
+    }
+
+    fn damaged(&self, i: usize) -> Option<Error> {
+        (self.entries[i].load(Ordering::Acquire) == DAMAGED).then(|| Error::ChecksumMismatch {
+            file: self.path.clone(),
+            offset: self.table.entries[i].offset,
+            expected: self.table.entries[i].crc,
+            got: 0,
+        })
+    }
+
+    /// Checks entry `i` whole, once: its bytes against its CRC. A damaged file
+    /// stays damaged (never served again).
+    fn check_entry(&self, view: &dyn ReadView, i: usize) -> Result<()> {
+        if let Some(e) = self.damaged(i) {
+            return Err(e);
+        }
+        if self.entries[i].load(Ordering::Acquire) == SOUND {
+            return Ok(());
+        }
+        let e = &self.table.entries[i];
+        let got = view
+            .checksum(e.offset..e.offset + e.len)
+            .map_err(|err| Error::io(&self.path, err))?;
+        if got == e.crc {
+            self.entries[i].store(SOUND, Ordering::Release);
+            return Ok(());
+        }
+        Err(self.mismatch(i, e.offset, e.crc, got))
+    }
+
+    /// Checks the blocks of entry `i` that `range` (within the file) touches
+    /// and that were not checked yet; `bytes` are the whole file's.
+    pub fn check_blocks(&self, i: usize, bytes: &[u8], range: Range<usize>) -> Result<()> {
+        if let Some(e) = self.damaged(i) {
+            return Err(e);
+        }
+        if range.is_empty() || self.entries[i].load(Ordering::Acquire) == SOUND {
+            return Ok(());
+        }
+        let e = &self.table.entries[i];
+        let log2 = self.table.block_log2;
+        let (first, last) = (range.start >> log2, (range.end - 1) >> log2);
+        for b in first..=last {
+            let flag = &self.blocks[self.first_block[i] + b];
+            if flag.load(Ordering::Acquire) {
+                continue;
+            }
+            let start = b << log2;
+            let end = ((b + 1) << log2).min(bytes.len());
+            let got = crc32fast::hash(&bytes[start..end]);
+            let expected = e.block_crcs[b];
+            if got != expected {
+                return Err(self.mismatch(i, e.offset + start as u64, expected, got));
+            }
+            flag.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+}
+
+/// A segment file's mapping, its checks, and the table entry a range is.
+type Found = (Arc<dyn ReadView>, Arc<Checks>, Option<usize>);
+
 struct Mapped {
     view: Arc<dyn ReadView>,
     len: u64,
-    table: Arc<SegTable>,
-    /// Per table entry: `UNCHECKED`, `SOUND` or `DAMAGED`.
-    checked: Arc<[AtomicU8]>,
-}
-
-impl Mapped {
-    fn new(view: Arc<dyn ReadView>, len: u64, table: SegTable) -> Mapped {
-        let checked = table
-            .entries
-            .iter()
-            .map(|_| AtomicU8::new(UNCHECKED))
-            .collect();
-        Mapped {
-            view,
-            len,
-            table: Arc::new(table),
-            checked,
-        }
-    }
+    checks: Arc<Checks>,
 }
 
 /// The mapped segment files of one container.
@@ -54,7 +160,7 @@ pub(crate) struct SegmentSet {
     verify: VerifyPolicy,
     map: RwLock<BTreeMap<u64, Mapped>>,
     /// Exported files found damaged since open.
-    damaged: AtomicU64,
+    damaged: Arc<AtomicU64>,
 }
 
 impl SegmentSet {
@@ -64,54 +170,13 @@ impl SegmentSet {
             advice,
             verify,
             map: RwLock::new(BTreeMap::new()),
-            damaged: AtomicU64::new(0),
+            damaged: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// Exported files found damaged since open.
     pub fn damaged_files(&self) -> u64 {
         self.damaged.load(Ordering::Relaxed)
-    }
-
-    /// Checks table entry `i` of segment file `no` once: its bytes against its
-    /// CRC. A damaged file stays damaged (never served again).
-    fn check_entry(
-        &self,
-        no: u64,
-        view: &dyn ReadView,
-        table: &SegTable,
-        checked: &[AtomicU8],
-        i: usize,
-    ) -> Result<()> {
-        let e = &table.entries[i];
-        let damaged = |got: u32| Error::ChecksumMismatch {
-            file: self.path(no),
-            offset: e.offset,
-            expected: e.crc,
-            got,
-        };
-        match checked[i].load(Ordering::Acquire) {
-            SOUND => return Ok(()),
-            DAMAGED => return Err(damaged(0)),
-            _ => {}
-        }
-        let got = view
-            .checksum(e.offset..e.offset + e.len)
-            .map_err(|err| Error::io(self.path(no), err))?;
-        if got == e.crc {
-            checked[i].store(SOUND, Ordering::Release);
-            return Ok(());
-        }
-        if checked[i].swap(DAMAGED, Ordering::AcqRel) != DAMAGED {
-            self.damaged.fetch_add(1, Ordering::Relaxed);
-            log::error!(
-                "{} is damaged: file {:?} at offset {} does not match its checksum; its reads fail from now on",
-                self.path(no).display(),
-                e.path,
-                e.offset
-            );
-        }
-        Err(damaged(got))
     }
 
     fn path(&self, no: u64) -> PathBuf {
@@ -125,7 +190,8 @@ impl SegmentSet {
         for e in &table.entries {
             view.advise(e.offset..e.offset + e.len, self.advice.advice_for(&e.path));
         }
-        crate::sync::write(&self.map).insert(no, Mapped::new(view, len, table));
+        let checks = Arc::new(Checks::new(self.path(no), table, self.damaged.clone()));
+        crate::sync::write(&self.map).insert(no, Mapped { view, len, checks });
         Ok(())
     }
 
@@ -147,11 +213,11 @@ impl SegmentSet {
         self.insert(no, &*file, len, table)
     }
 
-    /// The bytes of the exported file at `range` of segment file `no`,
-    /// zero-copy; under [`VerifyPolicy::OnFirstRead`] checked against its CRC
-    /// the first time (a damaged file's reads fail, then and later).
-    pub fn read(&self, no: u64, range: Range<u64>) -> std::io::Result<OwnedBytes> {
-        let (view, table, checked) = {
+    /// The mapping, the checks and the table entry serving exactly `range` of
+    /// segment file `no` (zero-length files may share an offset with the next
+    /// file).
+    fn lookup(&self, no: u64, range: &Range<u64>) -> std::io::Result<Found> {
+        let (view, checks) = {
             let map = crate::sync::read(&self.map);
             let m = map.get(&no).ok_or_else(|| {
                 std::io::Error::new(
@@ -159,21 +225,46 @@ impl SegmentSet {
                     format!("segment file {no} is not mapped"),
                 )
             })?;
-            (m.view.clone(), m.table.clone(), m.checked.clone())
+            (m.view.clone(), m.checks.clone())
         };
+        let entries = &checks.table.entries;
+        let first = entries.partition_point(|e| e.offset < range.start);
+        let entry = entries[first..]
+            .iter()
+            .take_while(|e| e.offset == range.start)
+            .position(|e| e.offset + e.len == range.end)
+            .map(|i| first + i);
+        Ok((view, checks, entry))
+    }
+
+    /// The bytes of the exported file at `range` of segment file `no`,
+    /// zero-copy; under [`VerifyPolicy::OnFirstRead`] checked whole against
+    /// its CRC the first time (a damaged file's reads fail, then and later).
+    pub fn read(&self, no: u64, range: Range<u64>) -> std::io::Result<OwnedBytes> {
+        let (view, checks, entry) = self.lookup(no, &range)?;
         if self.verify == VerifyPolicy::OnFirstRead {
-            // The entry serving exactly this range (zero-length files may
-            // share an offset with the next file).
-            let first = table.entries.partition_point(|e| e.offset < range.start);
-            let entry = table.entries[first..]
-                .iter()
-                .take_while(|e| e.offset == range.start)
-                .position(|e| e.offset + e.len == range.end);
             if let Some(i) = entry {
-                self.check_entry(no, &*view, &table, &checked, first + i)?;
+                checks.check_entry(&*view, i)?;
             }
         }
         view.read(range)
+    }
+
+    /// A handle on the exported file at `range` of segment file `no`. Under
+    /// [`VerifyPolicy::OnFirstRead`], each block a read touches is checked
+    /// against its CRC the first time (files of a version 1 segment file,
+    /// which has no block CRCs, are checked whole first).
+    pub fn handle(&self, no: u64, range: Range<u64>) -> std::io::Result<Arc<dyn FileHandle>> {
+        let (view, checks, entry) = self.lookup(no, &range)?;
+        match entry {
+            Some(i) if self.verify == VerifyPolicy::OnFirstRead && checks.has_blocks(i) => {
+                let bytes = view.read(range)?;
+                Ok(Arc::new(super::handle::CheckedHandle::new(
+                    bytes, checks, i,
+                )))
+            }
+            _ => Ok(Arc::new(ExtentsHandle::new(vec![self.read(no, range)?]))),
+        }
     }
 
     /// Drops the pages of a deleted file's range of segment file `no`.
@@ -219,17 +310,17 @@ impl SegmentSet {
 
     /// Checks the CRC of every file in segment file `no` against its table.
     pub fn verify(&self, no: u64) -> Result<()> {
-        let (view, table, checked) = {
+        let (view, checks) = {
             let map = crate::sync::read(&self.map);
             let m = map.get(&no).ok_or_else(|| Error::Corrupted {
                 file: self.path(no),
                 offset: 0,
                 reason: "segment file is not mapped".into(),
             })?;
-            (m.view.clone(), m.table.clone(), m.checked.clone())
+            (m.view.clone(), m.checks.clone())
         };
-        for i in 0..table.entries.len() {
-            self.check_entry(no, &*view, &table, &checked, i)?;
+        for i in 0..checks.table.entries.len() {
+            checks.check_entry(&*view, i)?;
         }
         Ok(())
     }

@@ -10,14 +10,23 @@
 //! end-40       trailer (TRAILER_LEN bytes, the last bytes of the file)
 //! ```
 //!
-//! Table (all integers little endian):
+//! Table (all integers little endian), version 2:
 //!
 //! ```text
 //! magic b"JSGT" | version u32 | export_no u64 | count u32 (<= MAX_ENTRIES)
+//! block_log2 u8 (MIN_BLOCK_LOG2..=MAX_BLOCK_LOG2; version 2 only)
 //! ns_len u16 | namespace (utf-8, <= MAX_NAMESPACE_LEN)
 //! count x: file_id u64 | offset u64 | len u64 | crc u32 (crc32fast of the file's
 //!          bytes) | path_len u16 | path (utf-8, 1..=MAX_PATH_LEN)
+//! block crcs (version 2 only): for each entry in order, ceil(len / 2^block_log2)
+//!          x u32, the crc32fast of each 2^block_log2-byte block of the file (the
+//!          last one shorter); at most MAX_BLOCKS in all
 //! ```
+//!
+//! The block CRCs let a reader check only the blocks it reads, when it first
+//! reads them, instead of the whole file before its first read. Version 1 (no
+//! `block_log2`, no block CRCs; written until 2026-11-28) is still read: its
+//! files are checked whole.
 //!
 //! Trailer:
 //!
@@ -41,16 +50,28 @@ pub const TRAILER_LEN: usize = 40;
 pub const MAX_ENTRIES: usize = 65_536;
 pub const MAX_PATH_LEN: usize = 1024;
 pub const MAX_NAMESPACE_LEN: usize = 255;
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The first version, without block CRCs; still read.
+pub const VERSION_1: u32 = 1;
+/// Block size written by [`block_crcs`] callers: 64 KiB.
+pub const BLOCK_LOG2: u8 = 16;
+pub const MIN_BLOCK_LOG2: u8 = 12;
+pub const MAX_BLOCK_LOG2: u8 = 30;
+/// Most block CRCs in one table (1 TiB of files at 64 KiB blocks).
+pub const MAX_BLOCKS: usize = 1 << 24;
 pub const TABLE_MAGIC: &[u8; 4] = b"JSGT";
 pub const TRAILER_MAGIC: &[u8; 8] = b"JOCKYSEG";
-/// Table bytes before the namespace: magic, version, export_no, count, ns_len.
+/// Table bytes before the namespace: magic, version, export_no, count, ns_len
+/// (version 2 adds block_log2).
 const TABLE_FIXED_LEN: usize = 4 + 4 + 8 + 4 + 2;
 /// Entry bytes before the path: file_id, offset, len, crc, path_len.
 const ENTRY_FIXED_LEN: usize = 8 + 8 + 8 + 4 + 2;
 /// Largest valid table: a length read from disk above this is corruption.
-pub const MAX_TABLE_LEN: u64 =
-    (TABLE_FIXED_LEN + MAX_NAMESPACE_LEN + MAX_ENTRIES * (ENTRY_FIXED_LEN + MAX_PATH_LEN)) as u64;
+pub const MAX_TABLE_LEN: u64 = (TABLE_FIXED_LEN
+    + 1
+    + MAX_NAMESPACE_LEN
+    + MAX_ENTRIES * (ENTRY_FIXED_LEN + MAX_PATH_LEN)
+    + 4 * MAX_BLOCKS) as u64;
 
 const OFF_TABLE_OFFSET: usize = 0;
 const OFF_TABLE_LEN: usize = 8;
@@ -66,13 +87,67 @@ pub struct SegEntry {
     pub offset: u64,
     pub len: u64,
     pub crc: u32,
+    /// CRC of each block of the file (empty in a version 1 table).
+    pub block_crcs: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegTable {
     pub export_no: u64,
     pub namespace: String,
+    /// log2 of the block size of the entries' block CRCs; 0 in a version 1
+    /// table (no block CRCs: files are checked whole).
+    pub block_log2: u8,
     pub entries: Vec<SegEntry>,
+}
+
+/// How many blocks of `1 << block_log2` bytes a file of `len` bytes has.
+pub fn block_count(len: u64, block_log2: u8) -> u64 {
+    len.div_ceil(1 << block_log2)
+}
+
+/// Accumulates a file's whole CRC and its block CRCs as its bytes stream by.
+pub struct BlockHasher {
+    block: u64,
+    whole: crc32fast::Hasher,
+    current: crc32fast::Hasher,
+    in_block: u64,
+    blocks: Vec<u32>,
+}
+
+impl BlockHasher {
+    pub fn new(block_log2: u8) -> BlockHasher {
+        BlockHasher {
+            block: 1 << block_log2,
+            whole: crc32fast::Hasher::new(),
+            current: crc32fast::Hasher::new(),
+            in_block: 0,
+            blocks: Vec::new(),
+        }
+    }
+
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        self.whole.update(bytes);
+        while !bytes.is_empty() {
+            let take = ((self.block - self.in_block) as usize).min(bytes.len());
+            self.current.update(&bytes[..take]);
+            self.in_block += take as u64;
+            bytes = &bytes[take..];
+            if self.in_block == self.block {
+                let done = std::mem::replace(&mut self.current, crc32fast::Hasher::new());
+                self.blocks.push(done.finalize());
+                self.in_block = 0;
+            }
+        }
+    }
+
+    /// (whole-file CRC, block CRCs).
+    pub fn finish(mut self) -> (u32, Vec<u32>) {
+        if self.in_block > 0 {
+            self.blocks.push(self.current.finalize());
+        }
+        (self.whole.finalize(), self.blocks)
+    }
 }
 
 /// Plans offsets: given file lengths in order, returns (offset of each file,
@@ -102,10 +177,17 @@ pub fn encode_table(t: &SegTable) -> Vec<u8> {
     let mut out = Vec::with_capacity(
         TABLE_FIXED_LEN + t.namespace.len() + t.entries.len() * (ENTRY_FIXED_LEN + 32),
     );
+    assert!(
+        (MIN_BLOCK_LOG2..=MAX_BLOCK_LOG2).contains(&t.block_log2),
+        "block size out of range"
+    );
+    let blocks: usize = t.entries.iter().map(|e| e.block_crcs.len()).sum();
+    assert!(blocks <= MAX_BLOCKS, "too many blocks");
     out.extend_from_slice(TABLE_MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&t.export_no.to_le_bytes());
     out.extend_from_slice(&(t.entries.len() as u32).to_le_bytes());
+    out.push(t.block_log2);
     out.extend_from_slice(&(t.namespace.len() as u16).to_le_bytes());
     out.extend_from_slice(t.namespace.as_bytes());
     for e in &t.entries {
@@ -119,6 +201,16 @@ pub fn encode_table(t: &SegTable) -> Vec<u8> {
         out.extend_from_slice(&e.crc.to_le_bytes());
         out.extend_from_slice(&(e.path.len() as u16).to_le_bytes());
         out.extend_from_slice(e.path.as_bytes());
+    }
+    for e in &t.entries {
+        assert_eq!(
+            e.block_crcs.len() as u64,
+            block_count(e.len, t.block_log2),
+            "block crcs do not match the file's length"
+        );
+        for c in &e.block_crcs {
+            out.extend_from_slice(&c.to_le_bytes());
+        }
     }
     out
 }
@@ -185,12 +277,21 @@ pub fn decode_table(b: &[u8], table_offset: u64, table_crc: u32) -> Result<SegTa
     if r.take(4)? != TABLE_MAGIC {
         return Err(DecodeError::BadMagic);
     }
-    check_version(u32_at(r.take(4)?, 0))?;
+    let version = check_version(u32_at(r.take(4)?, 0))?;
     let export_no = u64_at(r.take(8)?, 0);
     let count = u32_at(r.take(4)?, 0) as usize;
     if count > MAX_ENTRIES {
         return Err(DecodeError::LengthOutOfBounds(count as u64));
     }
+    let block_log2 = if version == VERSION_1 {
+        0
+    } else {
+        let b = r.take(1)?[0];
+        if !(MIN_BLOCK_LOG2..=MAX_BLOCK_LOG2).contains(&b) {
+            return Err(DecodeError::LengthOutOfBounds(b as u64));
+        }
+        b
+    };
     let namespace = r.str(MAX_NAMESPACE_LEN)?.to_owned();
     // Every entry takes at least ENTRY_FIXED_LEN bytes: never reserve more than fits.
     let mut entries = Vec::with_capacity(count.min((b.len() - r.pos()) / ENTRY_FIXED_LEN));
@@ -214,7 +315,25 @@ pub fn decode_table(b: &[u8], table_offset: u64, table_crc: u32) -> Result<SegTa
             offset,
             len,
             crc,
+            block_crcs: Vec::new(),
         });
+    }
+    if block_log2 != 0 {
+        // Counted before anything is allocated: the rest of the table must
+        // hold exactly this many CRCs.
+        let mut blocks = 0u64;
+        for e in &entries {
+            blocks = blocks.saturating_add(block_count(e.len, block_log2));
+        }
+        let rest = (b.len() - r.pos()) as u64;
+        if blocks > MAX_BLOCKS as u64 || blocks.saturating_mul(4) != rest {
+            return Err(DecodeError::LengthOutOfBounds(blocks));
+        }
+        for e in &mut entries {
+            let n = block_count(e.len, block_log2) as usize;
+            let raw = r.take(4 * n)?;
+            e.block_crcs = raw.chunks_exact(4).map(|c| u32_at(c, 0)).collect();
+        }
     }
     if r.pos() != b.len() {
         return Err(DecodeError::LengthOutOfBounds((b.len() - r.pos()) as u64));
@@ -222,13 +341,15 @@ pub fn decode_table(b: &[u8], table_offset: u64, table_crc: u32) -> Result<SegTa
     Ok(SegTable {
         export_no,
         namespace,
+        block_log2,
         entries,
     })
 }
 
-fn check_version(got: u32) -> Result<(), DecodeError> {
+/// The version, if this decoder reads it (1 or 2).
+fn check_version(got: u32) -> Result<u32, DecodeError> {
     match got {
-        VERSION => Ok(()),
+        VERSION | VERSION_1 => Ok(got),
         got => Err(DecodeError::Version {
             expected: VERSION,
             got,
@@ -265,18 +386,23 @@ mod tests {
         for (i, (f, off)) in files.iter().zip(&offsets).enumerate() {
             out.resize(*off as usize, 0);
             out.extend_from_slice(f);
+            let mut h = BlockHasher::new(MIN_BLOCK_LOG2);
+            h.update(f);
+            let (crc, block_crcs) = h.finish();
             entries.push(SegEntry {
                 file_id: 100 + i as u64,
                 path: format!("seg{i}.idx"),
                 offset: *off,
                 len: f.len() as u64,
-                crc: crc32fast::hash(f),
+                crc,
+                block_crcs,
             });
         }
         out.resize(table_offset as usize, 0);
         let t = SegTable {
             export_no: 17,
             namespace: "tenant-é".to_owned(),
+            block_log2: MIN_BLOCK_LOG2,
             entries,
         };
         let table = encode_table(&t);
@@ -301,10 +427,21 @@ mod tests {
         for e in &t.entries {
             let bytes = &f[e.offset as usize..(e.offset + e.len) as usize];
             assert_eq!(crc32fast::hash(bytes), e.crc);
+            let blocks: Vec<u32> = bytes
+                .chunks(1 << MIN_BLOCK_LOG2)
+                .map(crc32fast::hash)
+                .collect();
+            assert_eq!(blocks, e.block_crcs);
         }
+        assert_eq!(
+            t.entries[2].block_crcs.len(),
+            2,
+            "5000 bytes: two 4 KiB blocks"
+        );
         let empty = SegTable {
             export_no: 0,
             namespace: String::new(),
+            block_log2: BLOCK_LOG2,
             entries: vec![],
         };
         let table = encode_table(&empty);
@@ -366,14 +503,80 @@ mod tests {
         }
     }
 
+    /// A version 1 table (no block size, no block CRCs), as written until
+    /// 2026-11-28.
+    fn encode_table_v1(t: &SegTable) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(TABLE_MAGIC);
+        out.extend_from_slice(&VERSION_1.to_le_bytes());
+        out.extend_from_slice(&t.export_no.to_le_bytes());
+        out.extend_from_slice(&(t.entries.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(t.namespace.len() as u16).to_le_bytes());
+        out.extend_from_slice(t.namespace.as_bytes());
+        for e in &t.entries {
+            out.extend_from_slice(&e.file_id.to_le_bytes());
+            out.extend_from_slice(&e.offset.to_le_bytes());
+            out.extend_from_slice(&e.len.to_le_bytes());
+            out.extend_from_slice(&e.crc.to_le_bytes());
+            out.extend_from_slice(&(e.path.len() as u16).to_le_bytes());
+            out.extend_from_slice(e.path.as_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn version_1_tables_are_read_without_block_crcs() {
+        let (_, t) = sample();
+        let v1 = encode_table_v1(&t);
+        let got = decode_table(&v1, 1 << 20, crc32fast::hash(&v1)).unwrap();
+        assert_eq!(got.block_log2, 0);
+        assert!(got.entries.iter().all(|e| e.block_crcs.is_empty()));
+        let mut want = t.clone();
+        want.block_log2 = 0;
+        for e in &mut want.entries {
+            e.block_crcs.clear();
+        }
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn block_crcs_must_match_the_lengths() {
+        let (_, t) = sample();
+        let good = encode_table(&t);
+        // One CRC short, one too many, a block size out of range.
+        let mut short = good.clone();
+        short.truncate(good.len() - 4);
+        let mut long = good.clone();
+        long.extend_from_slice(&[0; 4]);
+        let mut bad_size = good.clone();
+        bad_size[TABLE_FIXED_LEN - 2] = MAX_BLOCK_LOG2 + 1;
+        for b in [short, long, bad_size] {
+            assert!(decode_table(&b, 1 << 20, crc32fast::hash(&b)).is_err());
+        }
+    }
+
+    #[test]
+    fn block_hasher_matches_any_split() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 31 % 253) as u8).collect();
+        let want: Vec<u32> = data.chunks(4096).map(crc32fast::hash).collect();
+        for step in [1, 7, 4096, 4097, 20_000] {
+            let mut h = BlockHasher::new(12);
+            for c in data.chunks(step) {
+                h.update(c);
+            }
+            assert_eq!(h.finish(), (crc32fast::hash(&data), want.clone()), "{step}");
+        }
+        assert_eq!(BlockHasher::new(12).finish(), (0, vec![]));
+    }
+
     #[test]
     fn wrong_version() {
         let (f, t) = sample();
         let mut table = encode_table(&t);
-        table[4..8].copy_from_slice(&2u32.to_le_bytes());
+        table[4..8].copy_from_slice(&3u32.to_le_bytes());
         let want = DecodeError::Version {
             expected: VERSION,
-            got: 2,
+            got: 3,
         };
         assert_eq!(
             decode_table(&table, 1 << 20, crc32fast::hash(&table)),
@@ -381,7 +584,7 @@ mod tests {
         );
         let mut tr = [0u8; TRAILER_LEN];
         tr.copy_from_slice(&f[f.len() - TRAILER_LEN..]);
-        tr[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&2u32.to_le_bytes());
+        tr[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&3u32.to_le_bytes());
         let crc = crc32fast::hash(&tr[..OFF_TRAILER_CRC]);
         tr[OFF_TRAILER_CRC..OFF_TRAILER_CRC + 4].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(decode_trailer(&tr, f.len() as u64), Err(want));

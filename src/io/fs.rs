@@ -306,6 +306,18 @@ impl ReadView for MmapView {
         }
     }
 
+    fn unmap(&self, range: Range<u64>) {
+        let page = page_size();
+        let start = range.start.div_ceil(page) * page;
+        let end = range.end / page * page;
+        // MADV_DONTNEED on a read-only *shared* file mapping only takes the
+        // pages out of this process; a later access faults the same bytes
+        // back in from the page cache.
+        if let Err(e) = self.madvise(start..end, libc::MADV_DONTNEED) {
+            log::debug!("madvise(DONTNEED) on {:?} failed: {e}", self.path);
+        }
+    }
+
     fn checksum(&self, range: Range<u64>) -> io::Result<u32> {
         let bytes = self.read(range.clone())?;
         let page = page_size();

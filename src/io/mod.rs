@@ -86,6 +86,11 @@ pub trait ReadView: Send + Sync + fmt::Debug {
     /// from the page cache. Slices still holding them keep working; they fault
     /// the same bytes back in. A hint (no-op where unsupported).
     fn release(&self, _range: Range<u64>) {}
+    /// This process is done reading `range` for now (it copied it): drop its
+    /// pages from this process's RSS; the page cache keeps them, so a later
+    /// read, here or through a slice still held, finds them there. A hint
+    /// (no-op where unsupported).
+    fn unmap(&self, _range: Range<u64>) {}
     /// The CRC-32 of the bytes in `range`, read so that nothing stays behind:
     /// pages that were not cached before leave the page cache again, and none
     /// stays in this process's RSS. (Default: an ordinary read.)
