@@ -98,6 +98,7 @@ pub mod testing {
 
 pub use directory::{Builder, JockyDirectory, Stats};
 pub use error::{Error, Result};
+pub use export::hot::PrefetchReport;
 pub use export::ExportReport;
 pub use policy::{Advice, AdvicePolicy, ExportPolicy, SyncPolicy, VerifyPolicy, WriteMode};
 pub use reclaim::ReclaimReport;

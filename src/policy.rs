@@ -69,22 +69,23 @@ impl SyncPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum WriteMode {
-    /// Direct I/O (`O_DIRECT`): buffers bypass the page cache, so indexing does
-    /// not fill it with container bytes that export will copy away anyway. A
-    /// partly filled last block is rewritten (same bytes) by the next write.
-    /// Falls back to [`WriteMode::Buffered`] where the file system refuses
-    /// `O_DIRECT`. The default: in `examples/compare_mmap.rs` (tantivy end to
-    /// end, same run as `MmapDirectory`) it indexed 1.16x and 1.07x as fast as
-    /// `MmapDirectory` in two runs where buffered writes gave 1.01x and 1.02x,
-    /// and its slowest 1 s window was higher (README, "Results").
-    #[default]
+    /// Direct I/O (`O_DIRECT`): buffers bypass the page cache. A partly filled
+    /// last block is rewritten (same bytes) by the next write. Falls back to
+    /// [`WriteMode::Buffered`] where the file system refuses `O_DIRECT`. What
+    /// it costs: fresh segments are not in the page cache when tantivy's
+    /// merges and the export read them, so they are read back from disk — in
+    /// `examples/compare_mmap.rs` (2026-11-28) 739 MB read for 1,021 MB
+    /// written, where `Buffered` read under 1 MB at the same docs/s. For a
+    /// disk whose page cache must stay free for other work.
     Direct,
     /// Buffered writes with smoothed write-back: every few MiB the writer starts
     /// write-back of what it just wrote (`sync_file_range`), so dirty pages never
     /// pile up into a write-back storm. The written pages stay in the page cache
     /// (as the files `MmapDirectory` writes do) until the file they hold is
-    /// deleted or exported: tantivy's merges and the export read fresh segments
-    /// from memory instead of reading them back from disk.
+    /// deleted or exported, when they are dropped from it: tantivy's merges and
+    /// the export read fresh segments from memory instead of reading them back
+    /// from disk. The default (see [`WriteMode::Direct`] for the measurement).
+    #[default]
     Buffered,
     /// No writer thread: each `append` writes its records (`pwrite`) before it
     /// returns. Deterministic; what the crash tests on simulated storage use.

@@ -1,9 +1,11 @@
-//! What checking exported files before serving them costs: open (directory +
-//! `Index::open` + reader) and the first query, cold (page cache dropped; needs
-//! root) and warm, for `MmapDirectory`, jocky with `VerifyPolicy::OnFirstRead`
-//! (the default) and jocky with `VerifyPolicy::OnRequest`, in the same run,
-//! alternating the order, medians over the rounds with min–max. Also the bytes
-//! read from disk and the folder's page cache afterwards.
+//! What opening an index costs: open (directory + `Index::open` + reader) and
+//! the first query, cold (page cache dropped; needs root) and warm, for
+//! `MmapDirectory`, jocky with `VerifyPolicy::OnFirstRead` (the default: each
+//! block checked on its first read), the same plus `JockyDirectory::prefetch`
+//! right after the directory opens (the segment files' hot ranges read ahead),
+//! and jocky with `VerifyPolicy::OnRequest`, in the same run, rotating the
+//! order, medians over the rounds with min–max. Also the bytes read from disk
+//! and the folder's page cache afterwards.
 //!
 //! `cargo run --release -p jocky-bench --example open_cost -- --docs 100000 --rounds 5`
 
@@ -30,6 +32,7 @@ struct Args {
 enum Side {
     Mmap,
     JockyFirstRead,
+    JockyPrefetch,
     JockyOnRequest,
 }
 
@@ -38,6 +41,7 @@ impl Side {
         match self {
             Side::Mmap => "MmapDirectory",
             Side::JockyFirstRead => "jocky, OnFirstRead (default)",
+            Side::JockyPrefetch => "jocky, OnFirstRead + prefetch()",
             Side::JockyOnRequest => "jocky, OnRequest",
         }
     }
@@ -46,17 +50,21 @@ impl Side {
 fn open_dir(side: Side, path: &Path) -> Box<dyn Directory> {
     match side {
         Side::Mmap => Box::new(MmapDirectory::open(path).unwrap()),
-        Side::JockyFirstRead | Side::JockyOnRequest => Box::new(
-            JockyDirectory::builder(path)
+        Side::JockyFirstRead | Side::JockyPrefetch | Side::JockyOnRequest => {
+            let dir = JockyDirectory::builder(path)
                 .export_policy(ExportPolicy::Manual)
-                .verify(if side == Side::JockyFirstRead {
-                    VerifyPolicy::OnFirstRead
-                } else {
+                .verify(if side == Side::JockyOnRequest {
                     VerifyPolicy::OnRequest
+                } else {
+                    VerifyPolicy::OnFirstRead
                 })
                 .open()
-                .unwrap(),
-        ),
+                .unwrap();
+            if side == Side::JockyPrefetch {
+                dir.prefetch().unwrap();
+            }
+            Box::new(dir)
+        }
     }
 }
 
@@ -131,13 +139,18 @@ fn main() {
         procstats::dir_size(&mmap_path).unwrap() as f64 / 1e6,
         procstats::dir_size(&jocky_path).unwrap() as f64 / 1e6
     );
-    let sides = [Side::Mmap, Side::JockyFirstRead, Side::JockyOnRequest];
+    let sides = [
+        Side::Mmap,
+        Side::JockyFirstRead,
+        Side::JockyPrefetch,
+        Side::JockyOnRequest,
+    ];
     let cold_ok = drop_caches();
     if !cold_ok {
         println!("cold runs skipped: cannot drop the page cache (needs root)");
     }
     // [side][cold?] -> samples
-    let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); 2]; 3];
+    let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); 2]; sides.len()];
     for round in 0..args.rounds {
         for k in 0..sides.len() {
             let i = (k + round) % sides.len(); // alternate who goes first
@@ -160,9 +173,9 @@ fn main() {
         args.rounds
     );
     println!(
-        "| side | warm open ms | warm first query ms | cold open ms | cold first query ms | read from disk, cold, MB | page cache after, cold, MB |"
+        "| side | warm open ms | warm first query ms | cold open ms | cold first query ms | cold open + first query ms | read from disk, cold, MB | page cache after, cold, MB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (i, side) in sides.iter().enumerate() {
         let col = |cold: usize, f: &dyn Fn(&Sample) -> f64| -> String {
             let mut v: Vec<f64> = samples[i][cold].iter().map(f).collect();
@@ -173,12 +186,13 @@ fn main() {
             format!("{m:.2} [{lo:.2}–{hi:.2}]")
         };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             side.name(),
             col(0, &|s| s.0),
             col(0, &|s| s.1),
             col(1, &|s| s.0),
             col(1, &|s| s.1),
+            col(1, &|s| s.0 + s.1),
             col(1, &|s| s.2 as f64 / 1e6),
             col(1, &|s| s.3 as f64 / 1e6),
         );

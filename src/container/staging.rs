@@ -4,6 +4,8 @@
 //! method here runs under the lock its caller holds (`active` where it takes
 //! `&mut Active`); the lock order is in the module docs of [`super`].
 
+use std::collections::BTreeMap;
+
 use super::writer::{align_down, Buf, Stage};
 use super::{Active, Container, Extent};
 use crate::error::{Error, Result};
@@ -170,15 +172,52 @@ impl Container {
     }
 
     /// Drops the pages of `extents` (a deleted or exported file's bytes) from
-    /// memory; see [`ReadView::release`]. Bytes not written yet are skipped.
+    /// memory: from this process's mapping (see [`ReadView::release`]) and,
+    /// since buffered writes leave what they wrote in the page cache, from the
+    /// page cache too (`POSIX_FADV_DONTNEED` through a descriptor opened for
+    /// the call: sealed container files keep none). Pages still dirty stay
+    /// until they are written back. Bytes not written yet are skipped.
     pub fn release(&self, extents: &[Extent]) {
+        let mut cached: BTreeMap<u64, Vec<std::ops::Range<u64>>> = BTreeMap::new();
+        {
+            let files = crate::sync::read(&self.files);
+            for x in extents {
+                if !self.writer.shared.is_written(x.file_no, x.offset + x.len) {
+                    continue;
+                }
+                if let Some(f) = files.get(&x.file_no) {
+                    f.view.release(x.offset..x.offset + x.len);
+                    cached
+                        .entry(x.file_no)
+                        .or_default()
+                        .push(x.offset..x.offset + x.len);
+                }
+            }
+        }
+        if self.opts.write_mode == WriteMode::Direct && lock(&self.active).direct {
+            // Direct writes leave nothing cached; what reads brought in was
+            // mapped, and the mapping's release took it.
+            return;
+        }
+        for (no, ranges) in cached {
+            match self.storage.open(&container_file_name(no)) {
+                Ok(file) => ranges.into_iter().for_each(|r| file.forget_cached(r)),
+                Err(e) => log::debug!("release: cannot open container file {no}: {e}"),
+            }
+        }
+    }
+
+    /// Reads `extents` ahead (`MADV_WILLNEED`; nobody waits). Bytes not
+    /// written yet are in memory already.
+    pub fn prefetch(&self, extents: &[Extent]) {
         let files = crate::sync::read(&self.files);
         for x in extents {
             if !self.writer.shared.is_written(x.file_no, x.offset + x.len) {
                 continue;
             }
             if let Some(f) = files.get(&x.file_no) {
-                f.view.release(x.offset..x.offset + x.len);
+                f.view
+                    .advise(x.offset..x.offset + x.len, crate::policy::Advice::WillNeed);
             }
         }
     }

@@ -177,7 +177,7 @@ impl Builder {
         self
     }
 
-    /// How appended records reach the disk (default [`WriteMode::Direct`]).
+    /// How appended records reach the disk (default [`WriteMode::Buffered`]).
     pub fn write_mode(mut self, mode: WriteMode) -> Self {
         self.write_mode = mode;
         self
@@ -409,6 +409,18 @@ impl JockyDirectory {
             .ensure_all()
             .expect("the snapshot's namespaces decode");
         self.engine.table().describe()
+    }
+
+    /// Reads ahead, without waiting, what opening this index and its first
+    /// queries will read: in each segment file, the ranges tantivy read when
+    /// the segment was opened at export time (footers, term dictionaries,
+    /// fieldnorms, the doc store's index: the segment file's "hot ranges");
+    /// files still in the container, whole. Call it right after opening a
+    /// cold index, before `Index::open`: the reads go to the disk together
+    /// instead of one page fault at a time. Segment files exported before
+    /// 2026-11-28 have no hot ranges.
+    pub fn prefetch(&self) -> Result<crate::PrefetchReport> {
+        crate::export::hot::prefetch(&self.engine, &self.ns)
     }
 
     /// Checks every exported file against the CRC in its segment file's table

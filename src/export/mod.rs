@@ -19,6 +19,7 @@
 //! Files that arrive after a segment was exported stay in the container too.
 
 mod handle;
+pub(crate) mod hot;
 pub(crate) mod segments;
 pub(crate) mod worker;
 
@@ -28,8 +29,8 @@ use crate::engine::{Engine, MaintenanceCounters};
 use crate::error::{Error, Result};
 use crate::format::record::{encode_export_entries, ExportEntry, Payload};
 use crate::format::segment_file::{
-    encode_table, encode_trailer, layout, segment_file_name, BlockHasher, SegEntry, SegTable,
-    BLOCK_LOG2, MAX_PATH_LEN,
+    encode_table, encode_trailer, layout, segment_file_name, BlockHasher, HotRange, SegEntry,
+    SegTable, BLOCK_LOG2, MAX_PATH_LEN,
 };
 use crate::io::{Storage, StorageFile};
 use crate::policy::{SyncPolicy, COMMIT_FILE};
@@ -161,7 +162,16 @@ impl Exporter<'_> {
             drop(appended);
         }
         self.0.container().sync()?;
-        let (file, len, table) = write_segment_file(self.0, &*storage, no, &group, sync)
+        let hot = {
+            let paths: Vec<&str> = group.files.iter().map(|(p, _)| p.as_str()).collect();
+            match paths[0].split_once('.') {
+                Some((id, _)) if paths.iter().all(|p| p.starts_with(&format!("{id}."))) => {
+                    hot::record(self.0, &group.ns, id, &paths)
+                }
+                _ => Vec::new(),
+            }
+        };
+        let (file, len, table) = write_segment_file(self.0, &*storage, no, &group, hot, sync)
             .map_err(|e| Error::io(&path, e))?;
         if sync {
             storage.sync_dir().map_err(|e| Error::io(&path, e))?;
@@ -306,6 +316,7 @@ fn write_segment_file(
     storage: &dyn Storage,
     no: u64,
     group: &Group,
+    hot: Vec<HotRange>,
     sync: bool,
 ) -> std::io::Result<(std::sync::Arc<dyn StorageFile>, u64, SegTable)> {
     let lens: Vec<u64> = group.files.iter().map(|(_, e)| e.len).collect();
@@ -347,6 +358,7 @@ fn write_segment_file(
             namespace: group.ns.clone(),
             block_log2: BLOCK_LOG2,
             entries,
+            hot,
         };
         let mut tail = encode_table(&table);
         let trailer = encode_trailer(table_offset, &tail);

@@ -267,6 +267,25 @@ impl SegmentSet {
         }
     }
 
+    /// Reads the hot ranges of segment file `no` ahead (`MADV_WILLNEED`:
+    /// the kernel starts reading them, nobody waits). Returns (ranges, bytes).
+    pub fn prefetch(&self, no: u64) -> (usize, u64) {
+        let Some((view, checks)) = crate::sync::read(&self.map)
+            .get(&no)
+            .map(|m| (m.view.clone(), m.checks.clone()))
+        else {
+            return (0, 0);
+        };
+        let t = &checks.table;
+        let mut bytes = 0;
+        for h in &t.hot {
+            let start = t.entries[h.entry as usize].offset + h.offset;
+            view.advise(start..start + h.len, crate::policy::Advice::WillNeed);
+            bytes += h.len;
+        }
+        (t.hot.len(), bytes)
+    }
+
     /// Drops the pages of a deleted file's range of segment file `no`.
     pub fn release(&self, no: u64, range: Range<u64>) {
         let map = crate::sync::read(&self.map);

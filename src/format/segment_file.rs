@@ -21,6 +21,11 @@
 //! block crcs (version 2 only): for each entry in order, ceil(len / 2^block_log2)
 //!          x u32, the crc32fast of each 2^block_log2-byte block of the file (the
 //!          last one shorter); at most MAX_BLOCKS in all
+//! hot_count u32 (<= MAX_HOT; version 2 only)
+//! hot_count x: entry u32 (< count) | offset u64 | len u64 (offset + len <=
+//!          the entry's len): the ranges tantivy reads when it opens the
+//!          segment (footers, term dictionaries, fieldnorms, the doc store's
+//!          index), recorded at export; what `prefetch` reads ahead
 //! ```
 //!
 //! The block CRCs let a reader check only the blocks it reads, when it first
@@ -53,12 +58,16 @@ pub const MAX_NAMESPACE_LEN: usize = 255;
 pub const VERSION: u32 = 2;
 /// The first version, without block CRCs; still read.
 pub const VERSION_1: u32 = 1;
-/// Block size written by [`block_crcs`] callers: 64 KiB.
+/// Block size export writes: 64 KiB.
 pub const BLOCK_LOG2: u8 = 16;
 pub const MIN_BLOCK_LOG2: u8 = 12;
 pub const MAX_BLOCK_LOG2: u8 = 30;
 /// Most block CRCs in one table (1 TiB of files at 64 KiB blocks).
 pub const MAX_BLOCKS: usize = 1 << 24;
+/// Most hot ranges in one table.
+pub const MAX_HOT: usize = 65_536;
+/// Bytes of one hot range: entry, offset, len.
+const HOT_LEN: usize = 4 + 8 + 8;
 pub const TABLE_MAGIC: &[u8; 4] = b"JSGT";
 pub const TRAILER_MAGIC: &[u8; 8] = b"JOCKYSEG";
 /// Table bytes before the namespace: magic, version, export_no, count, ns_len
@@ -71,7 +80,9 @@ pub const MAX_TABLE_LEN: u64 = (TABLE_FIXED_LEN
     + 1
     + MAX_NAMESPACE_LEN
     + MAX_ENTRIES * (ENTRY_FIXED_LEN + MAX_PATH_LEN)
-    + 4 * MAX_BLOCKS) as u64;
+    + 4 * MAX_BLOCKS
+    + 4
+    + HOT_LEN * MAX_HOT) as u64;
 
 const OFF_TABLE_OFFSET: usize = 0;
 const OFF_TABLE_LEN: usize = 8;
@@ -99,6 +110,19 @@ pub struct SegTable {
     /// table (no block CRCs: files are checked whole).
     pub block_log2: u8,
     pub entries: Vec<SegEntry>,
+    /// Ranges read when the segment is opened (empty in a version 1 table).
+    pub hot: Vec<HotRange>,
+}
+
+/// A range of one file of a segment file that tantivy reads when it opens
+/// the segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HotRange {
+    /// The file's index in the table's entries.
+    pub entry: u32,
+    /// Offset within the file.
+    pub offset: u64,
+    pub len: u64,
 }
 
 /// How many blocks of `1 << block_log2` bytes a file of `len` bytes has.
@@ -212,6 +236,18 @@ pub fn encode_table(t: &SegTable) -> Vec<u8> {
             out.extend_from_slice(&c.to_le_bytes());
         }
     }
+    assert!(t.hot.len() <= MAX_HOT, "too many hot ranges");
+    out.extend_from_slice(&(t.hot.len() as u32).to_le_bytes());
+    for h in &t.hot {
+        let e = &t.entries[h.entry as usize];
+        assert!(
+            h.offset.checked_add(h.len).is_some_and(|end| end <= e.len),
+            "hot range outside its file"
+        );
+        out.extend_from_slice(&h.entry.to_le_bytes());
+        out.extend_from_slice(&h.offset.to_le_bytes());
+        out.extend_from_slice(&h.len.to_le_bytes());
+    }
     out
 }
 
@@ -318,21 +354,37 @@ pub fn decode_table(b: &[u8], table_offset: u64, table_crc: u32) -> Result<SegTa
             block_crcs: Vec::new(),
         });
     }
+    let mut hot = Vec::new();
     if block_log2 != 0 {
         // Counted before anything is allocated: the rest of the table must
-        // hold exactly this many CRCs.
+        // hold this many CRCs and the hot ranges.
         let mut blocks = 0u64;
         for e in &entries {
             blocks = blocks.saturating_add(block_count(e.len, block_log2));
         }
         let rest = (b.len() - r.pos()) as u64;
-        if blocks > MAX_BLOCKS as u64 || blocks.saturating_mul(4) != rest {
+        if blocks > MAX_BLOCKS as u64 || blocks.saturating_mul(4) > rest {
             return Err(DecodeError::LengthOutOfBounds(blocks));
         }
         for e in &mut entries {
             let n = block_count(e.len, block_log2) as usize;
             let raw = r.take(4 * n)?;
             e.block_crcs = raw.chunks_exact(4).map(|c| u32_at(c, 0)).collect();
+        }
+        let n = r.u32()? as usize;
+        if n > MAX_HOT || n * HOT_LEN != b.len() - r.pos() {
+            return Err(DecodeError::LengthOutOfBounds(n as u64));
+        }
+        hot.reserve(n);
+        for _ in 0..n {
+            let (entry, offset, len) = (r.u32()?, r.u64()?, r.u64()?);
+            let fits = entries
+                .get(entry as usize)
+                .is_some_and(|e| offset.checked_add(len).is_some_and(|end| end <= e.len));
+            if !fits {
+                return Err(DecodeError::LengthOutOfBounds(offset));
+            }
+            hot.push(HotRange { entry, offset, len });
         }
     }
     if r.pos() != b.len() {
@@ -343,6 +395,7 @@ pub fn decode_table(b: &[u8], table_offset: u64, table_crc: u32) -> Result<SegTa
         namespace,
         block_log2,
         entries,
+        hot,
     })
 }
 
@@ -404,6 +457,18 @@ mod tests {
             namespace: "tenant-é".to_owned(),
             block_log2: MIN_BLOCK_LOG2,
             entries,
+            hot: vec![
+                HotRange {
+                    entry: 0,
+                    offset: 2,
+                    len: 8,
+                },
+                HotRange {
+                    entry: 2,
+                    offset: 4000,
+                    len: 1000,
+                },
+            ],
         };
         let table = encode_table(&t);
         out.extend_from_slice(&table);
@@ -443,6 +508,7 @@ mod tests {
             namespace: String::new(),
             block_log2: BLOCK_LOG2,
             entries: vec![],
+            hot: vec![],
         };
         let table = encode_table(&empty);
         assert_eq!(decode_table(&table, 0, crc32fast::hash(&table)), Ok(empty));
@@ -533,6 +599,7 @@ mod tests {
         assert!(got.entries.iter().all(|e| e.block_crcs.is_empty()));
         let mut want = t.clone();
         want.block_log2 = 0;
+        want.hot.clear();
         for e in &mut want.entries {
             e.block_crcs.clear();
         }
@@ -540,17 +607,27 @@ mod tests {
     }
 
     #[test]
-    fn block_crcs_must_match_the_lengths() {
+    fn block_crcs_and_hot_ranges_must_fit() {
         let (_, t) = sample();
         let good = encode_table(&t);
-        // One CRC short, one too many, a block size out of range.
+        // A byte short, one too many, a block size out of range, a hot range
+        // past its file's end or naming no file.
         let mut short = good.clone();
-        short.truncate(good.len() - 4);
+        short.truncate(good.len() - 1);
         let mut long = good.clone();
         long.extend_from_slice(&[0; 4]);
         let mut bad_size = good.clone();
         bad_size[TABLE_FIXED_LEN - 2] = MAX_BLOCK_LOG2 + 1;
-        for b in [short, long, bad_size] {
+        let hot_len_at = good.len() - 8;
+        let mut hot_past = good.clone();
+        hot_past[hot_len_at..].copy_from_slice(&1001u64.to_le_bytes());
+        let hot_entry_at = good.len() - 20;
+        let mut hot_nowhere = good.clone();
+        hot_nowhere[hot_entry_at..hot_entry_at + 4].copy_from_slice(&4u32.to_le_bytes());
+        let mut good_again = good.clone();
+        good_again[hot_len_at..].copy_from_slice(&1000u64.to_le_bytes());
+        assert!(decode_table(&good_again, 1 << 20, crc32fast::hash(&good_again)).is_ok());
+        for b in [short, long, bad_size, hot_past, hot_nowhere] {
             assert!(decode_table(&b, 1 << 20, crc32fast::hash(&b)).is_err());
         }
     }

@@ -219,8 +219,16 @@ impl StorageFile for FsFile {
                 | libc::SYNC_FILE_RANGE_WRITE
                 | libc::SYNC_FILE_RANGE_WAIT_AFTER,
         );
+        self.forget_cached(range);
+    }
+
+    fn forget_cached(&self, range: Range<u64>) {
+        if range.end <= range.start {
+            return;
+        }
         // SAFETY: posix_fadvise on a descriptor we own, integer arguments only;
-        // it changes what is cached, never the file's bytes.
+        // it changes what is cached, never the file's bytes. Linux keeps the
+        // partial pages at both ends (a neighbour's bytes stay cached).
         let rc = unsafe {
             libc::posix_fadvise(
                 self.file.as_raw_fd(),

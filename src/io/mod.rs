@@ -68,6 +68,9 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// Waits for write-back of `range` and drops its pages from the page cache
     /// (a hint; pages mapped by someone stay).
     fn drop_cached(&self, _range: Range<u64>) {}
+    /// Drops the clean pages of `range` from the page cache without waiting
+    /// for anything (a hint; dirty pages and pages mapped by someone stay).
+    fn forget_cached(&self, _range: Range<u64>) {}
 }
 
 /// The alignment direct I/O asks of offsets, lengths and buffers. 4096 covers

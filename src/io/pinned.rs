@@ -58,6 +58,9 @@ impl StorageFile for AtLength {
     fn drop_cached(&self, range: Range<u64>) {
         self.inner.drop_cached(range)
     }
+    fn forget_cached(&self, range: Range<u64>) {
+        self.inner.forget_cached(range)
+    }
 }
 
 /// See the module docs.

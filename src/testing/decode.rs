@@ -64,3 +64,25 @@ pub fn decode_segment_file(bytes: &[u8]) -> Option<usize> {
         .ok()
         .map(|t| t.entries.len())
 }
+
+/// The hot ranges of a whole segment file: `(path, offset within the file,
+/// len, the file's len)` each, if its trailer and table decode.
+pub fn segment_hot_ranges(bytes: &[u8]) -> Option<Vec<(String, u64, u64, u64)>> {
+    if bytes.len() < TRAILER_LEN {
+        return None;
+    }
+    let (table_offset, table_len, table_crc) =
+        decode_trailer(&bytes[bytes.len() - TRAILER_LEN..], bytes.len() as u64).ok()?;
+    let start = usize::try_from(table_offset).ok()?;
+    let end = start.checked_add(usize::try_from(table_len).ok()?)?;
+    let t = decode_table(bytes.get(start..end)?, table_offset, table_crc).ok()?;
+    Some(
+        t.hot
+            .iter()
+            .map(|h| {
+                let e = &t.entries[h.entry as usize];
+                (e.path.clone(), h.offset, h.len, e.len)
+            })
+            .collect(),
+    )
+}
