@@ -48,6 +48,9 @@ pub(crate) struct Engine {
     /// once the namespace was removed since. Read and changed under
     /// `log_order`.
     removals: Mutex<HashMap<String, u64>>,
+    /// Per namespace, how many of its files have a writer open (tantivy is
+    /// indexing or merging there).
+    writers: Mutex<HashMap<String, usize>>,
     /// Atomic writes appended but not yet in the table (being made durable),
     /// by id. A later create, atomic write or delete of the same path, or the
     /// removal of the namespace, marks them superseded: the log says they are
@@ -74,6 +77,9 @@ pub(crate) struct MaintenanceCounters {
     pub segment_files_removed: AtomicU64,
     pub bytes_copied_forward: AtomicU64,
     pub background_errors: AtomicU64,
+    /// Bytes copied to serve reads that span container extents (shared with
+    /// the handles, which may outlive the engine).
+    pub read_bytes_assembled: Arc<AtomicU64>,
 }
 
 impl MaintenanceCounters {
@@ -334,6 +340,7 @@ impl Engine {
             maintenance: Mutex::new(()),
             log_order: Mutex::new(()),
             removals: Mutex::new(HashMap::new()),
+            writers: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             worker: Worker::default(),
             counters: MaintenanceCounters::default(),
@@ -353,6 +360,28 @@ impl Engine {
     /// tantivy's locks, in memory.
     pub fn locks(&self) -> &Arc<LockTable> {
         &self.locks
+    }
+
+    /// A writer of a file of `ns` was opened (see [`Engine::is_writing`]).
+    pub fn writer_opened(&self, ns: &str) {
+        *lock(&self.writers).entry(ns.to_string()).or_default() += 1;
+    }
+
+    /// That writer was dropped.
+    pub fn writer_closed(&self, ns: &str) {
+        let mut w = lock(&self.writers);
+        if let Some(n) = w.get_mut(ns) {
+            *n -= 1;
+            if *n == 0 {
+                w.remove(ns);
+            }
+        }
+    }
+
+    /// Whether a file of `ns` has a writer open: tantivy is indexing or
+    /// merging in it.
+    pub fn is_writing(&self, ns: &str) -> bool {
+        lock(&self.writers).contains_key(ns)
     }
 
     /// What export and reclamation did since open.
@@ -719,7 +748,10 @@ impl Engine {
         loop {
             let read = match &entry.loc {
                 Location::Container(extents) => self.read_extents(extents).map(|b| {
-                    Arc::new(crate::directory::ExtentsHandle::new(b))
+                    Arc::new(crate::directory::ExtentsHandle::counted(
+                        b,
+                        self.counters.read_bytes_assembled.clone(),
+                    ))
                         as Arc<dyn tantivy::directory::FileHandle>
                 }),
                 Location::Segment { export_no, offset } => self

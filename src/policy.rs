@@ -143,7 +143,12 @@ pub enum ExportPolicy {
     WhenQuiet {
         /// Segments smaller than this stay in the container.
         min_segment_bytes: u64,
-        /// How long without a commit counts as quiet.
+        /// How long without a commit counts as quiet: at least this, or
+        /// twice the median of the last gaps between commits if that is
+        /// longer (at most ten times this), so that a bulk load committing
+        /// every few seconds does not export between two of its commits. A
+        /// tenant with a file being written (indexing or merging) is not
+        /// quiet either: its export waits for the next quiet period.
         quiet: std::time::Duration,
     },
 }

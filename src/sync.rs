@@ -12,7 +12,13 @@
 //!
 //! engine.log_order → engine.removals / engine.pending (leaves)
 //! engine.table (read or write) → container.files / segments.map
+//! engine.writers (leaf: taken alone)
 //! ```
+//!
+//! `engine.table` is a `RwLock` that prefers writers: a thread holding it for
+//! reading must not take it again (a waiting writer in between deadlocks
+//! both). Loops over a lookup's result bind the result first, so that the
+//! guard is gone before the body runs (`export/hot.rs` had this bug).
 //!
 //! `engine.table` is never held across a call that writes, syncs, rotates or
 //! waits for write-queue space: a change that depends on the table's state

@@ -73,12 +73,22 @@ fn open_candidate(path: &Path) -> BoxResult<Box<dyn Directory>> {
     if let Some(mode) = WRITE_MODE.get().copied().flatten() {
         builder = builder.write_mode(mode);
     }
+    if let Some(kb) = WRITE_BUFFER_KB.get().copied().flatten() {
+        builder = builder.write_buffer((64 << 10).min(kb << 10), kb << 10);
+    }
+    if let Some(mb) = WRITE_QUEUE_MB.get().copied().flatten() {
+        builder = builder.write_queue(mb << 20);
+    }
     if let Some(mb) = EXPORT_MIN_MB.get().copied().flatten() {
         builder = builder.export_policy(jocky::ExportPolicy::OnCommit {
             min_segment_bytes: mb << 20,
         });
     }
-    Ok(Box::new(builder.open()?))
+    let dir = builder.open()?;
+    // Kept until the background work is done, so that its counters (exports,
+    // copies forward) are the indexing run's.
+    *INDEXING_DIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.clone());
+    Ok(Box::new(dir))
 }
 
 /// `--write-mode`, when given.
@@ -92,6 +102,15 @@ fn parse_write_mode(s: &str) -> Result<jocky::WriteMode, String> {
         _ => Err(format!("{s:?}: expected buffered, direct or inline")),
     }
 }
+
+/// The jocky directory of the indexing run under way (see `open_candidate`).
+static INDEXING_DIR: std::sync::Mutex<Option<jocky::JockyDirectory>> =
+    std::sync::Mutex::new(None);
+
+/// `--write-buffer-kb`, when given.
+static WRITE_BUFFER_KB: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+/// `--write-queue-mb`, when given.
+static WRITE_QUEUE_MB: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
 
 /// `--export-min-mb`, when given.
 static EXPORT_MIN_MB: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
@@ -154,6 +173,12 @@ struct Args {
     /// library's default).
     #[arg(long, value_parser = parse_write_mode)]
     write_mode: Option<jocky::WriteMode>,
+    /// jocky's per-file write buffer at most, KiB (default: the library's).
+    #[arg(long)]
+    write_buffer_kb: Option<usize>,
+    /// jocky's write queue, MiB (default: the library's).
+    #[arg(long)]
+    write_queue_mb: Option<usize>,
     /// Leave out the RamDirectory side (the floor no directory can beat).
     #[arg(long)]
     no_ram: bool,
@@ -198,6 +223,8 @@ impl Kind {
 /// Everything measured for one directory in one round.
 #[derive(Debug, Clone)]
 struct Measurement {
+    /// jocky: what its background work did (exports, copies forward).
+    background: String,
     index_secs: f64,
     docs_per_sec: f64,
     input_mb_per_sec: f64,
@@ -477,6 +504,8 @@ fn main() {
 
 fn run(args: &Args) -> BoxResult<()> {
     let _ = EXPORT_MIN_MB.set(args.export_min_mb);
+    let _ = WRITE_BUFFER_KB.set(args.write_buffer_kb);
+    let _ = WRITE_QUEUE_MB.set(args.write_queue_mb);
     let _ = WRITE_MODE.set(args.write_mode);
     if args.rounds == 0 || args.threads == 0 || args.query_repeats == 0 {
         return Err("--rounds, --threads and --query-repeats must be at least 1".into());
@@ -530,12 +559,16 @@ fn run(args: &Args) -> BoxResult<()> {
         args.rounds
     );
     println!(
-        "jocky: write mode {:?}, export {}",
+        "jocky: write mode {:?}, export {}, write buffer {}, write queue {}",
         args.write_mode.unwrap_or_default(),
         match args.export_min_mb {
             Some(mb) => format!("after each commit, segments of at least {mb} MiB"),
             None => "default policy".into(),
-        }
+        },
+        args.write_buffer_kb
+            .map_or("default".into(), |kb| format!("{kb} KiB")),
+        args.write_queue_mb
+            .map_or("default".into(), |mb| format!("{mb} MiB")),
     );
 
     // Untimed warm-up: the first indexing run of a process creates the allocator's
@@ -602,6 +635,9 @@ fn run(args: &Args) -> BoxResult<()> {
                 m.page_cache_peak_mb,
                 m.page_cache_end_mb
             );
+            if !m.background.is_empty() {
+                println!("round {round} {:<9}: {}", kind.name(), m.background);
+            }
             if !args.keep {
                 fs::remove_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             }
@@ -764,9 +800,25 @@ fn measure(
     // jocky exports committed segments and reclaims space in the background: let it
     // finish so that bytes written and disk use include it.
     let tail = Instant::now();
+    let mut background = String::new();
     if kind == Kind::Candidate {
         let dir = jocky::JockyDirectory::open(path)?;
         dir.wait_for_background_work();
+        let st = dir.stats();
+        background = format!(
+            "exported {} segment files ({:.0} MB), copied {:.0} MB forward, {:.0} MB copied \
+             to serve reads across extents",
+            st.segments_exported,
+            mb(st.bytes_exported),
+            mb(st.bytes_copied_forward),
+            mb(st.read_bytes_assembled)
+        );
+        drop(dir);
+        // The search below opens the folder afresh.
+        INDEXING_DIR
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
     let background_tail_secs = tail.elapsed().as_secs_f64();
     let written = procstats::io_write_bytes().saturating_sub(written_before);
@@ -828,6 +880,7 @@ fn measure(
         net_written_mb: mb(written.saturating_sub(cancelled)),
         write_amplification: written.saturating_sub(cancelled) as f64 / text_bytes as f64,
         background_tail_secs,
+        background,
         peak_fds: peak_fds.saturating_sub(index_base.fds) as f64,
         peak_maps: peak_maps.saturating_sub(index_base.mappings) as f64,
         peak_rss_mb: mb(peak_rss.saturating_sub(index_base.rss)),

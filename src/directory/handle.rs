@@ -4,6 +4,8 @@
 
 use std::io;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use ownedbytes::OwnedBytes;
 use tantivy::directory::FileHandle;
@@ -14,6 +16,8 @@ pub(crate) struct ExtentsHandle {
     /// `(offset in the file, bytes)`, in file order.
     parts: Vec<(usize, OwnedBytes)>,
     len: usize,
+    /// Where the bytes copied for reads across extents are counted.
+    assembled: Option<Arc<AtomicU64>>,
 }
 
 impl ExtentsHandle {
@@ -28,7 +32,19 @@ impl ExtentsHandle {
             parts.push((len, b));
             len += n;
         }
-        ExtentsHandle { parts, len }
+        ExtentsHandle {
+            parts,
+            len,
+            assembled: None,
+        }
+    }
+
+    /// Counts into `assembled` the bytes copied to serve reads across extents.
+    pub fn counted(bytes: Vec<OwnedBytes>, assembled: Arc<AtomicU64>) -> ExtentsHandle {
+        ExtentsHandle {
+            assembled: Some(assembled),
+            ..ExtentsHandle::new(bytes)
+        }
     }
 }
 
@@ -54,6 +70,9 @@ impl FileHandle for ExtentsHandle {
         let (off, bytes) = &self.parts[i];
         if range.end <= off + bytes.len() {
             return Ok(bytes.slice(range.start - off..range.end - off));
+        }
+        if let Some(c) = &self.assembled {
+            c.fetch_add(range.len() as u64, Ordering::Relaxed);
         }
         let mut out = Vec::with_capacity(range.len());
         for (off, bytes) in &self.parts[i..] {

@@ -108,6 +108,11 @@ pub struct Stats {
     pub bytes_copied_forward: u64,
     /// Background export or reclamation passes that failed (see the log).
     pub background_errors: u64,
+    /// Bytes copied to serve reads of container files that span two or more
+    /// of their extents (each such read allocates a buffer of its size;
+    /// reads within one extent, and all reads of exported files, are
+    /// zero-copy).
+    pub read_bytes_assembled: u64,
     /// Bytes cut off the newest container file on open as a torn tail
     /// (written, never acknowledged as durable; also logged as a warning).
     pub tail_bytes_cut_on_open: u64,
@@ -466,6 +471,7 @@ pub(crate) fn stats_of(engine: &Engine) -> Stats {
         mappings: c.mappings + segment_files,
         poisoned: c.poisoned,
         write_buffer_bytes_peak: c.write_buffer_bytes_peak,
+        read_bytes_assembled: m.read_bytes_assembled.load(Relaxed),
         files_dropped_on_open: engine.dropped_on_open(),
         segment_files,
         segment_bytes,
@@ -541,6 +547,7 @@ impl Directory for JockyDirectory {
         };
         let writer = FileWriter::new(
             self.engine.clone(),
+            self.ns.clone(),
             id,
             path.to_path_buf(),
             self.opts.min_chunk,

@@ -14,6 +14,8 @@ use super::registry::Owner;
 
 pub(crate) struct FileWriter {
     engine: Arc<Owner>,
+    /// The namespace, counted as being written while this writer lives.
+    ns: Arc<str>,
     id: u64,
     path: PathBuf,
     buf: Vec<u8>,
@@ -26,13 +28,16 @@ pub(crate) struct FileWriter {
 impl FileWriter {
     pub fn new(
         engine: Arc<Owner>,
+        ns: Arc<str>,
         id: u64,
         path: PathBuf,
         min_chunk: usize,
         max_chunk: usize,
     ) -> FileWriter {
+        engine.writer_opened(&ns);
         FileWriter {
             engine,
+            ns,
             id,
             path,
             buf: Vec::new(),
@@ -109,5 +114,6 @@ impl Drop for FileWriter {
                 log::warn!("dropping unterminated {:?}: {e}", self.path);
             }
         }
+        self.engine.writer_closed(&self.ns);
     }
 }

@@ -61,6 +61,19 @@ impl Exporter<'_> {
     /// Exports every committed segment of every namespace that is still in the
     /// container, whatever its size (`min_bytes` 0) or from the policy's minimum.
     pub fn export_committed(&self, min_bytes: u64) -> Result<ExportReport> {
+        self.export(min_bytes, false)
+    }
+
+    /// The background pass after a quiet period: as [`Self::export_committed`],
+    /// but a namespace with a file being written is left for the next pass
+    /// (its writer is indexing or merging: the segments it has now are likely
+    /// to be merged away soon, and exporting them would write them twice
+    /// more). The merge's end writes `meta.json`, which arms the next pass.
+    pub fn export_quiet(&self, min_bytes: u64) -> Result<ExportReport> {
+        self.export(min_bytes, true)
+    }
+
+    fn export(&self, min_bytes: u64, skip_busy: bool) -> Result<ExportReport> {
         let _pass = self.0.maintenance_pass();
         let mut report = ExportReport::default();
         // Only tenants with something in the container to move: a pass costs
@@ -68,6 +81,9 @@ impl Exporter<'_> {
         let namespaces = self.0.table().namespaces_to_export();
         for ns in namespaces {
             self.0.ensure_ns(&ns)?;
+            if skip_busy && self.0.is_writing(&ns) {
+                continue;
+            }
             for group in self.plan(&ns, min_bytes) {
                 self.export_group(group, &mut report)?;
             }
@@ -262,6 +278,9 @@ impl worker::Maintained for Engine {
     fn maintain(&self, export_min: Option<u64>, idle: bool) {
         let result = match export_min {
             None => crate::reclaim::Reclaimer(self).reclaim().map(|_| ()),
+            Some(min) if idle => Exporter(self)
+                .export_quiet(min)
+                .and_then(|_| crate::reclaim::Reclaimer(self).reclaim().map(|_| ())),
             Some(min) => Exporter(self)
                 .export_committed(min)
                 .and_then(|_| crate::reclaim::Reclaimer(self).reclaim().map(|_| ())),
@@ -333,8 +352,7 @@ fn write_segment_file(
             let mut at = *offset;
             // One extent at a time, each taken out of our RSS once copied:
             // a segment's worth of container pages never piles up in the
-            // process (the page cache keeps them until the export's record
-            // is durable and they are released).
+            // process.
             for x in extents {
                 let part: OwnedBytes = engine.container().read(*x)?;
                 file.write_at(at, part.as_slice())?;

@@ -3,7 +3,11 @@
 //! committed segments and reclaims space. Commits only raise a flag (the queue is
 //! one bit deep: many commits while a pass runs cause one more pass, never a
 //! backlog). Under `WhenQuiet` a commit triggers reclamation at once and export
-//! once no commit has come for the quiet period. The thread holds the engine
+//! once no commit has come for the quiet period — stretched to twice the recent
+//! gap between commits ([`quiet_period`]): a bulk load that commits every few
+//! seconds is not "quiet" between two of its commits, and exporting its fresh
+//! segments there would write most of them twice more (export, then the merge
+//! that replaces them). The thread holds the engine
 //! weakly and ends once the engine is dropped.
 
 use crate::sync::lock;
@@ -16,6 +20,10 @@ struct State {
     /// An export waits for the quiet period to pass.
     export_due: bool,
     last_commit: Instant,
+    /// Commits seen (the first has no gap before it).
+    commits: u64,
+    /// The last gaps between commits, oldest first.
+    gaps: std::collections::VecDeque<Duration>,
     /// A pass is under way.
     busy: bool,
     /// The thread is alive.
@@ -30,6 +38,8 @@ impl Default for State {
             pending: false,
             export_due: false,
             last_commit: Instant::now(),
+            commits: 0,
+            gaps: std::collections::VecDeque::new(),
             busy: false,
             running: false,
             stop: false,
@@ -41,6 +51,23 @@ impl Default for State {
 pub(crate) struct Worker {
     state: Arc<(Mutex<State>, Condvar)>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// How many gaps between commits [`quiet_period`] looks at.
+const GAPS_KEPT: usize = 8;
+
+/// The quiet period `WhenQuiet` waits for: at least `quiet`, twice the median
+/// of the recent gaps between commits if that is longer, at most ten times
+/// `quiet` (a server that commits steadily every minute still exports, after
+/// 20 s by default).
+pub(crate) fn quiet_period(quiet: Duration, gaps: &std::collections::VecDeque<Duration>) -> Duration {
+    if gaps.is_empty() {
+        return quiet;
+    }
+    let mut sorted: Vec<Duration> = gaps.iter().copied().collect();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
+    quiet.max(median * 2).min(quiet * 10)
 }
 
 /// How often an idle thread checks whether its engine is gone.
@@ -73,6 +100,14 @@ impl Worker {
             return;
         }
         s.pending = true;
+        if s.commits > 0 {
+            let gap = s.last_commit.elapsed();
+            if s.gaps.len() == GAPS_KEPT {
+                s.gaps.pop_front();
+            }
+            s.gaps.push_back(gap);
+        }
+        s.commits += 1;
         s.last_commit = Instant::now();
         if s.running {
             cv.notify_all();
@@ -153,6 +188,7 @@ fn run<T: Maintained>(
                 }
                 let wait = match (s.export_due, quiet) {
                     (true, Some(q)) => {
+                        let q = quiet_period(q, &s.gaps);
                         let since = s.last_commit.elapsed();
                         if since >= q {
                             s.export_due = false;
@@ -189,5 +225,27 @@ fn run<T: Maintained>(
         drop(engine);
         lock(m).busy = false;
         cv.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    #[test]
+    fn the_quiet_period_stretches_to_twice_the_gap_between_commits() {
+        let q = Duration::from_secs(2);
+        let s = Duration::from_secs;
+        let gaps = |v: &[u64]| v.iter().map(|x| s(*x)).collect::<VecDeque<_>>();
+        // No commits yet, or fast ones: the configured period.
+        assert_eq!(quiet_period(q, &gaps(&[])), q);
+        assert_eq!(quiet_period(q, &VecDeque::from([Duration::from_millis(100); 8])), q);
+        // A bulk load committing every 3-4 s: quiet means 7 s without one.
+        assert_eq!(quiet_period(q, &gaps(&[3, 4, 3, 4, 4, 3, 60])), s(8));
+        // One long pause does not stretch it (the median ignores it).
+        assert_eq!(quiet_period(q, &gaps(&[1, 1, 1, 300])), q);
+        // Steady commits every minute: capped at ten times the period.
+        assert_eq!(quiet_period(q, &gaps(&[60, 60, 60])), s(20));
     }
 }
