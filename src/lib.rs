@@ -36,7 +36,10 @@
 //! - The policies ([`SyncPolicy`], [`WriteMode`], [`ExportPolicy`],
 //!   [`AdvicePolicy`]/[`Advice`]): when to fsync, how to write, when to export,
 //!   which access advice.
-//! - [`Stats`], [`ExportReport`] and [`ReclaimReport`]: what happened.
+//! - [`Stats`], [`ExportReport`], [`ReclaimReport`] and [`PrefetchReport`]: what
+//!   happened.
+//! - [`JockyDirectory::prefetch`]: after a cold open, reads ahead what opening
+//!   the index will read (each segment file's hot ranges, recorded at export).
 //! - [`Error`] and [`Result`].
 //!
 //! With the `testing` cargo feature, `jocky::testing` also exposes the storage
@@ -51,12 +54,14 @@
 //! - `container`: the append-only log: write position, rotation, group commit,
 //!   poisoning, recovery on open (from the newest snapshot on; older files are
 //!   mapped and each of their records checked on first read), and the
-//!   write-behind stage with its writer thread (direct I/O or smoothed
-//!   buffered writes, bounded memory).
+//!   write-behind stage with its writer thread (smoothed buffered writes that
+//!   stay cached until the data dies or is exported, or direct I/O; bounded
+//!   memory).
 //! - `table`: the in-memory file table, loaded from a snapshot (each
 //!   namespace's files on first use) and the records after it.
 //! - `engine` + `directory`: tantivy's `Directory` trait over all of the above;
-//!   `export` (segment files) and `reclaim` (dead space) beside them; [`Store`]
+//!   `export` (segment files with per-block CRCs checked on first read, and
+//!   hot ranges for prefetch) and `reclaim` (dead space) beside them; [`Store`]
 //!   for many indexes in one container.
 //! - [`policy`]: the options above.
 //!

@@ -62,8 +62,8 @@ struct Args {
     /// Folder for the indexes (default: a temporary folder).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// jocky's write mode: direct (the default), buffered or inline.
-    #[arg(long, default_value = "direct")]
+    /// jocky's write mode: buffered (the library's default), direct or inline.
+    #[arg(long, default_value = "buffered")]
     write_mode: String,
 }
 
