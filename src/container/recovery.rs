@@ -347,6 +347,12 @@ pub(super) fn recover(
     }
     let (active_file, active_end, active_version, active_sealed, active_capacity) =
         active.expect("the newest file is always expected");
+    // What the replay read (records, the snapshot's image) leaves this
+    // process's RSS; the page cache keeps it for the reads that come (a
+    // namespace decoded later from the image, tantivy's reads).
+    for (_, view, end) in &files {
+        view.unmap(0..*end);
+    }
     Ok(Recovered {
         files,
         active_file,
