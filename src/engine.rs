@@ -751,8 +751,7 @@ impl Engine {
                     Arc::new(crate::directory::ExtentsHandle::counted(
                         b,
                         self.counters.read_bytes_assembled.clone(),
-                    ))
-                        as Arc<dyn tantivy::directory::FileHandle>
+                    )) as Arc<dyn tantivy::directory::FileHandle>
                 }),
                 Location::Segment { export_no, offset } => self
                     .segments

@@ -104,8 +104,7 @@ fn parse_write_mode(s: &str) -> Result<jocky::WriteMode, String> {
 }
 
 /// The jocky directory of the indexing run under way (see `open_candidate`).
-static INDEXING_DIR: std::sync::Mutex<Option<jocky::JockyDirectory>> =
-    std::sync::Mutex::new(None);
+static INDEXING_DIR: std::sync::Mutex<Option<jocky::JockyDirectory>> = std::sync::Mutex::new(None);
 
 /// `--write-buffer-kb`, when given.
 static WRITE_BUFFER_KB: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();

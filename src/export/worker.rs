@@ -60,7 +60,10 @@ const GAPS_KEPT: usize = 8;
 /// of the recent gaps between commits if that is longer, at most ten times
 /// `quiet` (a server that commits steadily every minute still exports, after
 /// 20 s by default).
-pub(crate) fn quiet_period(quiet: Duration, gaps: &std::collections::VecDeque<Duration>) -> Duration {
+pub(crate) fn quiet_period(
+    quiet: Duration,
+    gaps: &std::collections::VecDeque<Duration>,
+) -> Duration {
     if gaps.is_empty() {
         return quiet;
     }
@@ -240,7 +243,10 @@ mod tests {
         let gaps = |v: &[u64]| v.iter().map(|x| s(*x)).collect::<VecDeque<_>>();
         // No commits yet, or fast ones: the configured period.
         assert_eq!(quiet_period(q, &gaps(&[])), q);
-        assert_eq!(quiet_period(q, &VecDeque::from([Duration::from_millis(100); 8])), q);
+        assert_eq!(
+            quiet_period(q, &VecDeque::from([Duration::from_millis(100); 8])),
+            q
+        );
         // A bulk load committing every 3-4 s: quiet means 7 s without one.
         assert_eq!(quiet_period(q, &gaps(&[3, 4, 3, 4, 4, 3, 60])), s(8));
         // One long pause does not stretch it (the median ignores it).
