@@ -10,6 +10,7 @@ use super::writer::{align_down, Buf, Stage};
 use super::{Active, Container, Extent};
 use crate::error::{Error, Result};
 use crate::format::file_header::container_file_name;
+use crate::io::ReadView;
 use crate::policy::WriteMode;
 use crate::sync::lock;
 
@@ -171,32 +172,40 @@ impl Container {
         Ok(())
     }
 
+    /// Calls `f` with the mapping and the range of each of `extents` that is
+    /// in its file already (bytes still staged or in flight have no pages).
+    fn each_written(&self, extents: &[Extent], mut f: impl FnMut(&dyn ReadView, &Extent)) {
+        let files = crate::sync::read(&self.files);
+        for x in extents {
+            if !self.writer.shared.is_written(x.file_no, x.offset + x.len) {
+                continue;
+            }
+            if let Some(m) = files.get(&x.file_no) {
+                f(&*m.view, x);
+            }
+        }
+    }
+
     /// Drops the pages of `extents` (a deleted or exported file's bytes) from
     /// memory: from this process's mapping (see [`ReadView::release`]) and,
     /// since buffered writes leave what they wrote in the page cache, from the
     /// page cache too (`POSIX_FADV_DONTNEED` through a descriptor opened for
     /// the call: sealed container files keep none). Pages still dirty stay
-    /// until they are written back. Bytes not written yet are skipped.
+    /// until they are written back.
     pub fn release(&self, extents: &[Extent]) {
         let mut cached: BTreeMap<u64, Vec<std::ops::Range<u64>>> = BTreeMap::new();
-        {
-            let files = crate::sync::read(&self.files);
-            for x in extents {
-                if !self.writer.shared.is_written(x.file_no, x.offset + x.len) {
-                    continue;
-                }
-                if let Some(f) = files.get(&x.file_no) {
-                    f.view.release(x.offset..x.offset + x.len);
-                    cached
-                        .entry(x.file_no)
-                        .or_default()
-                        .push(x.offset..x.offset + x.len);
-                }
-            }
-        }
-        if self.opts.write_mode == WriteMode::Direct && lock(&self.active).direct {
+        self.each_written(extents, |view, x| {
+            view.release(x.offset..x.offset + x.len);
+            cached
+                .entry(x.file_no)
+                .or_default()
+                .push(x.offset..x.offset + x.len);
+        });
+        if self.opts.write_mode == WriteMode::Direct {
             // Direct writes leave nothing cached; what reads brought in was
-            // mapped, and the mapping's release took it.
+            // mapped, and the mapping's release took it. (Where the file
+            // system refused direct I/O, writes are buffered and their pages
+            // stay until memory is needed.)
             return;
         }
         for (no, ranges) in cached {
@@ -207,30 +216,17 @@ impl Container {
         }
     }
 
-    /// Reads `extents` ahead (`MADV_WILLNEED`; nobody waits). Bytes not
-    /// written yet are in memory already.
+    /// Reads `extents` ahead (`MADV_WILLNEED`; nobody waits).
     pub fn prefetch(&self, extents: &[Extent]) {
-        let files = crate::sync::read(&self.files);
-        for x in extents {
-            if !self.writer.shared.is_written(x.file_no, x.offset + x.len) {
-                continue;
-            }
-            if let Some(f) = files.get(&x.file_no) {
-                f.view
-                    .advise(x.offset..x.offset + x.len, crate::policy::Advice::WillNeed);
-            }
-        }
+        self.each_written(extents, |view, x| {
+            view.advise(x.offset..x.offset + x.len, crate::policy::Advice::WillNeed)
+        });
     }
 
     /// Takes the pages of `extents` out of this process's RSS after a copy
     /// read them (they stay in the page cache); see [`ReadView::unmap`].
     pub fn unmap(&self, extents: &[Extent]) {
-        let files = crate::sync::read(&self.files);
-        for x in extents {
-            if let Some(f) = files.get(&x.file_no) {
-                f.view.unmap(x.offset..x.offset + x.len);
-            }
-        }
+        self.each_written(extents, |view, x| view.unmap(x.offset..x.offset + x.len));
     }
 
     /// A copy of the bytes of `extent` while they are not in the file yet

@@ -213,20 +213,23 @@ impl SegmentSet {
         self.insert(no, &*file, len, table)
     }
 
+    /// Segment file `no`'s mapping and checks, if it is mapped.
+    fn mapped(&self, no: u64) -> Option<(Arc<dyn ReadView>, Arc<Checks>)> {
+        crate::sync::read(&self.map)
+            .get(&no)
+            .map(|m| (m.view.clone(), m.checks.clone()))
+    }
+
     /// The mapping, the checks and the table entry serving exactly `range` of
     /// segment file `no` (zero-length files may share an offset with the next
     /// file).
     fn lookup(&self, no: u64, range: &Range<u64>) -> std::io::Result<Found> {
-        let (view, checks) = {
-            let map = crate::sync::read(&self.map);
-            let m = map.get(&no).ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("segment file {no} is not mapped"),
-                )
-            })?;
-            (m.view.clone(), m.checks.clone())
-        };
+        let (view, checks) = self.mapped(no).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("segment file {no} is not mapped"),
+            )
+        })?;
         let entries = &checks.table.entries;
         let first = entries.partition_point(|e| e.offset < range.start);
         let entry = entries[first..]
@@ -270,10 +273,7 @@ impl SegmentSet {
     /// Reads the hot ranges of segment file `no` ahead (`MADV_WILLNEED`:
     /// the kernel starts reading them, nobody waits). Returns (ranges, bytes).
     pub fn prefetch(&self, no: u64) -> (usize, u64) {
-        let Some((view, checks)) = crate::sync::read(&self.map)
-            .get(&no)
-            .map(|m| (m.view.clone(), m.checks.clone()))
-        else {
+        let Some((view, checks)) = self.mapped(no) else {
             return (0, 0);
         };
         let t = &checks.table;
@@ -329,15 +329,11 @@ impl SegmentSet {
 
     /// Checks the CRC of every file in segment file `no` against its table.
     pub fn verify(&self, no: u64) -> Result<()> {
-        let (view, checks) = {
-            let map = crate::sync::read(&self.map);
-            let m = map.get(&no).ok_or_else(|| Error::Corrupted {
-                file: self.path(no),
-                offset: 0,
-                reason: "segment file is not mapped".into(),
-            })?;
-            (m.view.clone(), m.checks.clone())
-        };
+        let (view, checks) = self.mapped(no).ok_or_else(|| Error::Corrupted {
+            file: self.path(no),
+            offset: 0,
+            reason: "segment file is not mapped".into(),
+        })?;
         for i in 0..checks.table.entries.len() {
             checks.check_entry(&*view, i)?;
         }
