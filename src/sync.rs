@@ -13,6 +13,7 @@
 //! engine.log_order → engine.removals / engine.pending (leaves)
 //! engine.table (read or write) → container.files / segments.map
 //! engine.writers (leaf: taken alone)
+//! container.group (leaf: a sync round runs without it)
 //! ```
 //!
 //! `engine.table` is a `RwLock` that prefers writers: a thread holding it for

@@ -94,15 +94,6 @@ fn open_candidate(path: &Path) -> BoxResult<Box<dyn Directory>> {
 /// `--write-mode`, when given.
 static WRITE_MODE: std::sync::OnceLock<Option<jocky::WriteMode>> = std::sync::OnceLock::new();
 
-fn parse_write_mode(s: &str) -> Result<jocky::WriteMode, String> {
-    match s {
-        "buffered" => Ok(jocky::WriteMode::Buffered),
-        "direct" => Ok(jocky::WriteMode::Direct),
-        "inline" => Ok(jocky::WriteMode::Inline),
-        _ => Err(format!("{s:?}: expected buffered, direct or inline")),
-    }
-}
-
 /// The jocky directory of the indexing run under way (see `open_candidate`).
 static INDEXING_DIR: std::sync::Mutex<Option<jocky::JockyDirectory>> = std::sync::Mutex::new(None);
 
@@ -170,7 +161,7 @@ struct Args {
     export_min_mb: Option<u64>,
     /// How jocky writes its container: buffered, direct or inline (default: the
     /// library's default).
-    #[arg(long, value_parser = parse_write_mode)]
+    #[arg(long, value_parser = jocky_bench::harness::parse_write_mode)]
     write_mode: Option<jocky::WriteMode>,
     /// jocky's per-file write buffer at most, KiB (default: the library's).
     #[arg(long)]

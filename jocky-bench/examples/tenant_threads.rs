@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use jocky_bench::corpus::{self, Doc};
+use jocky_bench::procstats;
 use jocky_bench::tenant::index_small_tenant;
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
 use tantivy::directory::{
@@ -59,6 +60,9 @@ struct Args {
     /// Folder for the indexes (default: a temporary folder).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The jocky sides' write mode (buffered, direct or inline; default buffered).
+    #[arg(long, value_parser = jocky_bench::harness::parse_write_mode)]
+    write_mode: Option<jocky::WriteMode>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +130,9 @@ impl Directory for Counting {
 struct Outcome {
     commits_per_sec: f64,
     fsyncs_per_commit: f64,
+    /// Machine-wide busy CPU per commit (this process and the kernel threads
+    /// that work for it), ms.
+    cpu_ms_per_commit: f64,
 }
 
 fn run_side(
@@ -137,9 +144,14 @@ fn run_side(
 ) -> BoxResult<Outcome> {
     std::fs::create_dir_all(root)?;
     let store = match side {
-        Side::Jocky => Some(jocky::Store::open(root)?),
+        Side::Jocky => Some(
+            jocky::Store::builder(root)
+                .write_mode(args.write_mode.unwrap_or_default())
+                .open_store()?,
+        ),
         Side::JockyOnCommit => Some(
             jocky::Store::builder(root)
+                .write_mode(args.write_mode.unwrap_or_default())
                 .sync_policy(jocky::SyncPolicy::OnCommit)
                 .open_store()?,
         ),
@@ -148,6 +160,7 @@ fn run_side(
     let syncs = Arc::new(AtomicU64::new(0));
     let per = args.docs_per_commit * args.commits;
     let start = Instant::now();
+    let cpu_before = procstats::machine_cpu_busy_secs();
     let mut handles = Vec::new();
     for th in 0..threads {
         let (store, syncs, docs, args) = (store.clone(), syncs.clone(), docs.clone(), args.clone());
@@ -181,6 +194,7 @@ fn run_side(
         h.join().map_err(|_| "a writer thread panicked")??;
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = procstats::machine_cpu_busy_secs() - cpu_before;
     let commits = (args.tenants * args.commits) as f64;
     let fsyncs = match &store {
         Some(s) => s.stats().fsyncs as f64,
@@ -191,6 +205,7 @@ fn run_side(
     Ok(Outcome {
         commits_per_sec: commits / secs,
         fsyncs_per_commit: fsyncs / commits,
+        cpu_ms_per_commit: cpu * 1e3 / commits,
     })
 }
 
@@ -221,8 +236,13 @@ fn main() -> BoxResult<()> {
         args.tenants, args.commits, args.docs_per_commit, args.rounds
     );
     println!(
-        "{:>7} {:<15} {:>28} {:>12} {:>14}",
-        "threads", "side", "commits/s med [min–max]", "time/floor", "fsyncs/commit"
+        "{:>7} {:<15} {:>28} {:>12} {:>14} {:>15}",
+        "threads",
+        "side",
+        "commits/s med [min–max]",
+        "time/floor",
+        "fsyncs/commit",
+        "CPU ms/commit"
     );
     for &threads in &args.threads {
         let mut results: Vec<(Side, Outcome)> = Vec::new();
@@ -241,17 +261,22 @@ fn main() -> BoxResult<()> {
                     .map(|(_, o)| f(o))
                     .collect())
             };
-            (of(|o| o.commits_per_sec), of(|o| o.fsyncs_per_commit))
+            (
+                of(|o| o.commits_per_sec),
+                of(|o| o.fsyncs_per_commit),
+                of(|o| o.cpu_ms_per_commit),
+            )
         };
         let floor = stats(Side::Ram).0 .0;
         for side in SIDES {
-            let (c, f) = stats(side);
+            let (c, f, cpu) = stats(side);
             println!(
-                "{threads:>7} {:<15} {:>28} {:>11.2}x {:>14.2}",
+                "{threads:>7} {:<15} {:>28} {:>11.2}x {:>14.2} {:>15.2}",
                 side.name(),
                 format!("{:.0} [{:.0}–{:.0}]", c.0, c.1, c.2),
                 floor / c.0,
-                f.0
+                f.0,
+                cpu.0
             );
         }
     }

@@ -593,3 +593,13 @@ mod tests {
         assert_eq!(result.hits, expected);
     }
 }
+
+/// Parses a `--write-mode` argument of the examples.
+pub fn parse_write_mode(s: &str) -> Result<jocky::WriteMode, String> {
+    match s {
+        "buffered" => Ok(jocky::WriteMode::Buffered),
+        "direct" => Ok(jocky::WriteMode::Direct),
+        "inline" => Ok(jocky::WriteMode::Inline),
+        _ => Err(format!("{s:?}: expected buffered, direct or inline")),
+    }
+}

@@ -60,6 +60,28 @@ pub fn io_read_bytes() -> u64 {
     proc_io_field("read_bytes")
 }
 
+/// CPU time the whole machine has spent busy (user, nice, system, irq, softirq and
+/// steal of `/proc/stat`'s first line), in seconds: this process and the kernel
+/// threads that work for it (journal commits, write-back, block I/O).
+pub fn machine_cpu_busy_secs() -> f64 {
+    let Ok(text) = fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(line) = text.lines().next() else {
+        return 0.0;
+    };
+    // cpu user nice system idle iowait irq softirq steal ...
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| v.get(i)).sum();
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    busy as f64 / hz
+}
+
 /// Resident set size of this process in bytes (second field of `/proc/self/statm`).
 pub fn rss_bytes() -> u64 {
     let Ok(text) = fs::read_to_string("/proc/self/statm") else {

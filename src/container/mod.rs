@@ -2,17 +2,19 @@
 //! files, each mapped once for reading.
 //!
 //! This layer owns the write position, the sequence numbers, rotation to a new
-//! container file, the durability watermark (group commit: concurrent sync requests
-//! share one `fdatasync`) and poisoning after a failed write or fsync. How records
+//! container file, the durability watermark (group commit, in [`group`]: concurrent
+//! sync requests share one `fdatasync`) and poisoning after a failed write or fsync. How records
 //! reach the file (per [`WriteMode`]) is in [`staging`] (the stage, from the
 //! container's side) and [`writer`] (buffers, pool, the writer thread); what the
 //! records mean is the file table's business; recovery on open is in [`recovery`].
 //!
 //! Lock order: `sync_lock`, then `active`, then the writer's state (`files` and
-//! `unapplied` are leaves); the crate-wide order is in `crate::sync`. The writer thread takes only the writer's state, so
+//! `unapplied` are leaves; so is the group-commit state, never held across a
+//! round); the crate-wide order is in `crate::sync`. The writer thread takes only the writer's state, so
 //! an appender may wait for a free buffer while holding `active`.
 
 mod check;
+mod group;
 mod recovery;
 mod staging;
 mod writer;
@@ -164,6 +166,7 @@ pub(crate) struct Container {
     root: PathBuf,
     opts: ContainerOptions,
     sync_lock: Mutex<()>,
+    group: group::GroupCommit,
     active: Mutex<Active>,
     files: RwLock<BTreeMap<u64, MappedFile>>,
     poison: Mutex<Option<String>>,
@@ -252,6 +255,7 @@ impl Container {
             }),
             opts,
             sync_lock: Mutex::new(()),
+            group: group::GroupCommit::default(),
             files: RwLock::new(files),
             poison: Mutex::new(None),
             counters: Counters {
@@ -746,16 +750,22 @@ impl Container {
         if self.durable().load(Ordering::SeqCst) >= target {
             return Ok(());
         }
+        self.group
+            .sync(target, self.durable(), || self.sync_round())
+    }
+
+    /// One group-commit round: makes everything appended so far durable.
+    fn sync_round(&self) -> Result<()> {
         let _s = lock(&self.sync_lock);
         self.check_poison()?;
-        if self.durable().load(Ordering::SeqCst) >= target {
-            return Ok(());
-        }
         let (file, file_no, end) = {
             let mut a = lock(&self.active);
             self.flush_stage(&mut a)?;
             (a.file.clone(), a.file_no, log_position(a.file_no, a.offset))
         };
+        if self.durable().load(Ordering::SeqCst) >= end {
+            return Ok(());
+        }
         self.wait_written(end)?;
         let Some(file) = file else {
             return Err(Error::Poisoned("no active container file".into()));
