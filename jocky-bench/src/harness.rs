@@ -453,6 +453,16 @@ pub fn run_lifecycle(
     })
 }
 
+/// Parses a `--write-mode` argument of the examples.
+pub fn parse_write_mode(s: &str) -> Result<jocky::WriteMode, String> {
+    match s {
+        "buffered" => Ok(jocky::WriteMode::Buffered),
+        "direct" => Ok(jocky::WriteMode::Direct),
+        "inline" => Ok(jocky::WriteMode::Inline),
+        _ => Err(format!("{s:?}: expected buffered, direct or inline")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,15 +601,5 @@ mod tests {
             .find(|r| r.query == term)
             .expect("rank-50 single-term query is a default query");
         assert_eq!(result.hits, expected);
-    }
-}
-
-/// Parses a `--write-mode` argument of the examples.
-pub fn parse_write_mode(s: &str) -> Result<jocky::WriteMode, String> {
-    match s {
-        "buffered" => Ok(jocky::WriteMode::Buffered),
-        "direct" => Ok(jocky::WriteMode::Direct),
-        "inline" => Ok(jocky::WriteMode::Inline),
-        _ => Err(format!("{s:?}: expected buffered, direct or inline")),
     }
 }
