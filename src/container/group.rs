@@ -64,6 +64,9 @@ impl GroupCommit {
             }
             st.leading = true;
             drop(st);
+            // Hands the lead back even if a round panics (else every waiter
+            // would sleep forever).
+            let lead = Lead(self);
             let mut result = Ok(());
             for _ in 0..MAX_ROUNDS {
                 result = round();
@@ -72,11 +75,21 @@ impl GroupCommit {
                     break;
                 }
             }
-            st = lock(&self.state);
-            st.leading = false;
-            self.done.notify_all();
+            drop(lead);
             result?;
+            st = lock(&self.state);
         }
+    }
+}
+
+/// The lead, held by the caller running rounds; dropping it (also while
+/// unwinding) hands it back and wakes every waiter.
+struct Lead<'a>(&'a GroupCommit);
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).leading = false;
+        self.0.done.notify_all();
     }
 }
 
@@ -156,5 +169,24 @@ mod tests {
             Ok(())
         });
         assert_eq!(r, Ok(()));
+    }
+
+    #[test]
+    fn a_panicking_round_hands_the_lead_back() {
+        let durable = AtomicU64::new(0);
+        let group = GroupCommit::default();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = group.sync(5, &durable, || -> Result<(), ()> { panic!("injected") });
+        }));
+        assert!(panicked.is_err());
+        let r: Result<(), ()> = group.sync(5, &durable, || {
+            durable.store(5, Ordering::SeqCst);
+            Ok(())
+        });
+        assert_eq!(
+            r,
+            Ok(()),
+            "the next caller leads instead of waiting forever"
+        );
     }
 }

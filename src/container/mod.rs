@@ -760,7 +760,9 @@ impl Container {
         self.check_poison()?;
         let (file, file_no, end) = {
             let mut a = lock(&self.active);
-            self.flush_stage(&mut a)?;
+            if !self.write_stage_here(&mut a)? {
+                self.flush_stage(&mut a)?;
+            }
             (a.file.clone(), a.file_no, log_position(a.file_no, a.offset))
         };
         if self.durable().load(Ordering::SeqCst) >= end {

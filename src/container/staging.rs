@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::writer::{align_down, Buf, Stage};
 use super::{Active, Container, Extent};
 use crate::error::{Error, Result};
-use crate::format::file_header::container_file_name;
+use crate::format::file_header::{container_file_name, log_position};
 use crate::io::ReadView;
 use crate::policy::WriteMode;
 use crate::sync::lock;
@@ -105,8 +105,8 @@ impl Container {
                 a.direct,
                 stage.pooled,
             );
-        } else if stage.pooled {
-            self.writer.give_back(stage.buf);
+        } else {
+            self.writer.give_back(stage.buf, stage.pooled);
         }
         Ok((carry, next_base))
     }
@@ -161,6 +161,58 @@ impl Container {
         }
         self.check_poison()?;
         self.flush_stage(&mut lock(&self.active))
+    }
+
+    /// Writes the stage's new bytes from the calling thread, if that is safe
+    /// and saves a hop: buffered mode, and nothing in flight (so nothing the
+    /// writer thread has yet to write comes before them). A sync round calls
+    /// this instead of handing the stage over and waiting for the writer
+    /// thread to be scheduled (about 50 µs per sync on an idle machine and
+    /// 270 µs with 64 committing threads on 2 cores, `examples/tenant_threads.rs`).
+    /// The stage keeps its buffer and goes on after the written bytes.
+    /// Returns whether it wrote.
+    pub(super) fn write_stage_here(&self, a: &mut Active) -> Result<bool> {
+        if a.direct || self.opts.write_mode != WriteMode::Buffered {
+            return Ok(false);
+        }
+        let Some(stage) = a.stage.as_mut() else {
+            return Ok(false);
+        };
+        // A one-off buffer (an append larger than a pool buffer) goes to the
+        // writer thread, which accounts for it when it is written.
+        if !stage.pooled || !stage.has_new_bytes() || !self.writer.shared.idle() {
+            return Ok(false);
+        }
+        let Some(file) = a.file.clone() else {
+            return Err(Error::Poisoned("no active container file".into()));
+        };
+        let from = stage.written;
+        let at = stage.base + from as u64;
+        let end = stage.end();
+        // A panic in the write (a bug) poisons the container, as one in the
+        // writer thread does.
+        let wrote = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            file.write_at(at, &stage.buf.bytes()[from..])
+        }))
+        .unwrap_or_else(|panic| {
+            Err(std::io::Error::other(format!(
+                "the write panicked: {}",
+                super::writer::panic_message(&*panic)
+            )))
+        });
+        if let Err(e) = wrote {
+            let msg = format!(
+                "write of {at}..{end} failed on container file {}: {e}",
+                a.file_no
+            );
+            self.writer.shared.fail(msg.clone());
+            return Err(self.writer_failed(msg));
+        }
+        self.writer.shared.set_written(log_position(a.file_no, end));
+        stage.buf.clear();
+        stage.base = end;
+        stage.written = 0;
+        Ok(true)
     }
 
     /// Hands the stage to the writer thread if it holds bytes not handed over

@@ -96,6 +96,11 @@ impl Buf {
         self.len += bytes.len();
     }
 
+    /// Empties the buffer (its bytes were written).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
     /// Zeroes the rest of the last block, for a direct write.
     fn zero_padding(&mut self) {
         let end = align_up(self.len);
@@ -227,6 +232,13 @@ impl Shared {
 
     pub fn error(&self) -> Option<String> {
         lock(&self.state).error.clone()
+    }
+
+    /// Nothing is in flight (every handed-over buffer is in its file) and no
+    /// write failed.
+    pub fn idle(&self) -> bool {
+        let st = lock(&self.state);
+        st.inflight.is_empty() && st.error.is_none()
     }
 
     /// Records a failure; everything waiting wakes up and sees it.
@@ -380,10 +392,17 @@ impl Writer {
         }
     }
 
-    /// Gives a buffer that was never handed over back to the pool.
-    pub fn give_back(&self, mut buf: Buf) {
-        buf.len = 0;
-        lock(&self.shared.state).free.push(buf);
+    /// Gives back a buffer that was never handed over: to the pool, or (a
+    /// one-off) lets it go, so that the next one-off may be made.
+    pub fn give_back(&self, mut buf: Buf, pooled: bool) {
+        let mut st = lock(&self.shared.state);
+        if pooled {
+            buf.len = 0;
+            st.free.push(buf);
+        } else {
+            st.bytes -= buf.capacity();
+            st.one_off = false;
+        }
         self.shared.changed.notify_all();
     }
 
@@ -454,13 +473,20 @@ fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Msg>, sync_every: Option<Duration
         run_loop(&shared, rx, sync_every)
     }));
     if let Err(panic) = result {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown".into());
-        shared.fail(format!("the container's writer thread panicked: {what}"));
+        shared.fail(format!(
+            "the container's writer thread panicked: {}",
+            panic_message(&*panic)
+        ));
     }
+}
+
+/// What a caught panic said.
+pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn run_loop(shared: &Shared, rx: mpsc::Receiver<Msg>, sync_every: Option<Duration>) {
