@@ -143,15 +143,11 @@ fn run_side(
     args: &Arc<Args>,
 ) -> BoxResult<Outcome> {
     std::fs::create_dir_all(root)?;
+    let builder = || jocky::Store::builder(root).write_mode(args.write_mode.unwrap_or_default());
     let store = match side {
-        Side::Jocky => Some(
-            jocky::Store::builder(root)
-                .write_mode(args.write_mode.unwrap_or_default())
-                .open_store()?,
-        ),
+        Side::Jocky => Some(builder().open_store()?),
         Side::JockyOnCommit => Some(
-            jocky::Store::builder(root)
-                .write_mode(args.write_mode.unwrap_or_default())
+            builder()
                 .sync_policy(jocky::SyncPolicy::OnCommit)
                 .open_store()?,
         ),

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::writer::{align_down, Buf, Stage};
 use super::{Active, Container, Extent};
 use crate::error::{Error, Result};
-use crate::format::file_header::{container_file_name, log_position};
+use crate::format::file_header::container_file_name;
 use crate::io::ReadView;
 use crate::policy::WriteMode;
 use crate::sync::lock;
@@ -180,7 +180,7 @@ impl Container {
         };
         // A one-off buffer (an append larger than a pool buffer) goes to the
         // writer thread, which accounts for it when it is written.
-        if !stage.pooled || !stage.has_new_bytes() || !self.writer.shared.idle() {
+        if !stage.pooled || !stage.has_new_bytes() {
             return Ok(false);
         }
         let Some(file) = a.file.clone() else {
@@ -189,26 +189,14 @@ impl Container {
         let from = stage.written;
         let at = stage.base + from as u64;
         let end = stage.end();
-        // A panic in the write (a bug) poisons the container, as one in the
-        // writer thread does.
-        let wrote = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            file.write_at(at, &stage.buf.bytes()[from..])
-        }))
-        .unwrap_or_else(|panic| {
-            Err(std::io::Error::other(format!(
-                "the write panicked: {}",
-                super::writer::panic_message(&*panic)
-            )))
-        });
-        if let Err(e) = wrote {
-            let msg = format!(
-                "write of {at}..{end} failed on container file {}: {e}",
-                a.file_no
-            );
-            self.writer.shared.fail(msg.clone());
-            return Err(self.writer_failed(msg));
+        match self
+            .writer
+            .write_now(&*file, a.file_no, at, &stage.buf.bytes()[from..])
+        {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(msg) => return Err(self.writer_failed(msg)),
         }
-        self.writer.shared.set_written(log_position(a.file_no, end));
         stage.buf.clear();
         stage.base = end;
         stage.written = 0;

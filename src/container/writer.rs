@@ -392,6 +392,27 @@ impl Writer {
         }
     }
 
+    /// Writes `bytes` at `base` of container file `file_no` from the calling
+    /// thread and raises the watermark past them, if nothing is in flight
+    /// (nothing the thread has yet to write comes before them; the caller
+    /// holds the active file, so nothing can be handed over meanwhile).
+    /// `Ok(false)`: something is in flight, nothing was written.
+    pub fn write_now(
+        &self,
+        file: &dyn StorageFile,
+        file_no: u64,
+        base: u64,
+        bytes: &[u8],
+    ) -> Result<bool, String> {
+        if !self.shared.idle() {
+            return Ok(false);
+        }
+        write_or_fail(&self.shared, file, file_no, base, bytes)?;
+        self.shared
+            .set_written(log_position(file_no, base + bytes.len() as u64));
+        Ok(true)
+    }
+
     /// Gives back a buffer that was never handed over: to the pool, or (a
     /// one-off) lets it go, so that the next one-off may be made.
     pub fn give_back(&self, mut buf: Buf, pooled: bool) {
@@ -480,8 +501,35 @@ fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Msg>, sync_every: Option<Duration
     }
 }
 
+/// Writes `bytes` at `base` of container file `file_no`. A failure, or a
+/// panic in the write (a bug), poisons the writer and is returned.
+fn write_or_fail(
+    shared: &Shared,
+    file: &dyn StorageFile,
+    file_no: u64,
+    base: u64,
+    bytes: &[u8],
+) -> Result<(), String> {
+    let wrote =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| file.write_at(base, bytes)))
+            .unwrap_or_else(|panic| {
+                Err(std::io::Error::other(format!(
+                    "the write panicked: {}",
+                    panic_message(&*panic)
+                )))
+            });
+    wrote.map_err(|e| {
+        let msg = format!(
+            "write of {base}..{} failed on container file {file_no}: {e}",
+            base + bytes.len() as u64
+        );
+        shared.fail(msg.clone());
+        msg
+    })
+}
+
 /// What a caught panic said.
-pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -543,11 +591,8 @@ fn write_job(shared: &Shared, job: Job, smooth: &mut Smoother) {
         return;
     }
     let end = job.base + job.buf.len() as u64;
-    if let Err(e) = job.file.write_at(job.base, job.buf.to_write(job.direct)) {
-        shared.fail(format!(
-            "write of {}..{end} failed on container file {}: {e}",
-            job.base, job.file_no
-        ));
+    let bytes = job.buf.to_write(job.direct);
+    if write_or_fail(shared, &*job.file, job.file_no, job.base, bytes).is_err() {
         return;
     }
     if !job.direct {
