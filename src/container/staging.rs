@@ -284,6 +284,19 @@ impl Container {
                             return Ok(Some(bytes));
                         }
                     }
+                    // Bytes never appended (a damaged table names a place past
+                    // the log's end) will never be written: an error, not a
+                    // wait (a fuzzed folder spun here forever).
+                    let appended = a.file_no > no || (a.file_no == no && off + len <= a.offset);
+                    if !appended && !self.writer.shared.is_written(no, off + len) {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!(
+                                "container file {no}: bytes {off}..{} lie past what was appended (damaged)",
+                                off + len
+                            ),
+                        ));
+                    }
                 }
             }
             // Neither written, in flight nor staged: moved on between the two
