@@ -76,10 +76,12 @@ pub(crate) struct MaintenanceCounters {
     pub container_files_reclaimed: AtomicU64,
     pub segment_files_removed: AtomicU64,
     pub bytes_copied_forward: AtomicU64,
+    /// Bytes exported by an in-kernel copy (`copy_file_range`: reflinked
+    /// where the file system can).
+    pub bytes_copied_in_kernel: AtomicU64,
     pub background_errors: AtomicU64,
-    /// Bytes copied to serve reads that span container extents (shared with
-    /// the handles, which may outlive the engine).
-    pub read_bytes_assembled: Arc<AtomicU64>,
+    /// What reads that span container extents cost.
+    pub reads: Arc<crate::directory::ReadCounters>,
 }
 
 impl MaintenanceCounters {
@@ -498,13 +500,15 @@ impl Engine {
     }
 
     /// Appends a chunk of file `id` at `file_offset`; with `finish_len`, the file is
-    /// terminated in the same write.
+    /// terminated in the same write. With `align`, the chunk of a file of more
+    /// than one chunk starts on a container page.
     pub fn write_chunk(
         &self,
         id: u64,
         file_offset: u64,
         bytes: &[u8],
         finish_len: Option<u64>,
+        align: bool,
     ) -> Result<()> {
         let mut payloads = Vec::with_capacity(2);
         if !bytes.is_empty() {
@@ -521,7 +525,12 @@ impl Engine {
             return Ok(());
         }
         let _gate = crate::sync::read(&self.data_gate);
-        let appended = self.container.append(&payloads)?;
+        let several = file_offset > 0 || finish_len.is_none();
+        let appended = if align && several && !bytes.is_empty() {
+            self.container.append_aligned(&payloads)?
+        } else {
+            self.container.append(&payloads)?
+        };
         let mut table = self.table_mut();
         if let Some(Some(extent)) = appended.extents.first() {
             table.add_extent(id, *extent);
@@ -747,12 +756,18 @@ impl Engine {
         let mut entry = self.table().get(ns, path)?.clone();
         loop {
             let read = match &entry.loc {
-                Location::Container(extents) => self.read_extents(extents).map(|b| {
-                    Arc::new(crate::directory::ExtentsHandle::counted(
-                        b,
-                        self.counters.read_bytes_assembled.clone(),
-                    )) as Arc<dyn tantivy::directory::FileHandle>
-                }),
+                Location::Container(extents) => {
+                    // Asked before the read: bytes written stay written, so
+                    // the read then returns slices of the mappings.
+                    let mapped = self.container.is_mapped(extents);
+                    self.read_extents(extents).map(|b| {
+                        Arc::new(crate::directory::ExtentsHandle::counted(
+                            b,
+                            mapped,
+                            self.counters.reads.clone(),
+                        )) as Arc<dyn tantivy::directory::FileHandle>
+                    })
+                }
                 Location::Segment { export_no, offset } => self
                     .segments
                     .handle(*export_no, *offset..*offset + entry.len),

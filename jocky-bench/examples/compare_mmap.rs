@@ -796,12 +796,15 @@ fn measure(
         dir.wait_for_background_work();
         let st = dir.stats();
         background = format!(
-            "exported {} segment files ({:.0} MB), copied {:.0} MB forward, {:.0} MB copied \
-             to serve reads across extents",
+            "exported {} segment files ({:.0} MB, {:.0} MB of it copied in the kernel), copied \
+             {:.0} MB forward, {:.0} MB copied to serve reads across extents, {} files mapped \
+             as one range",
             st.segments_exported,
             mb(st.bytes_exported),
+            mb(st.bytes_exported_in_kernel),
             mb(st.bytes_copied_forward),
-            mb(st.read_bytes_assembled)
+            mb(st.read_bytes_assembled),
+            st.files_stitched
         );
         drop(dir);
         // The search below opens the folder afresh.

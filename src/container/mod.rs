@@ -396,8 +396,33 @@ impl Container {
     /// container maps and lists in later checkpoints, in the same step (under the
     /// same lock as rotation), so no checkpoint written after it names the file.
     pub fn append(&self, payloads: &[Payload<'_>]) -> Result<Appended<'_>> {
+        self.append_inner(payloads, false)
+    }
+
+    /// Like [`append`](Self::append), but the file bytes of the first payload
+    /// (a `Data` record's) start on a page boundary of the container file,
+    /// after a `Padding` record where needed. A file whose extents all start
+    /// on a page, each but the last a whole number of pages long, can be
+    /// mapped as one contiguous range and cloned block by block into a
+    /// segment file.
+    pub fn append_aligned(&self, payloads: &[Payload<'_>]) -> Result<Appended<'_>> {
+        self.append_inner(payloads, true)
+    }
+
+    fn append_inner(&self, payloads: &[Payload<'_>], align: bool) -> Result<Appended<'_>> {
         let total: u64 = payloads.iter().map(|p| framed_len(p.encoded_len())).sum();
-        if total > self.records_end() - FILE_HEADER_LEN as u64 {
+        // The bytes' offset inside the first record, when aligning them.
+        let align_at = payloads
+            .first()
+            .filter(|_| align)
+            .and_then(|p| p.bytes_offset_in_payload())
+            .map(|off| (HEADER_LEN + off) as u64);
+        let worst_pad = if align_at.is_some() {
+            PAGE + HEADER_LEN as u64
+        } else {
+            0
+        };
+        if total + worst_pad > self.records_end() - FILE_HEADER_LEN as u64 {
             return Err(Error::TooLarge(format!(
                 "{total} bytes of records do not fit in a container file of {} bytes",
                 self.opts.file_capacity
@@ -414,6 +439,8 @@ impl Container {
         loop {
             self.check_poison()?;
             let mut a = lock(&self.active);
+            let pad = align_at.map_or(0, |at| padding_before(a.offset, at));
+            let total = total + pad;
             if a.offset + total > a.capacity - CONTINUED_LEN {
                 let seen = a.file_no;
                 drop(a);
@@ -444,6 +471,16 @@ impl Container {
             let mut extents = Vec::with_capacity(payloads.len());
             let a = &mut *a;
             a.scratch.clear();
+            if pad > 0 {
+                let len = (pad - HEADER_LEN as u64) as usize;
+                record::encode(
+                    &mut a.scratch,
+                    &Payload::Padding { len },
+                    a.next_seq,
+                    durable,
+                );
+                a.next_seq += 1;
+            }
             for p in payloads {
                 let rec_start = start + a.scratch.len() as u64;
                 extents.push(p.bytes_offset_in_payload().map(|off| Extent {
@@ -780,6 +817,35 @@ impl Container {
     }
 
     /// The bytes of `extent`, zero-copy from the file's mapping.
+    /// Whether [`read`](Self::read) of each of `extents` returns a slice of a
+    /// shared file mapping: its bytes are written to its file (not only
+    /// staged; written bytes stay written) and the file is mapped.
+    pub fn is_mapped(&self, extents: &[Extent]) -> bool {
+        let files = crate::sync::read(&self.files);
+        extents.iter().all(|x| {
+            self.writer.shared.is_written(x.file_no, x.offset + x.len)
+                && files
+                    .get(&x.file_no)
+                    .is_some_and(|f| f.view.is_shared_mapping())
+        })
+    }
+
+    /// The open file holding `extent`'s bytes, for an in-kernel copy: only
+    /// the active file (older ones are not kept open), only once the bytes
+    /// are written to it (not staged).
+    pub fn source_of(&self, extent: Extent) -> Option<Arc<dyn StorageFile>> {
+        let a = lock(&self.active);
+        if a.file_no != extent.file_no
+            || !self
+                .writer
+                .shared
+                .is_written(extent.file_no, extent.offset + extent.len)
+        {
+            return None;
+        }
+        a.file.clone()
+    }
+
     pub fn read(&self, extent: Extent) -> std::io::Result<OwnedBytes> {
         if self.first_read.is_unchecked(extent.file_no) {
             // Its place came from a snapshot, not from a replayed record:
@@ -1035,6 +1101,42 @@ fn create_file(
             // on the next open anyway.
             let _ = storage.remove(&name);
             Err(e)
+        }
+    }
+}
+
+/// The page size alignment is computed against (and the block size a clone
+/// needs on the file systems that have one).
+pub const PAGE: u64 = 4096;
+
+/// The bytes of a `Padding` record (0, or at least a header) to put at
+/// `offset` so that a record starting right after it has byte `at` of the
+/// record on a page boundary.
+fn padding_before(offset: u64, at: u64) -> u64 {
+    let pad = (PAGE - (offset + at) % PAGE) % PAGE;
+    if pad != 0 && pad < HEADER_LEN as u64 {
+        pad + PAGE
+    } else {
+        pad
+    }
+}
+
+#[cfg(test)]
+mod align_tests {
+    use super::*;
+
+    #[test]
+    fn padding_puts_the_bytes_on_a_page_and_is_a_whole_record() {
+        for offset in (0..3 * PAGE).step_by(8) {
+            let pad = padding_before(offset, 48);
+            assert_eq!((offset + pad + 48) % PAGE, 0, "offset {offset}");
+            assert!(pad == 0 || pad >= HEADER_LEN as u64, "offset {offset}");
+            assert_eq!(pad % 8, 0);
+            assert!(pad < PAGE + HEADER_LEN as u64);
+            if pad > 0 {
+                // A Padding record of that framed size exists.
+                assert_eq!(framed_len(pad as usize - HEADER_LEN), pad);
+            }
         }
     }
 }

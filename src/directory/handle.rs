@@ -1,11 +1,14 @@
 //! Reading a virtual file: a `FileHandle` over the file's extents, each an
 //! `OwnedBytes` slice of a container mapping. A range inside one extent is served
-//! zero-copy; a range across extents is assembled into one buffer.
+//! zero-copy. The first range across extents maps the whole file as one range
+//! (`io::stitch`, when its extents are page-aligned slices of file mappings)
+//! and serves it and every later read from there, zero-copy too; otherwise a
+//! range across extents is assembled into one buffer.
 
 use std::io;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ownedbytes::OwnedBytes;
 use tantivy::directory::FileHandle;
@@ -16,8 +19,23 @@ pub(crate) struct ExtentsHandle {
     /// `(offset in the file, bytes)`, in file order.
     parts: Vec<(usize, OwnedBytes)>,
     len: usize,
-    /// Where the bytes copied for reads across extents are counted.
-    assembled: Option<Arc<AtomicU64>>,
+    /// Whether the parts are slices of shared file mappings, worth trying to
+    /// map as one range.
+    stitchable: bool,
+    /// The whole file as one range, once a read needed it (`None`: could not).
+    whole: OnceLock<Option<OwnedBytes>>,
+    /// What reads across extents cost.
+    counters: Option<Arc<ReadCounters>>,
+}
+
+/// What reads of container files that span extents cost, since open (shared
+/// with the handles, which may outlive the engine).
+#[derive(Debug, Default)]
+pub(crate) struct ReadCounters {
+    /// Bytes copied to serve reads across extents.
+    pub assembled: AtomicU64,
+    /// Files mapped as one range to serve reads across extents.
+    pub stitched: AtomicU64,
 }
 
 impl ExtentsHandle {
@@ -35,16 +53,49 @@ impl ExtentsHandle {
         ExtentsHandle {
             parts,
             len,
-            assembled: None,
+            stitchable: false,
+            whole: OnceLock::new(),
+            counters: None,
         }
     }
 
-    /// Counts into `assembled` the bytes copied to serve reads across extents.
-    pub fn counted(bytes: Vec<OwnedBytes>, assembled: Arc<AtomicU64>) -> ExtentsHandle {
+    /// A handle whose reads across extents are counted into `counters`;
+    /// `mapped`: the parts are slices of shared file mappings.
+    pub fn counted(
+        bytes: Vec<OwnedBytes>,
+        mapped: bool,
+        counters: Arc<ReadCounters>,
+    ) -> ExtentsHandle {
+        let h = ExtentsHandle::new(bytes);
         ExtentsHandle {
-            assembled: Some(assembled),
-            ..ExtentsHandle::new(bytes)
+            stitchable: mapped && h.parts.len() > 1,
+            counters: Some(counters),
+            ..h
         }
+    }
+
+    /// The whole file as one mapped range, made on first use.
+    fn whole(&self) -> Option<&OwnedBytes> {
+        if !self.stitchable {
+            return None;
+        }
+        self.whole
+            .get_or_init(|| {
+                let parts: Vec<OwnedBytes> = self.parts.iter().map(|(_, b)| b.clone()).collect();
+                match crate::io::stitch::stitch(&parts) {
+                    Ok(whole) => {
+                        if let Some(c) = &self.counters {
+                            c.stitched.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(whole)
+                    }
+                    Err(e) => {
+                        log::debug!("reads across extents will copy: {e}");
+                        None
+                    }
+                }
+            })
+            .as_ref()
     }
 }
 
@@ -71,8 +122,11 @@ impl FileHandle for ExtentsHandle {
         if range.end <= off + bytes.len() {
             return Ok(bytes.slice(range.start - off..range.end - off));
         }
-        if let Some(c) = &self.assembled {
-            c.fetch_add(range.len() as u64, Ordering::Relaxed);
+        if let Some(whole) = self.whole() {
+            return Ok(whole.slice(range));
+        }
+        if let Some(c) = &self.counters {
+            c.assembled.fetch_add(range.len() as u64, Ordering::Relaxed);
         }
         let mut out = Vec::with_capacity(range.len());
         for (off, bytes) in &self.parts[i..] {

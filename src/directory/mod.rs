@@ -27,7 +27,7 @@ use crate::policy::{AdvicePolicy, ExportPolicy, SyncPolicy, WriteMode, COMMIT_FI
 use crate::reclaim::ReclaimReport;
 pub(crate) use registry::Owner;
 
-pub(crate) use handle::ExtentsHandle;
+pub(crate) use handle::{ExtentsHandle, ReadCounters};
 use writer::FileWriter;
 
 /// A tantivy [`Directory`] that keeps every file of an index in one append-only
@@ -100,6 +100,9 @@ pub struct Stats {
     pub segments_exported: u64,
     /// Bytes copied into segment files since open.
     pub bytes_exported: u64,
+    /// Of those, bytes copied inside the kernel (`copy_file_range`; shared
+    /// blocks instead of copies on XFS and btrfs), not through this process.
+    pub bytes_exported_in_kernel: u64,
     /// Container files removed since open.
     pub container_files_reclaimed: u64,
     /// Segment files removed since open.
@@ -113,6 +116,10 @@ pub struct Stats {
     /// reads within one extent, and all reads of exported files, are
     /// zero-copy).
     pub read_bytes_assembled: u64,
+    /// Container files of several extents mapped as one range to serve reads
+    /// across their extents without copying (each costs one mapping per
+    /// extent while a handle on it lives).
+    pub files_stitched: u64,
     /// Bytes cut off the newest container file on open as a torn tail
     /// (written, never acknowledged as durable; also logged as a warning).
     pub tail_bytes_cut_on_open: u64,
@@ -471,12 +478,14 @@ pub(crate) fn stats_of(engine: &Engine) -> Stats {
         mappings: c.mappings + segment_files,
         poisoned: c.poisoned,
         write_buffer_bytes_peak: c.write_buffer_bytes_peak,
-        read_bytes_assembled: m.read_bytes_assembled.load(Relaxed),
+        read_bytes_assembled: m.reads.assembled.load(Relaxed),
+        files_stitched: m.reads.stitched.load(Relaxed),
         files_dropped_on_open: engine.dropped_on_open(),
         segment_files,
         segment_bytes,
         segments_exported: m.segments_exported.load(Relaxed),
         bytes_exported: m.bytes_exported.load(Relaxed),
+        bytes_exported_in_kernel: m.bytes_copied_in_kernel.load(Relaxed),
         container_files_reclaimed: m.container_files_reclaimed.load(Relaxed),
         segment_files_removed: m.segment_files_removed.load(Relaxed),
         bytes_copied_forward: m.bytes_copied_forward.load(Relaxed),

@@ -3,6 +3,8 @@
 //! time it fills, so a file is a few large extents, not thousands of 8 KiB pieces.
 //! `terminate` appends the last chunk and the `Finish` record in one write.
 //! Memory per open writer is bounded by `max_chunk` (plus one incoming write).
+//! The extents of a file of several chunks start on container pages (see
+//! `Container::append_aligned`), so the file can be mapped as one range.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -21,6 +23,9 @@ pub(crate) struct FileWriter {
     buf: Vec<u8>,
     chunk: usize,
     max_chunk: usize,
+    /// Whether a file of several chunks gets page-aligned extents (every chunk
+    /// but the last is then a whole number of pages).
+    align: bool,
     written: u64,
     terminated: bool,
 }
@@ -43,6 +48,8 @@ impl FileWriter {
             buf: Vec::new(),
             chunk: min_chunk,
             max_chunk,
+            align: (min_chunk as u64).is_multiple_of(crate::container::PAGE)
+                && (max_chunk as u64).is_multiple_of(crate::container::PAGE),
             written: 0,
             terminated: false,
         }
@@ -52,7 +59,7 @@ impl FileWriter {
         let len = self.buf.len() as u64;
         let finish_len = finish.then_some(self.written + len);
         self.engine
-            .write_chunk(self.id, self.written, &self.buf, finish_len)
+            .write_chunk(self.id, self.written, &self.buf, finish_len, self.align)
             .map_err(|e| {
                 let e = io::Error::from(e);
                 io::Error::new(e.kind(), format!("writing {:?}: {e}", self.path))

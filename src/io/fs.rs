@@ -1,7 +1,7 @@
 //! The real storage: a folder on a local file system, through libc.
 //!
-//! This module and `export`'s mapping code are where jocky's `unsafe` lives: each
-//! block carries a `// SAFETY:` comment.
+//! This module, `io::stitch` and `export`'s mapping code are where jocky's
+//! `unsafe` lives: each block carries a `// SAFETY:` comment.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -160,6 +160,64 @@ impl StorageFile for FsFile {
         self.file.sync_data()
     }
 
+    fn raw_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        Some(self.file.as_raw_fd())
+    }
+
+    fn copy_from(
+        &self,
+        src: &dyn StorageFile,
+        src_offset: u64,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<u64> {
+        let Some(src_fd) = src.raw_fd() else {
+            return Ok(0);
+        };
+        let (Ok(mut off_in), Ok(mut off_out)) = (i64::try_from(src_offset), i64::try_from(offset))
+        else {
+            return Ok(0);
+        };
+        let mut done = 0u64;
+        while done < len {
+            let want = usize::try_from(len - done)
+                .unwrap_or(usize::MAX)
+                .min(1 << 30);
+            // SAFETY: copy_file_range between two descriptors we hold open
+            // for the whole call; the offsets are our own locals, which the
+            // kernel advances; no buffer of ours is involved.
+            let n = unsafe {
+                libc::copy_file_range(
+                    src_fd,
+                    &mut off_in,
+                    self.file.as_raw_fd(),
+                    &mut off_out,
+                    want,
+                    0,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return match e.raw_os_error() {
+                    // Not between these files or on this kernel: the caller
+                    // copies the rest.
+                    Some(libc::EXDEV | libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {
+                        log::debug!("copy_file_range into {:?}: {e}", self.path);
+                        Ok(done)
+                    }
+                    Some(libc::EINTR) => continue,
+                    _ => Err(e),
+                };
+            }
+            if n == 0 {
+                // Past the end of the source: the caller sees the shortfall.
+                return Ok(done);
+            }
+            done += n as u64;
+        }
+        Ok(done)
+    }
+
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
         // SAFETY: fallocate on a descriptor we own; plain integer arguments.
         let rc = unsafe {
@@ -288,6 +346,10 @@ impl std::fmt::Debug for MmapView {
 }
 
 impl ReadView for MmapView {
+    fn is_shared_mapping(&self) -> bool {
+        true
+    }
+
     fn read(&self, range: Range<u64>) -> io::Result<OwnedBytes> {
         if range.start > range.end || range.end > self.bytes.len() as u64 {
             return Err(io::Error::new(
@@ -376,7 +438,7 @@ impl ReadView for MmapView {
 
 /// The machine's page size (4 KiB on x86-64, up to 64 KiB on arm64): madvise
 /// works on whole pages of it.
-fn page_size() -> u64 {
+pub(crate) fn page_size() -> u64 {
     static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *PAGE.get_or_init(|| {
         // SAFETY: sysconf only reads a system constant; no pointers involved.

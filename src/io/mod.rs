@@ -9,6 +9,7 @@ pub mod fs;
 pub(crate) mod pinned;
 #[cfg(any(test, feature = "testing"))]
 pub mod sim;
+pub(crate) mod stitch;
 
 use std::fmt;
 use std::io;
@@ -62,6 +63,26 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     fn set_direct(&self) -> io::Result<bool> {
         Ok(false)
     }
+    /// The descriptor, for in-kernel copies between files of one storage
+    /// (`None` where there is none).
+    fn raw_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        None
+    }
+    /// Copies `len` bytes at `src_offset` of `src` (written bytes, not only
+    /// staged ones) to `offset` of this file inside the kernel: no copy
+    /// through this process, and on file systems with reflinks (XFS, btrfs)
+    /// whole blocks are shared instead of written. Returns how many bytes
+    /// were copied from the start: fewer than `len` (0 where unsupported)
+    /// leaves the rest to the caller.
+    fn copy_from(
+        &self,
+        _src: &dyn StorageFile,
+        _src_offset: u64,
+        _offset: u64,
+        _len: u64,
+    ) -> io::Result<u64> {
+        Ok(0)
+    }
     /// Starts write-back of `range` to the disk without waiting for it (a hint;
     /// not a durability point).
     fn start_write_back(&self, _range: Range<u64>) {}
@@ -84,6 +105,11 @@ pub trait ReadView: Send + Sync + fmt::Debug {
     fn read(&self, range: Range<u64>) -> io::Result<OwnedBytes>;
     /// Hints how a range will be accessed (no-op where unsupported).
     fn advise(&self, _range: Range<u64>, _advice: crate::policy::Advice) {}
+    /// Whether [`read`](Self::read) returns slices of a read-only shared
+    /// file mapping (which `stitch` can map again elsewhere).
+    fn is_shared_mapping(&self) -> bool {
+        false
+    }
     /// The bytes of `range` are dead here (deleted, or served from elsewhere):
     /// drop their pages from this process and, where nothing else maps them,
     /// from the page cache. Slices still holding them keep working; they fault
