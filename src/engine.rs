@@ -7,7 +7,7 @@ use crate::sync::lock;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError, Weak};
 
 use ownedbytes::OwnedBytes;
 use tantivy::directory::{WatchCallback, WatchCallbackList, WatchHandle};
@@ -24,6 +24,9 @@ use crate::policy::{AdvicePolicy, ExportPolicy};
 use crate::table::{Entry, FileTable, Location};
 
 pub(crate) struct Engine {
+    /// This engine's own `Arc` (weak), for what outlives a call: a mapping
+    /// that releases dead pages when it goes.
+    me: Weak<Engine>,
     container: Container,
     table: RwLock<FileTable>,
     segments: SegmentSet,
@@ -329,6 +332,7 @@ impl Engine {
             .map_or(0, |n| n + 1);
         let replayed = container.replayed_on_open();
         Ok(Engine {
+            me: Weak::new(),
             replay_debt: Mutex::new((replayed, 0)),
             data_gate: RwLock::new(()),
             container,
@@ -428,6 +432,32 @@ impl Engine {
                 min_segment_bytes,
                 quiet,
             } => Some((min_segment_bytes, Some(quiet))),
+        }
+    }
+
+    /// The engine in its `Arc` (what every owner holds).
+    pub fn into_arc(self) -> Arc<Engine> {
+        Arc::new_cyclic(|me| Engine {
+            me: me.clone(),
+            ..self
+        })
+    }
+
+    /// Drops the pages of `extents` (file `id` at `ns`/`path` when a mapping
+    /// of them was made) from memory if they are dead now: deleted, exported
+    /// or copied forward. Called when a stitched mapping goes, which kept
+    /// them from being dropped when they died. A hint: skipped if the table
+    /// is busy (never waits on it: the caller may hold it).
+    fn release_if_dead(&self, ns: &str, path: &str, id: u64, extents: &[Extent]) {
+        let live = match self.table.try_read() {
+            Ok(t) => t.get(ns, path).is_some_and(|cur| {
+                cur.id == id && matches!(&cur.loc, Location::Container(x) if x[..] == extents[..])
+            }),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().get(ns, path).is_some(),
+            Err(TryLockError::WouldBlock) => true,
+        };
+        if !live {
+            self.container.release(extents);
         }
     }
 
@@ -760,11 +790,21 @@ impl Engine {
                     // Asked before the read: bytes written stay written, so
                     // the read then returns slices of the mappings.
                     let mapped = self.container.is_mapped(extents);
+                    let on_unmap = {
+                        let (me, ns, path) = (self.me.clone(), ns.to_string(), path.to_string());
+                        let (id, extents) = (entry.id, extents.clone());
+                        move || {
+                            if let Some(engine) = me.upgrade() {
+                                engine.release_if_dead(&ns, &path, id, &extents);
+                            }
+                        }
+                    };
                     self.read_extents(extents).map(|b| {
                         Arc::new(crate::directory::ExtentsHandle::counted(
                             b,
                             mapped,
                             self.counters.reads.clone(),
+                            Box::new(on_unmap),
                         )) as Arc<dyn tantivy::directory::FileHandle>
                     })
                 }

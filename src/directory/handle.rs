@@ -8,13 +8,12 @@
 use std::io;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ownedbytes::OwnedBytes;
 use tantivy::directory::FileHandle;
 use tantivy::HasLen;
 
-#[derive(Debug)]
 pub(crate) struct ExtentsHandle {
     /// `(offset in the file, bytes)`, in file order.
     parts: Vec<(usize, OwnedBytes)>,
@@ -26,7 +25,11 @@ pub(crate) struct ExtentsHandle {
     whole: OnceLock<Option<OwnedBytes>>,
     /// What reads across extents cost.
     counters: Option<Arc<ReadCounters>>,
+    /// Called once the stitched mapping is gone (see `io::stitch`).
+    on_unmap: Mutex<Option<OnUnmap>>,
 }
+
+type OnUnmap = Box<dyn FnOnce() + Send + Sync>;
 
 /// What reads of container files that span extents cost, since open (shared
 /// with the handles, which may outlive the engine).
@@ -56,20 +59,25 @@ impl ExtentsHandle {
             stitchable: false,
             whole: OnceLock::new(),
             counters: None,
+            on_unmap: Mutex::new(None),
         }
     }
 
     /// A handle whose reads across extents are counted into `counters`;
-    /// `mapped`: the parts are slices of shared file mappings.
+    /// `mapped`: the parts are slices of shared file mappings; `on_unmap`
+    /// runs once a mapping made of them as one range is gone (the pages it
+    /// held could not be dropped from the cache while it lived).
     pub fn counted(
         bytes: Vec<OwnedBytes>,
         mapped: bool,
         counters: Arc<ReadCounters>,
+        on_unmap: OnUnmap,
     ) -> ExtentsHandle {
         let h = ExtentsHandle::new(bytes);
         ExtentsHandle {
             stitchable: mapped && h.parts.len() > 1,
             counters: Some(counters),
+            on_unmap: Mutex::new(Some(on_unmap)),
             ..h
         }
     }
@@ -82,7 +90,8 @@ impl ExtentsHandle {
         self.whole
             .get_or_init(|| {
                 let parts: Vec<OwnedBytes> = self.parts.iter().map(|(_, b)| b.clone()).collect();
-                match crate::io::stitch::stitch(&parts) {
+                let on_unmap = crate::sync::lock(&self.on_unmap).take();
+                match crate::io::stitch::stitch(&parts, on_unmap) {
                     Ok(whole) => {
                         if let Some(c) = &self.counters {
                             c.stitched.fetch_add(1, Ordering::Relaxed);
@@ -96,6 +105,16 @@ impl ExtentsHandle {
                 }
             })
             .as_ref()
+    }
+}
+
+impl std::fmt::Debug for ExtentsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtentsHandle")
+            .field("extents", &self.parts.len())
+            .field("len", &self.len)
+            .field("stitched", &self.whole.get().map(Option::is_some))
+            .finish()
     }
 }
 

@@ -54,7 +54,7 @@ impl Owner {
     /// An engine no registry knows (test storage, read-only opens).
     pub fn unregistered(engine: Engine) -> Arc<Owner> {
         Arc::new(Owner {
-            engine: Some(Arc::new(engine)),
+            engine: Some(engine.into_arc()),
             slot: None,
         })
     }
@@ -127,7 +127,7 @@ pub(crate) fn open_shared(
     let storage = FsStorage::open(root).map_err(|e| Error::io(root, e))?;
     let engine = Engine::open(Arc::new(storage), root, opts, eopts)?;
     let owner = Arc::new(Owner {
-        engine: Some(Arc::new(engine)),
+        engine: Some(engine.into_arc()),
         slot: Some(slot.clone()),
     });
     state.owner = Arc::downgrade(&owner);

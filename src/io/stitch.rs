@@ -19,7 +19,9 @@ use ownedbytes::{OwnedBytes, StableDeref};
 /// Maps `parts` (slices of read-only shared file mappings, in order) as one
 /// range. The result stays valid when the mappings the parts came from go
 /// away (the new mapping holds the file, as every mapping does).
-pub fn stitch(parts: &[OwnedBytes]) -> io::Result<OwnedBytes> {
+/// `on_unmap` runs once the new mapping is gone (its pages, no longer mapped
+/// here, can then be dropped from the page cache).
+pub fn stitch(parts: &[OwnedBytes], on_unmap: Option<OnUnmap>) -> io::Result<OwnedBytes> {
     let page = super::fs::page_size() as usize;
     let len: usize = parts.iter().map(|p| p.len()).sum();
     if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
@@ -49,10 +51,11 @@ pub fn stitch(parts: &[OwnedBytes]) -> io::Result<OwnedBytes> {
     if base == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    let stitched = Stitched {
+    let mut stitched = Stitched {
         ptr: base as usize,
         len,
         map_len,
+        on_unmap: None,
     };
     let mut at = 0usize;
     for p in parts {
@@ -79,6 +82,7 @@ pub fn stitch(parts: &[OwnedBytes]) -> io::Result<OwnedBytes> {
         }
         at += span;
     }
+    stitched.on_unmap = on_unmap;
     Ok(OwnedBytes::new(stitched))
 }
 
@@ -86,11 +90,15 @@ fn unsuitable(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, format!("cannot stitch: {why}"))
 }
 
+/// What to do once a stitched mapping is gone.
+pub type OnUnmap = Box<dyn FnOnce() + Send + Sync>;
+
 /// The reserved range and the bytes mapped into it; unmapped on drop.
 struct Stitched {
     ptr: usize,
     len: usize,
     map_len: usize,
+    on_unmap: Option<OnUnmap>,
 }
 
 impl Deref for Stitched {
@@ -116,6 +124,9 @@ impl Drop for Stitched {
         if rc != 0 {
             log::warn!("munmap of a stitched view: {}", io::Error::last_os_error());
         }
+        if let Some(f) = self.on_unmap.take() {
+            f();
+        }
     }
 }
 
@@ -138,13 +149,22 @@ mod tests {
             .iter()
             .map(|r| view.read(r.clone()).unwrap())
             .collect();
-        let whole = stitch(&parts).unwrap();
+        let unmapped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = unmapped.clone();
+        let on_unmap: OnUnmap = Box::new(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        let whole = stitch(&parts, Some(on_unmap)).unwrap();
         let want: Vec<u8> = ranges
             .iter()
             .flat_map(|r| bytes[r.start as usize..r.end as usize].to_vec())
             .collect();
         drop((parts, view, file));
         assert_eq!(whole.as_slice(), &want[..]);
+        let slice = whole.slice(5000..6000);
+        drop(whole);
+        assert!(!unmapped.load(std::sync::atomic::Ordering::SeqCst), "a slice keeps it");
+        assert_eq!(slice.as_slice(), &want[5000..6000]);
+        drop(slice);
+        assert!(unmapped.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]
@@ -155,9 +175,9 @@ mod tests {
         file.write_at(0, &[7u8; 3 * 4096]).unwrap();
         let view = file.view(3 * 4096).unwrap();
         let unaligned = [view.read(10..4106).unwrap(), view.read(8192..8200).unwrap()];
-        assert!(stitch(&unaligned).is_err());
+        assert!(stitch(&unaligned, None).is_err());
         let short_middle = [view.read(0..100).unwrap(), view.read(8192..8200).unwrap()];
-        assert!(stitch(&short_middle).is_err());
-        assert!(stitch(&[view.read(0..4096).unwrap()]).is_err());
+        assert!(stitch(&short_middle, None).is_err());
+        assert!(stitch(&[view.read(0..4096).unwrap()], None).is_err());
     }
 }
