@@ -169,6 +169,9 @@ pub(crate) struct Container {
     group: group::GroupCommit,
     active: Mutex<Active>,
     files: RwLock<BTreeMap<u64, MappedFile>>,
+    /// Whether the storage's views are shared file mappings (one kind of
+    /// view per storage; known after the first look).
+    views_mapped: std::sync::OnceLock<bool>,
     poison: Mutex<Option<String>>,
     counters: Counters,
     /// Per container file, how many [`Appended`]s are alive.
@@ -257,6 +260,7 @@ impl Container {
             sync_lock: Mutex::new(()),
             group: group::GroupCommit::default(),
             files: RwLock::new(files),
+            views_mapped: std::sync::OnceLock::new(),
             poison: Mutex::new(None),
             counters: Counters {
                 sealed_at: AtomicU64::new(if rec.active_sealed {
@@ -820,14 +824,20 @@ impl Container {
     /// Whether [`read`](Self::read) of each of `extents` returns a slice of a
     /// shared file mapping: its bytes are written to its file (not only
     /// staged; written bytes stay written) and the file is mapped.
+    ///
+    /// Takes no lock once the storage's kind is known (a reader must not
+    /// queue on `files` behind a rotation waiting for a long release).
     pub fn is_mapped(&self, extents: &[Extent]) -> bool {
-        let files = crate::sync::read(&self.files);
-        extents.iter().all(|x| {
-            self.writer.shared.is_written(x.file_no, x.offset + x.len)
-                && files
-                    .get(&x.file_no)
-                    .is_some_and(|f| f.view.is_shared_mapping())
-        })
+        let mapped = *self.views_mapped.get_or_init(|| {
+            crate::sync::read(&self.files)
+                .values()
+                .next()
+                .is_some_and(|f| f.view.is_shared_mapping())
+        });
+        mapped
+            && extents
+                .iter()
+                .all(|x| self.writer.shared.is_written(x.file_no, x.offset + x.len))
     }
 
     /// The open file holding `extent`'s bytes, for an in-kernel copy: only
