@@ -95,6 +95,22 @@ pub fn rss_bytes() -> u64 {
     pages * page_size()
 }
 
+/// Anonymous resident memory of this process in bytes: resident less shared
+/// (file-backed and shared memory) pages, from `/proc/self/statm`. What the
+/// process holds that no page cache accounts for (heap, stacks, copies).
+pub fn anon_rss_bytes() -> u64 {
+    let Ok(text) = fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let field = |i: usize| -> u64 {
+        text.split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    field(1).saturating_sub(field(2)) * page_size()
+}
+
 fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };

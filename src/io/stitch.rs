@@ -151,7 +151,8 @@ mod tests {
             .collect();
         let unmapped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = unmapped.clone();
-        let on_unmap: OnUnmap = Box::new(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        let on_unmap: OnUnmap =
+            Box::new(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
         let whole = stitch(&parts, Some(on_unmap)).unwrap();
         let want: Vec<u8> = ranges
             .iter()
@@ -161,7 +162,10 @@ mod tests {
         assert_eq!(whole.as_slice(), &want[..]);
         let slice = whole.slice(5000..6000);
         drop(whole);
-        assert!(!unmapped.load(std::sync::atomic::Ordering::SeqCst), "a slice keeps it");
+        assert!(
+            !unmapped.load(std::sync::atomic::Ordering::SeqCst),
+            "a slice keeps it"
+        );
         assert_eq!(slice.as_slice(), &want[5000..6000]);
         drop(slice);
         assert!(unmapped.load(std::sync::atomic::Ordering::SeqCst));
