@@ -72,6 +72,20 @@ fn buffered_io() -> TestDirectory {
     TestDirectory::with_guard(dir, tmp)
 }
 
+/// Tiny containers and small page-multiple chunks: files of many page-aligned
+/// chunks, spread over several container files, read through stitched mappings.
+fn stitched() -> TestDirectory {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let dir = JockyDirectory::builder(tmp.path())
+        .container_file_size(1 << 20)
+        .preallocate(128 << 10)
+        .write_buffer(4 << 10, 16 << 10)
+        .write_queue(256 << 10)
+        .open()
+        .unwrap();
+    TestDirectory::with_guard(dir, tmp)
+}
+
 /// Tiny containers written by each append itself (no writer thread).
 fn inline_writes() -> TestDirectory {
     let tmp = tempfile::TempDir::new().unwrap();
@@ -437,6 +451,11 @@ mod fs_default {
 mod fs_tiny_containers {
     use super::*;
     crate::contract_tests!(tiny_containers());
+}
+
+mod fs_stitched {
+    use super::*;
+    crate::contract_tests!(stitched());
 }
 
 mod fs_direct_io {

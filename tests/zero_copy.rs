@@ -92,3 +92,21 @@ fn export_copies_inside_the_kernel_and_reads_back_the_same() {
     assert_eq!(read(&dir, "s.idx"), big);
     assert_eq!(read(&dir, "s.store"), small);
 }
+
+#[test]
+fn a_file_across_container_files_is_one_range_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = JockyDirectory::builder(tmp.path())
+        .container_file_size(1 << 20)
+        .write_buffer(4 << 10, 16 << 10)
+        .export_policy(ExportPolicy::Manual)
+        .open()
+        .unwrap();
+    let bytes = patterned(9, (3 << 20) + 7); // more than three 1 MiB container files
+    write_file(&dir, "x.pos", &bytes);
+    dir.sync_directory().unwrap();
+    assert!(dir.stats().container_files >= 3, "{:?}", dir.stats());
+    assert_eq!(read(&dir, "x.pos"), bytes);
+    let st = dir.stats();
+    assert_eq!((st.read_bytes_assembled, st.files_stitched), (0, 1));
+}
