@@ -789,22 +789,24 @@ impl Engine {
                 Location::Container(extents) => {
                     // Asked before the read: bytes written stay written, so
                     // the read then returns slices of the mappings.
-                    let mapped = self.container.is_mapped(extents);
-                    let on_unmap = {
-                        let (me, ns, path) = (self.me.clone(), ns.to_string(), path.to_string());
-                        let (id, extents) = (entry.id, extents.clone());
-                        move || {
-                            if let Some(engine) = me.upgrade() {
-                                engine.release_if_dead(&ns, &path, id, &extents);
-                            }
-                        }
-                    };
+                    // Only a file of several chunks may be stitched: the
+                    // callback (and its copies of the names) only for it.
+                    let stitch =
+                        (extents.len() > 1 && self.container.is_mapped(extents)).then(|| {
+                            let (me, ns, path) =
+                                (self.me.clone(), ns.to_string(), path.to_string());
+                            let (id, extents) = (entry.id, extents.clone());
+                            Box::new(move || {
+                                if let Some(engine) = me.upgrade() {
+                                    engine.release_if_dead(&ns, &path, id, &extents);
+                                }
+                            }) as crate::io::stitch::OnUnmap
+                        });
                     self.read_extents(extents).map(|b| {
                         Arc::new(crate::directory::ExtentsHandle::counted(
                             b,
-                            mapped,
                             self.counters.reads.clone(),
-                            Box::new(on_unmap),
+                            stitch,
                         )) as Arc<dyn tantivy::directory::FileHandle>
                     })
                 }

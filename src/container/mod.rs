@@ -820,7 +820,6 @@ impl Container {
         Ok(())
     }
 
-    /// The bytes of `extent`, zero-copy from the file's mapping.
     /// Whether [`read`](Self::read) of each of `extents` returns a slice of a
     /// shared file mapping: its bytes are written to its file (not only
     /// staged; written bytes stay written) and the file is mapped.
@@ -856,6 +855,7 @@ impl Container {
         a.file.clone()
     }
 
+    /// The bytes of `extent`, zero-copy from the file's mapping.
     pub fn read(&self, extent: Extent) -> std::io::Result<OwnedBytes> {
         if self.first_read.is_unchecked(extent.file_no) {
             // Its place came from a snapshot, not from a replayed record:
@@ -1115,9 +1115,9 @@ fn create_file(
     }
 }
 
-/// The page size alignment is computed against (and the block size a clone
-/// needs on the file systems that have one).
-pub const PAGE: u64 = 4096;
+/// The page alignment is computed against: the segment files' (and the
+/// block size a clone needs on the file systems that have one).
+pub use crate::format::segment_file::PAGE;
 
 /// The bytes of a `Padding` record (0, or at least a header) to put at
 /// `offset` so that a record starting right after it has byte `at` of the

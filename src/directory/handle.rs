@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ownedbytes::OwnedBytes;
+
+use crate::io::stitch::OnUnmap;
 use tantivy::directory::FileHandle;
 use tantivy::HasLen;
 
@@ -18,18 +20,14 @@ pub(crate) struct ExtentsHandle {
     /// `(offset in the file, bytes)`, in file order.
     parts: Vec<(usize, OwnedBytes)>,
     len: usize,
-    /// Whether the parts are slices of shared file mappings, worth trying to
-    /// map as one range.
-    stitchable: bool,
     /// The whole file as one range, once a read needed it (`None`: could not).
     whole: OnceLock<Option<OwnedBytes>>,
     /// What reads across extents cost.
     counters: Option<Arc<ReadCounters>>,
-    /// Called once the stitched mapping is gone (see `io::stitch`).
+    /// Present while the parts (slices of shared file mappings) may still be
+    /// mapped as one range; called once that mapping is gone (`io::stitch`).
     on_unmap: Mutex<Option<OnUnmap>>,
 }
-
-type OnUnmap = Box<dyn FnOnce() + Send + Sync>;
 
 /// What reads of container files that span extents cost, since open (shared
 /// with the handles, which may outlive the engine).
@@ -56,42 +54,36 @@ impl ExtentsHandle {
         ExtentsHandle {
             parts,
             len,
-            stitchable: false,
             whole: OnceLock::new(),
             counters: None,
             on_unmap: Mutex::new(None),
         }
     }
 
-    /// A handle whose reads across extents are counted into `counters`;
-    /// `mapped`: the parts are slices of shared file mappings; `on_unmap`
-    /// runs once a mapping made of them as one range is gone (the pages it
-    /// held could not be dropped from the cache while it lived).
+    /// A handle whose reads across extents are counted into `counters`.
+    /// `stitch`: the parts are slices of shared file mappings and may be
+    /// mapped as one range; the callback runs once that mapping is gone (the
+    /// pages it held could not be dropped from the cache while it lived).
     pub fn counted(
         bytes: Vec<OwnedBytes>,
-        mapped: bool,
         counters: Arc<ReadCounters>,
-        on_unmap: OnUnmap,
+        stitch: Option<OnUnmap>,
     ) -> ExtentsHandle {
-        let h = ExtentsHandle::new(bytes);
         ExtentsHandle {
-            stitchable: mapped && h.parts.len() > 1,
             counters: Some(counters),
-            on_unmap: Mutex::new(Some(on_unmap)),
-            ..h
+            on_unmap: Mutex::new(stitch),
+            ..ExtentsHandle::new(bytes)
         }
     }
 
-    /// The whole file as one mapped range, made on first use.
+    /// The whole file as one mapped range, made on first use (`None` if it
+    /// may not or cannot be).
     fn whole(&self) -> Option<&OwnedBytes> {
-        if !self.stitchable {
-            return None;
-        }
         self.whole
             .get_or_init(|| {
+                let on_unmap = crate::sync::lock(&self.on_unmap).take()?;
                 let parts: Vec<OwnedBytes> = self.parts.iter().map(|(_, b)| b.clone()).collect();
-                let on_unmap = crate::sync::lock(&self.on_unmap).take();
-                match crate::io::stitch::stitch(&parts, on_unmap) {
+                match crate::io::stitch::stitch(&parts, Some(on_unmap)) {
                     Ok(whole) => {
                         if let Some(c) = &self.counters {
                             c.stitched.fetch_add(1, Ordering::Relaxed);
