@@ -106,7 +106,20 @@ pub enum Advice {
     Sequential,
     /// `MADV_WILLNEED`: read the range in now.
     WillNeed,
+    /// Read exactly what tantivy asks for: no read-around on a page fault
+    /// (`MADV_RANDOM`); instead each read asks the kernel, in one request, for
+    /// the 64 KiB blocks of the file it touches that were not asked for before
+    /// (`MADV_WILLNEED`), and a read of [`FETCH_WHOLE`] bytes or more for its
+    /// whole range every time. Without it a cold page fault reads the device's
+    /// whole read-ahead window around the page (`read_ahead_kb`: 128 KiB to
+    /// several MiB). Applies to files of segment files with block checksums
+    /// (version 2); elsewhere it is [`Advice::None`].
+    Blocks,
 }
+
+/// Under [`Advice::Blocks`], a read at least this long is read ahead whole each
+/// time (its pages may have been evicted since it was first read).
+pub const FETCH_WHOLE: u64 = 256 << 10;
 
 impl Advice {
     pub(crate) fn to_libc(self) -> Option<libc::c_int> {
@@ -116,6 +129,7 @@ impl Advice {
             Advice::Random => Some(libc::MADV_RANDOM),
             Advice::Sequential => Some(libc::MADV_SEQUENTIAL),
             Advice::WillNeed => Some(libc::MADV_WILLNEED),
+            Advice::Blocks => Some(libc::MADV_RANDOM),
         }
     }
 }

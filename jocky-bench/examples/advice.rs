@@ -59,6 +59,10 @@ fn candidates() -> Vec<(&'static str, Option<AdvicePolicy>)> {
             Some(AdvicePolicy::default().with("store", Advice::Random)),
         ),
         (
+            "jocky blocks",
+            Some(AdvicePolicy::uniform(Advice::Blocks)),
+        ),
+        (
             "jocky all random",
             Some(AdvicePolicy::uniform(Advice::Random)),
         ),

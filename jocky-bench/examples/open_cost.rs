@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
-use jocky::{ExportPolicy, JockyDirectory, VerifyPolicy};
+use jocky::{Advice, AdvicePolicy, ExportPolicy, JockyDirectory, VerifyPolicy};
 use jocky_bench::{corpus, harness, procstats};
 use tantivy::directory::MmapDirectory;
 use tantivy::{Directory, Index, IndexWriter};
@@ -34,6 +34,8 @@ enum Side {
     JockyFirstRead,
     JockyPrefetch,
     JockyOnRequest,
+    JockyBlocks,
+    JockyBlocksPrefetch,
 }
 
 impl Side {
@@ -43,6 +45,8 @@ impl Side {
             Side::JockyFirstRead => "jocky, OnFirstRead (default)",
             Side::JockyPrefetch => "jocky, OnFirstRead + prefetch()",
             Side::JockyOnRequest => "jocky, OnRequest",
+            Side::JockyBlocks => "jocky, Advice::Blocks",
+            Side::JockyBlocksPrefetch => "jocky, Advice::Blocks + prefetch()",
         }
     }
 }
@@ -50,9 +54,15 @@ impl Side {
 fn open_dir(side: Side, path: &Path) -> Box<dyn Directory> {
     match side {
         Side::Mmap => Box::new(MmapDirectory::open(path).unwrap()),
-        Side::JockyFirstRead | Side::JockyPrefetch | Side::JockyOnRequest => {
+        _ => {
+            let advice = if matches!(side, Side::JockyBlocks | Side::JockyBlocksPrefetch) {
+                AdvicePolicy::uniform(Advice::Blocks)
+            } else {
+                AdvicePolicy::default()
+            };
             let dir = JockyDirectory::builder(path)
                 .export_policy(ExportPolicy::Manual)
+                .advice(advice)
                 .verify(if side == Side::JockyOnRequest {
                     VerifyPolicy::OnRequest
                 } else {
@@ -60,7 +70,7 @@ fn open_dir(side: Side, path: &Path) -> Box<dyn Directory> {
                 })
                 .open()
                 .unwrap();
-            if side == Side::JockyPrefetch {
+            if matches!(side, Side::JockyPrefetch | Side::JockyBlocksPrefetch) {
                 dir.prefetch().unwrap();
             }
             Box::new(dir)
@@ -144,6 +154,8 @@ fn main() {
         Side::JockyFirstRead,
         Side::JockyPrefetch,
         Side::JockyOnRequest,
+        Side::JockyBlocks,
+        Side::JockyBlocksPrefetch,
     ];
     let cold_ok = drop_caches();
     if !cold_ok {

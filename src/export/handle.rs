@@ -1,9 +1,10 @@
-//! Reading an exported file under `VerifyPolicy::OnFirstRead`: a `FileHandle`
-//! over the file's slice of its segment file's mapping that checks each block
-//! a read touches against the block's CRC the first time, before the bytes are
-//! handed out. What tantivy never reads is never checked (nor read); what it
-//! reads was checked first. Damage fails the read naming the segment file and
-//! the block's offset, and every later read of that file.
+//! Reading an exported file block by block: a `FileHandle` over the file's
+//! slice of its segment file's mapping that, the first time a read touches a
+//! block, asks the kernel for it (under `Advice::Blocks`) and checks it
+//! against the block's CRC (under `VerifyPolicy::OnFirstRead`) before the
+//! bytes are handed out. What tantivy never reads is never checked (nor read);
+//! what it reads was checked first. Damage fails the read naming the segment
+//! file and the block's offset, and every later read of that file.
 
 use std::io;
 use std::ops::Range;
@@ -14,21 +15,34 @@ use tantivy::directory::FileHandle;
 use tantivy::HasLen;
 
 use super::segments::Checks;
+use crate::io::ReadView;
 
 pub(crate) struct CheckedHandle {
     /// The whole file.
     bytes: OwnedBytes,
+    /// The segment file's mapping (`bytes` is a slice of it), for advice.
+    view: Arc<dyn ReadView>,
     checks: Arc<Checks>,
     /// The file's entry in its segment file's table.
     entry: usize,
+    /// Check blocks against their CRCs (`VerifyPolicy::OnFirstRead`).
+    verify: bool,
 }
 
 impl CheckedHandle {
-    pub fn new(bytes: OwnedBytes, checks: Arc<Checks>, entry: usize) -> CheckedHandle {
+    pub fn new(
+        bytes: OwnedBytes,
+        view: Arc<dyn ReadView>,
+        checks: Arc<Checks>,
+        entry: usize,
+        verify: bool,
+    ) -> CheckedHandle {
         CheckedHandle {
             bytes,
+            view,
             checks,
             entry,
+            verify,
         }
     }
 }
@@ -60,7 +74,11 @@ impl FileHandle for CheckedHandle {
             ));
         }
         self.checks
-            .check_blocks(self.entry, self.bytes.as_slice(), range.clone())?;
+            .fetch_blocks(&*self.view, self.entry, range.clone());
+        if self.verify {
+            self.checks
+                .check_blocks(self.entry, self.bytes.as_slice(), range.clone())?;
+        }
         Ok(self.bytes.slice(range))
     }
 }

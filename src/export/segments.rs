@@ -19,7 +19,7 @@ use crate::format::segment_file::{
     decode_table, decode_trailer, segment_file_name, SegTable, MAX_TABLE_LEN, TRAILER_LEN,
 };
 use crate::io::{ReadView, Storage, StorageFile};
-use crate::policy::{AdvicePolicy, VerifyPolicy};
+use crate::policy::{Advice, AdvicePolicy, VerifyPolicy, FETCH_WHOLE};
 
 /// What is known of an exported file's bytes.
 const UNCHECKED: u8 = 0;
@@ -39,17 +39,36 @@ pub(crate) struct Checks {
     blocks: Box<[AtomicBool]>,
     /// Per table entry: the index of its first block in `blocks`.
     first_block: Box<[usize]>,
+    /// Per table entry: reads ask for their blocks ([`Advice::Blocks`]).
+    fetch: Box<[bool]>,
+    /// Per block of every entry, in entry order: asked for (`MADV_WILLNEED`).
+    fetched: Box<[AtomicBool]>,
 }
 
 impl Checks {
-    fn new(path: PathBuf, table: SegTable, damaged_files: Arc<AtomicU64>) -> Checks {
+    fn new(
+        path: PathBuf,
+        table: SegTable,
+        damaged_files: Arc<AtomicU64>,
+        advice: &AdvicePolicy,
+    ) -> Checks {
         let mut first_block = Vec::with_capacity(table.entries.len());
         let mut n = 0;
         for e in &table.entries {
             first_block.push(n);
             n += e.block_crcs.len();
         }
+        let fetch: Box<[bool]> = table
+            .entries
+            .iter()
+            .map(|e| {
+                table.block_log2 != 0 && e.len > 0 && advice.advice_for(&e.path) == Advice::Blocks
+            })
+            .collect();
+        let fetched = if fetch.iter().any(|f| *f) { n } else { 0 };
         Checks {
+            fetch,
+            fetched: (0..fetched).map(|_| AtomicBool::new(false)).collect(),
             path,
             entries: table
                 .entries
@@ -66,6 +85,58 @@ impl Checks {
     /// Whether entry `i`'s blocks can be checked one by one.
     pub fn has_blocks(&self, i: usize) -> bool {
         self.table.block_log2 != 0 && self.table.entries[i].len > 0
+    }
+
+    /// Whether reads of entry `i` ask for their blocks ([`Advice::Blocks`]).
+    pub fn fetches(&self, i: usize) -> bool {
+        self.fetch[i]
+    }
+
+    /// Under [`Advice::Blocks`]: asks the kernel to read the blocks of entry
+    /// `i` that `range` (within the file) touches and that were not asked for
+    /// yet, one request per run of such blocks; the whole range if it is
+    /// [`FETCH_WHOLE`] or longer. The read that follows finds its pages in
+    /// flight instead of faulting them in one at a time (the mapping has
+    /// `MADV_RANDOM`: no read-around).
+    pub fn fetch_blocks(&self, view: &dyn ReadView, i: usize, range: Range<usize>) {
+        if !self.fetch[i] || range.is_empty() {
+            return;
+        }
+        let e = &self.table.entries[i];
+        if range.len() as u64 >= FETCH_WHOLE {
+            view.advise(
+                e.offset + range.start as u64..e.offset + range.end as u64,
+                Advice::WillNeed,
+            );
+            return;
+        }
+        let log2 = self.table.block_log2;
+        let (first, last) = (range.start >> log2, (range.end - 1) >> log2);
+        let flags = &self.fetched[self.first_block[i]..];
+        let mut run: Option<(usize, usize)> = None;
+        let ask = |(a, b): (usize, usize)| {
+            let end = (((b + 1) as u64) << log2).min(e.len);
+            view.advise(
+                e.offset + ((a as u64) << log2)..e.offset + end,
+                Advice::WillNeed,
+            );
+        };
+        for b in first..=last {
+            // Load first: the common (warm) case writes nothing shared.
+            if flags[b].load(Ordering::Relaxed) || flags[b].swap(true, Ordering::Relaxed) {
+                if let Some(r) = run.take() {
+                    ask(r);
+                }
+                continue;
+            }
+            run = Some(match run {
+                Some((a, _)) => (a, b),
+                None => (b, b),
+            });
+        }
+        if let Some(r) = run {
+            ask(r);
+        }
     }
 
     fn mismatch(&self, i: usize, offset: u64, expected: u32, got: u32) -> Error {
@@ -187,10 +258,16 @@ impl SegmentSet {
     /// each file its advice, and starts serving reads from it.
     pub fn insert(&self, no: u64, file: &dyn StorageFile, len: u64, table: SegTable) -> Result<()> {
         let view = file.view(len).map_err(|e| Error::io(self.path(no), e))?;
-        for e in &table.entries {
-            view.advise(e.offset..e.offset + e.len, self.advice.advice_for(&e.path));
+        let checks = Checks::new(self.path(no), table, self.damaged.clone(), &self.advice);
+        for (i, e) in checks.table.entries.iter().enumerate() {
+            match self.advice.advice_for(&e.path) {
+                // Without blocks to ask for, no read-around would mean one
+                // page per fault: leave the kernel's default.
+                Advice::Blocks if !checks.fetches(i) => {}
+                a => view.advise(e.offset..e.offset + e.len, a),
+            }
         }
-        let checks = Arc::new(Checks::new(self.path(no), table, self.damaged.clone()));
+        let checks = Arc::new(checks);
         crate::sync::write(&self.map).insert(no, Mapped { view, len, checks });
         Ok(())
     }
@@ -259,11 +336,12 @@ impl SegmentSet {
     /// which has no block CRCs, are checked whole first).
     pub fn handle(&self, no: u64, range: Range<u64>) -> std::io::Result<Arc<dyn FileHandle>> {
         let (view, checks, entry) = self.lookup(no, &range)?;
+        let verify = self.verify == VerifyPolicy::OnFirstRead;
         match entry {
-            Some(i) if self.verify == VerifyPolicy::OnFirstRead && checks.has_blocks(i) => {
+            Some(i) if checks.has_blocks(i) && (verify || checks.fetches(i)) => {
                 let bytes = view.read(range)?;
                 Ok(Arc::new(super::handle::CheckedHandle::new(
-                    bytes, checks, i,
+                    bytes, view, checks, i, verify,
                 )))
             }
             _ => Ok(Arc::new(ExtentsHandle::new(vec![self.read(no, range)?]))),
