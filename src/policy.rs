@@ -220,13 +220,21 @@ impl AdvicePolicy {
 }
 
 impl Default for AdvicePolicy {
-    /// No advice: the kernel's read-ahead, as `MmapDirectory` gets. Chosen by
-    /// measurement (`examples/advice.rs`, README): cold, `Random` on `.store`
-    /// read 0.54x the bytes from disk and cut p99, but made the median query
-    /// several times slower; `Random` everywhere read 17x less and was slower
-    /// still. Set `.with("store", Advice::Random)` where page cache is scarce.
+    /// [`Advice::Blocks`] — each read fetches the 64 KiB blocks it touches,
+    /// nothing around them — except for the small files every query walks
+    /// (`.term`, `.fast`, `.fieldnorm`), which keep the kernel's read-around
+    /// ([`Advice::None`]) and so come in whole after a few faults. Chosen by
+    /// measurement (`examples/advice.rs` and `examples/open_cost.rs`, README,
+    /// 2026-11-28): cold, against no advice anywhere (the default before), it
+    /// read 0.42x the bytes with lower median and p99 latencies, and a cold open
+    /// plus first query took a fraction of the time; `Blocks` everywhere read
+    /// 0.17x but made the median cold query slower (each dictionary block its
+    /// own request); `Random` everywhere was slower still.
     fn default() -> Self {
-        AdvicePolicy::uniform(Advice::None)
+        AdvicePolicy::uniform(Advice::Blocks)
+            .with("term", Advice::None)
+            .with("fast", Advice::None)
+            .with("fieldnorm", Advice::None)
     }
 }
 

@@ -53,28 +53,27 @@ struct Args {
 fn candidates() -> Vec<(&'static str, Option<AdvicePolicy>)> {
     vec![
         ("mmap (no advice)", None),
-        ("jocky none (default)", Some(AdvicePolicy::default())),
         (
-            "jocky store=random",
-            Some(AdvicePolicy::default().with("store", Advice::Random)),
+            "jocky default (blocks; term/fast/fieldnorm none)",
+            Some(AdvicePolicy::default()),
+        ),
+        ("jocky no advice", Some(AdvicePolicy::uniform(Advice::None))),
+        ("jocky blocks", Some(AdvicePolicy::uniform(Advice::Blocks))),
+        (
+            "jocky blocks, idx/pos none",
+            Some(
+                AdvicePolicy::uniform(Advice::Blocks)
+                    .with("idx", Advice::None)
+                    .with("pos", Advice::None),
+            ),
         ),
         (
-            "jocky blocks",
-            Some(AdvicePolicy::uniform(Advice::Blocks)),
+            "jocky store=random",
+            Some(AdvicePolicy::uniform(Advice::None).with("store", Advice::Random)),
         ),
         (
             "jocky all random",
             Some(AdvicePolicy::uniform(Advice::Random)),
-        ),
-        (
-            "jocky store=random, term/idx/fast=willneed",
-            Some(
-                AdvicePolicy::default()
-                    .with("store", Advice::Random)
-                    .with("term", Advice::WillNeed)
-                    .with("idx", Advice::WillNeed)
-                    .with("fast", Advice::WillNeed),
-            ),
         ),
     ]
 }

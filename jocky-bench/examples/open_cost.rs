@@ -1,9 +1,11 @@
 //! What opening an index costs: open (directory + `Index::open` + reader) and
 //! the first query, cold (page cache dropped; needs root) and warm, for
-//! `MmapDirectory`, jocky with `VerifyPolicy::OnFirstRead` (the default: each
-//! block checked on its first read), the same plus `JockyDirectory::prefetch`
-//! right after the directory opens (the segment files' hot ranges read ahead),
-//! and jocky with `VerifyPolicy::OnRequest`, in the same run, rotating the
+//! `MmapDirectory`, jocky with its defaults (`VerifyPolicy::OnFirstRead`: each
+//! block checked on its first read; `AdvicePolicy::default()`), the same plus
+//! `JockyDirectory::prefetch` right after the directory opens (the segment
+//! files' hot ranges read ahead), jocky with `VerifyPolicy::OnRequest`, with
+//! `Advice::Blocks` for every file type, and with no advice at all (the kernel's
+//! read-around on every fault), in the same run, rotating the
 //! order, medians over the rounds with min–max. Also the bytes read from disk
 //! and the folder's page cache afterwards.
 //!
@@ -31,51 +33,56 @@ struct Args {
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
     Mmap,
-    JockyFirstRead,
+    /// The defaults: `VerifyPolicy::OnFirstRead`, `AdvicePolicy::default()`.
+    Jocky,
     JockyPrefetch,
     JockyOnRequest,
-    JockyBlocks,
-    JockyBlocksPrefetch,
+    /// `Advice::Blocks` for every file type.
+    JockyAllBlocks,
+    /// No advice at all (the kernel's read-around everywhere; the default
+    /// before 2026-11-28).
+    JockyNoAdvice,
 }
 
 impl Side {
     fn name(self) -> &'static str {
         match self {
             Side::Mmap => "MmapDirectory",
-            Side::JockyFirstRead => "jocky, OnFirstRead (default)",
-            Side::JockyPrefetch => "jocky, OnFirstRead + prefetch()",
+            Side::Jocky => "jocky, defaults (OnFirstRead, Blocks but .term/.fast/.fieldnorm)",
+            Side::JockyPrefetch => "jocky, defaults + prefetch()",
             Side::JockyOnRequest => "jocky, OnRequest",
-            Side::JockyBlocks => "jocky, Advice::Blocks",
-            Side::JockyBlocksPrefetch => "jocky, Advice::Blocks + prefetch()",
+            Side::JockyAllBlocks => "jocky, Blocks everywhere",
+            Side::JockyNoAdvice => "jocky, no advice (kernel read-around)",
+        }
+    }
+
+    fn advice(self) -> AdvicePolicy {
+        match self {
+            Side::JockyAllBlocks => AdvicePolicy::uniform(Advice::Blocks),
+            Side::JockyNoAdvice => AdvicePolicy::uniform(Advice::None),
+            _ => AdvicePolicy::default(),
         }
     }
 }
 
 fn open_dir(side: Side, path: &Path) -> Box<dyn Directory> {
-    match side {
-        Side::Mmap => Box::new(MmapDirectory::open(path).unwrap()),
-        _ => {
-            let advice = if matches!(side, Side::JockyBlocks | Side::JockyBlocksPrefetch) {
-                AdvicePolicy::uniform(Advice::Blocks)
-            } else {
-                AdvicePolicy::default()
-            };
-            let dir = JockyDirectory::builder(path)
-                .export_policy(ExportPolicy::Manual)
-                .advice(advice)
-                .verify(if side == Side::JockyOnRequest {
-                    VerifyPolicy::OnRequest
-                } else {
-                    VerifyPolicy::OnFirstRead
-                })
-                .open()
-                .unwrap();
-            if matches!(side, Side::JockyPrefetch | Side::JockyBlocksPrefetch) {
-                dir.prefetch().unwrap();
-            }
-            Box::new(dir)
-        }
+    if side == Side::Mmap {
+        return Box::new(MmapDirectory::open(path).unwrap());
     }
+    let dir = JockyDirectory::builder(path)
+        .export_policy(ExportPolicy::Manual)
+        .advice(side.advice())
+        .verify(if side == Side::JockyOnRequest {
+            VerifyPolicy::OnRequest
+        } else {
+            VerifyPolicy::OnFirstRead
+        })
+        .open()
+        .unwrap();
+    if side == Side::JockyPrefetch {
+        dir.prefetch().unwrap();
+    }
+    Box::new(dir)
 }
 
 fn build(side: Side, path: &Path, docs: usize) {
@@ -143,7 +150,7 @@ fn main() {
     let jocky_path: PathBuf = tmp.path().join("jocky");
     eprintln!("indexing {} documents into both...", args.docs);
     build(Side::Mmap, &mmap_path, args.docs);
-    build(Side::JockyFirstRead, &jocky_path, args.docs);
+    build(Side::Jocky, &jocky_path, args.docs);
     println!(
         "index: MmapDirectory {:.1} MB, jocky {:.1} MB",
         procstats::dir_size(&mmap_path).unwrap() as f64 / 1e6,
@@ -151,11 +158,11 @@ fn main() {
     );
     let sides = [
         Side::Mmap,
-        Side::JockyFirstRead,
+        Side::Jocky,
         Side::JockyPrefetch,
         Side::JockyOnRequest,
-        Side::JockyBlocks,
-        Side::JockyBlocksPrefetch,
+        Side::JockyAllBlocks,
+        Side::JockyNoAdvice,
     ];
     let cold_ok = drop_caches();
     if !cold_ok {

@@ -110,9 +110,11 @@ impl Checks {
             );
             return;
         }
+        // One block at a time: larger units (256 KiB, 1 MiB) read more and
+        // made cold queries slower (`examples/advice.rs`, 2026-11-28).
         let log2 = self.table.block_log2;
         let (first, last) = (range.start >> log2, (range.end - 1) >> log2);
-        let flags = &self.fetched[self.first_block[i]..];
+        let flags = &self.fetched[self.first_block[i]..self.first_block[i] + e.block_crcs.len()];
         let mut run: Option<(usize, usize)> = None;
         let ask = |(a, b): (usize, usize)| {
             let end = (((b + 1) as u64) << log2).min(e.len);
@@ -121,17 +123,18 @@ impl Checks {
                 Advice::WillNeed,
             );
         };
-        for b in first..=last {
+        for u in first..=last {
             // Load first: the common (warm) case writes nothing shared.
-            if flags[b].load(Ordering::Relaxed) || flags[b].swap(true, Ordering::Relaxed) {
+            let flag = &flags[u];
+            if flag.load(Ordering::Relaxed) || flag.swap(true, Ordering::Relaxed) {
                 if let Some(r) = run.take() {
                     ask(r);
                 }
                 continue;
             }
             run = Some(match run {
-                Some((a, _)) => (a, b),
-                None => (b, b),
+                Some((a, _)) => (a, u),
+                None => (u, u),
             });
         }
         if let Some(r) = run {
@@ -441,4 +444,105 @@ fn read_table(file: &dyn StorageFile, path: &Path) -> Result<(u64, SegTable)> {
     let table = decode_table(&table, table_offset, table_crc)
         .map_err(|e| Error::decode(path, table_offset, e))?;
     Ok((len, table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::segment_file::SegEntry;
+    use std::sync::Mutex;
+
+    /// A view that records the advice it is given.
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<(Range<u64>, Advice)>>);
+
+    impl ReadView for Recorder {
+        fn read(&self, _range: Range<u64>) -> std::io::Result<OwnedBytes> {
+            unreachable!("fetch_blocks never reads")
+        }
+        fn advise(&self, range: Range<u64>, advice: Advice) {
+            self.0.lock().unwrap().push((range, advice));
+        }
+    }
+
+    impl Recorder {
+        fn take(&self) -> Vec<Range<u64>> {
+            let v = std::mem::take(&mut *self.0.lock().unwrap());
+            assert!(v.iter().all(|(_, a)| *a == Advice::WillNeed));
+            v.into_iter().map(|(r, _)| r).collect()
+        }
+    }
+
+    const B: u64 = 64 << 10;
+
+    /// Two files: `a.idx` (10 blocks, the last one short) at 4096, `b.term`
+    /// after it.
+    fn checks(advice: &AdvicePolicy) -> Checks {
+        let entry = |path: &str, offset, len: u64| SegEntry {
+            file_id: 0,
+            path: path.into(),
+            offset,
+            len,
+            crc: 0,
+            block_crcs: vec![0; len.div_ceil(B) as usize],
+        };
+        let table = SegTable {
+            export_no: 1,
+            namespace: String::new(),
+            block_log2: 16,
+            entries: vec![
+                entry("s.idx", 4096, 9 * B + 100),
+                entry("s.term", 4096 + 10 * B, 3 * B),
+            ],
+            hot: Vec::new(),
+        };
+        Checks::new("seg".into(), table, Arc::default(), advice)
+    }
+
+    #[test]
+    fn a_read_asks_once_for_the_blocks_it_touches_in_one_request() {
+        let c = checks(&AdvicePolicy::default());
+        let v = Recorder::default();
+        // A 100-byte read inside block 2: that block, nothing around it.
+        c.fetch_blocks(&v, 0, (2 * B + 10) as usize..(2 * B + 110) as usize);
+        assert_eq!(v.take(), vec![4096 + 2 * B..4096 + 3 * B]);
+        // Again: already asked for.
+        c.fetch_blocks(&v, 0, (2 * B) as usize..(2 * B + 1) as usize);
+        assert!(v.take().is_empty());
+        // Blocks 1..=4: block 2 was asked for, so two requests (1, then 3..=4).
+        c.fetch_blocks(&v, 0, (B + 5) as usize..(5 * B - 1) as usize);
+        assert_eq!(
+            v.take(),
+            vec![4096 + B..4096 + 2 * B, 4096 + 3 * B..4096 + 5 * B]
+        );
+        // The last block ends with the file, not a block later.
+        c.fetch_blocks(&v, 0, (9 * B) as usize..(9 * B + 1) as usize);
+        assert_eq!(v.take(), vec![4096 + 9 * B..4096 + 9 * B + 100]);
+    }
+
+    #[test]
+    fn a_long_read_is_asked_for_whole_every_time() {
+        let c = checks(&AdvicePolicy::default());
+        let v = Recorder::default();
+        let long = 0..FETCH_WHOLE as usize;
+        c.fetch_blocks(&v, 0, long.clone());
+        c.fetch_blocks(&v, 0, long);
+        let want = 4096..4096 + FETCH_WHOLE;
+        assert_eq!(v.take(), vec![want.clone(), want]);
+    }
+
+    #[test]
+    fn files_without_blocks_advice_are_left_to_the_kernel() {
+        // `.term` keeps the kernel's read-around by default.
+        let c = checks(&AdvicePolicy::default());
+        assert!(c.fetches(0) && !c.fetches(1));
+        let v = Recorder::default();
+        c.fetch_blocks(&v, 1, 0..10);
+        assert!(v.take().is_empty());
+        // No advice anywhere: nothing is asked for, nothing is tracked.
+        let c = checks(&AdvicePolicy::uniform(Advice::None));
+        assert!(!c.fetches(0) && c.fetched.is_empty());
+        c.fetch_blocks(&v, 0, 0..10);
+        assert!(v.take().is_empty());
+    }
 }
