@@ -10,21 +10,27 @@
 //! and the folder's page cache afterwards.
 //!
 //! `cargo run --release -p jocky-bench --example open_cost -- --docs 100000 --rounds 5`
+//! (`--corpus /path/to/linux-source-6.1` for a folder tree)
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
 use jocky::{Advice, AdvicePolicy, ExportPolicy, JockyDirectory, VerifyPolicy};
-use jocky_bench::{corpus, harness, procstats};
+use jocky_bench::corpus::{self, Doc};
+use jocky_bench::{harness, procstats};
 use tantivy::directory::MmapDirectory;
 use tantivy::{Directory, Index, IndexWriter};
 
 #[derive(Parser)]
 struct Args {
-    /// Generated documents to index.
+    /// Generated documents to index (or the first N of --corpus).
     #[arg(long, default_value_t = 100_000)]
     docs: usize,
+    /// A JSON-lines file or a directory tree instead of the generated corpus;
+    /// the query is then built from its most frequent terms.
+    #[arg(long)]
+    corpus: Option<PathBuf>,
     /// Rounds (each measures every side once, cold and warm).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
@@ -85,7 +91,7 @@ fn open_dir(side: Side, path: &Path) -> Box<dyn Directory> {
     Box::new(dir)
 }
 
-fn build(side: Side, path: &Path, docs: usize) {
+fn build(side: Side, path: &Path, docs: &[Doc]) {
     std::fs::create_dir_all(path).unwrap();
     let (schema, fields) = harness::schema();
     let dir = open_dir(side, path);
@@ -95,7 +101,7 @@ fn build(side: Side, path: &Path, docs: usize) {
     harness::index_docs(
         &mut w,
         &fields,
-        corpus::generate(corpus::DEFAULT_SEED, docs),
+        docs.iter().cloned(),
         10_000,
     )
     .unwrap();
@@ -120,7 +126,7 @@ fn drop_caches() -> bool {
 /// folder after.
 type Sample = (f64, f64, u64, u64);
 
-fn measure(side: Side, path: &Path) -> Sample {
+fn measure(side: Side, path: &Path, q: &str) -> Sample {
     let (_, fields) = harness::schema();
     let read_before = procstats::io_read_bytes();
     let t = Instant::now();
@@ -128,9 +134,8 @@ fn measure(side: Side, path: &Path) -> Sample {
     let reader = harness::manual_reader(&index).unwrap();
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let parser = harness::query_parser(&index, &fields);
-    let q = corpus::default_queries()[0].clone();
     let t = Instant::now();
-    harness::run_query(&reader.searcher(), &parser, &fields, &q).unwrap();
+    harness::run_query(&reader.searcher(), &parser, &fields, q).unwrap();
     let query_ms = t.elapsed().as_secs_f64() * 1e3;
     let read = procstats::io_read_bytes() - read_before;
     drop((reader, index));
@@ -148,9 +153,27 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let mmap_path: PathBuf = tmp.path().join("mmap");
     let jocky_path: PathBuf = tmp.path().join("jocky");
-    eprintln!("indexing {} documents into both...", args.docs);
-    build(Side::Mmap, &mmap_path, args.docs);
-    build(Side::Jocky, &jocky_path, args.docs);
+    let docs: Vec<Doc> = match &args.corpus {
+        Some(p) => {
+            let mut d = corpus::load_path(p).unwrap();
+            d.truncate(args.docs);
+            d
+        }
+        None => corpus::generate(corpus::DEFAULT_SEED, args.docs).collect(),
+    };
+    let query = match &args.corpus {
+        Some(_) => {
+            let terms = corpus::ranked_terms(&docs, 64 << 20);
+            let refs: Vec<&str> = terms.iter().map(String::as_str).collect();
+            corpus::queries_from_ranked_terms(&refs)[0].clone()
+        }
+        None => corpus::default_queries()[0].clone(),
+    };
+    eprintln!("indexing {} documents into both...", docs.len());
+    build(Side::Mmap, &mmap_path, &docs);
+    build(Side::Jocky, &jocky_path, &docs);
+    drop(docs);
+    println!("query: {query}");
     println!(
         "index: MmapDirectory {:.1} MB, jocky {:.1} MB",
         procstats::dir_size(&mmap_path).unwrap() as f64 / 1e6,
@@ -181,10 +204,10 @@ fn main() {
             };
             if cold_ok {
                 drop_caches();
-                samples[i][1].push(measure(side, path));
+                samples[i][1].push(measure(side, path, &query));
             }
-            measure(side, path); // warm the cache
-            samples[i][0].push(measure(side, path));
+            measure(side, path, &query); // warm the cache
+            samples[i][0].push(measure(side, path, &query));
         }
     }
     println!(
