@@ -98,13 +98,7 @@ fn build(side: Side, path: &Path, docs: &[Doc]) {
     let index = Index::open_or_create(dir, schema).unwrap();
     let mut w: IndexWriter = index.writer_with_num_threads(2, 200_000_000).unwrap();
     w.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
-    harness::index_docs(
-        &mut w,
-        &fields,
-        docs.iter().cloned(),
-        10_000,
-    )
-    .unwrap();
+    harness::index_docs(&mut w, &fields, docs.iter().cloned(), 10_000).unwrap();
     harness::merge_all(&mut w).unwrap();
     w.garbage_collect_files().wait().unwrap();
     w.wait_merging_threads().unwrap();

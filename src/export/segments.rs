@@ -114,7 +114,7 @@ impl Checks {
         // made cold queries slower (`examples/advice.rs`, 2026-11-28).
         let log2 = self.table.block_log2;
         let (first, last) = (range.start >> log2, (range.end - 1) >> log2);
-        let flags = &self.fetched[self.first_block[i]..self.first_block[i] + e.block_crcs.len()];
+        let flags = &self.fetched[self.first_block[i] + first..=self.first_block[i] + last];
         let mut run: Option<(usize, usize)> = None;
         let ask = |(a, b): (usize, usize)| {
             let end = (((b + 1) as u64) << log2).min(e.len);
@@ -123,9 +123,8 @@ impl Checks {
                 Advice::WillNeed,
             );
         };
-        for u in first..=last {
+        for (u, flag) in (first..).zip(flags) {
             // Load first: the common (warm) case writes nothing shared.
-            let flag = &flags[u];
             if flag.load(Ordering::Relaxed) || flag.swap(true, Ordering::Relaxed) {
                 if let Some(r) = run.take() {
                     ask(r);
