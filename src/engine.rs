@@ -35,6 +35,7 @@ pub(crate) struct Engine {
     /// Files found unterminated on open and dropped.
     dropped_on_open: usize,
     export_policy: ExportPolicy,
+    export_copy: crate::policy::ExportCopy,
     /// Number of the next segment file.
     next_export_no: AtomicU64,
     /// One export or reclamation pass at a time.
@@ -99,6 +100,7 @@ pub(crate) struct EngineOptions {
     pub export: ExportPolicy,
     pub advice: AdvicePolicy,
     pub verify: crate::policy::VerifyPolicy,
+    pub export_copy: crate::policy::ExportCopy,
 }
 
 /// An atomic write between its append and its publication in the table.
@@ -342,6 +344,7 @@ impl Engine {
             watchers: Mutex::new(HashMap::new()),
             dropped_on_open,
             export_policy: eopts.export,
+            export_copy: eopts.export_copy,
             next_export_no: AtomicU64::new(next_export_no),
             maintenance: Mutex::new(()),
             log_order: Mutex::new(()),
@@ -354,6 +357,11 @@ impl Engine {
     }
 
     /// The container (the log).
+    /// Where the export may copy inside the kernel from.
+    pub fn export_copy(&self) -> crate::policy::ExportCopy {
+        self.export_copy
+    }
+
     pub fn container(&self) -> &Container {
         &self.container
     }

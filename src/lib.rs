@@ -105,6 +105,8 @@ pub use directory::{Builder, JockyDirectory, Stats};
 pub use error::{Error, Result};
 pub use export::hot::PrefetchReport;
 pub use export::ExportReport;
-pub use policy::{Advice, AdvicePolicy, ExportPolicy, SyncPolicy, VerifyPolicy, WriteMode};
+pub use policy::{
+    Advice, AdvicePolicy, ExportCopy, ExportPolicy, SyncPolicy, VerifyPolicy, WriteMode,
+};
 pub use reclaim::ReclaimReport;
 pub use store::{Store, TenantStats, MAX_TENANT_LEN};

@@ -238,6 +238,25 @@ impl Default for AdvicePolicy {
     }
 }
 
+/// From which container files the export may copy a segment's bytes inside
+/// the kernel (`copy_file_range`: no copy through the process; on XFS and
+/// btrfs the page-aligned chunks of a file become shared blocks, written
+/// once). Bytes it cannot copy that way are written from the mapping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExportCopy {
+    /// Only from the container file being appended to, whose descriptor is
+    /// open anyway: the descriptor bound stays 2, plus 1 while a segment file
+    /// is written. The default. (The container starts a new file at each
+    /// snapshot, so a bulk load's final segments are mostly in older files.)
+    #[default]
+    ActiveFile,
+    /// From any container file, opening an older one for the copy: 2, plus 2
+    /// while a segment file is written. What a file system with reflinks needs
+    /// for the export to write almost nothing (README, "Reflinks").
+    AnyFile,
+}
+
 /// When the bytes of an exported file are checked against the CRC its segment
 /// file's table holds (container records are checked when the log is replayed
 /// on open).

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use common::contract::patterned;
 use common::{read, write_file};
-use jocky::{ExportPolicy, JockyDirectory, WriteMode};
+use jocky::{ExportCopy, ExportPolicy, JockyDirectory, WriteMode};
 use tantivy::directory::Directory;
 
 const LEN: usize = 9 << 20; // 64 KiB, 128 KiB, ... 4 MiB chunks: several extents
@@ -109,4 +109,35 @@ fn a_file_across_container_files_is_one_range_too() {
     assert_eq!(read(&dir, "x.pos"), bytes);
     let st = dir.stats();
     assert_eq!((st.read_bytes_assembled, st.files_stitched), (0, 1));
+}
+
+#[test]
+fn any_file_copies_from_older_container_files_in_the_kernel_too() {
+    for (copy, all_in_kernel) in [(ExportCopy::ActiveFile, false), (ExportCopy::AnyFile, true)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = JockyDirectory::builder(tmp.path())
+            .container_file_size(1 << 20)
+            .write_buffer(4 << 10, 16 << 10)
+            .export_policy(ExportPolicy::Manual)
+            .export_copy(copy)
+            .open()
+            .unwrap();
+        let bytes = patterned(11, (3 << 20) + 5); // over four 1 MiB container files
+        write_file(&dir, "x.pos", &bytes);
+        dir.sync_directory().unwrap();
+        assert!(dir.stats().container_files >= 3, "{:?}", dir.stats());
+        dir.export_files(&[Path::new("x.pos")]).unwrap();
+        let in_kernel = dir.stats().bytes_exported_in_kernel;
+        if all_in_kernel {
+            assert_eq!(in_kernel, bytes.len() as u64, "{copy:?}");
+        } else {
+            // Only what lies in the file being appended to.
+            assert!(in_kernel < bytes.len() as u64, "{copy:?}: {in_kernel}");
+        }
+        assert_eq!(read(&dir, "x.pos"), bytes, "{copy:?}");
+        assert_eq!(dir.verify_segments().unwrap(), 1, "{copy:?}");
+        drop(dir);
+        let dir = open(tmp.path(), WriteMode::Buffered);
+        assert_eq!(read(&dir, "x.pos"), bytes, "{copy:?}");
+    }
 }

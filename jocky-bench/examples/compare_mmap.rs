@@ -79,6 +79,9 @@ fn open_candidate(path: &Path) -> BoxResult<Box<dyn Directory>> {
     if let Some(mb) = WRITE_QUEUE_MB.get().copied().flatten() {
         builder = builder.write_queue(mb << 20);
     }
+    if EXPORT_ANY_FILE.get().copied().unwrap_or(false) {
+        builder = builder.export_copy(jocky::ExportCopy::AnyFile);
+    }
     if let Some(mb) = EXPORT_MIN_MB.get().copied().flatten() {
         builder = builder.export_policy(jocky::ExportPolicy::OnCommit {
             min_segment_bytes: mb << 20,
@@ -101,6 +104,9 @@ static INDEXING_DIR: std::sync::Mutex<Option<jocky::JockyDirectory>> = std::sync
 static WRITE_BUFFER_KB: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
 /// `--write-queue-mb`, when given.
 static WRITE_QUEUE_MB: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+
+/// `--export-copy-any-file`.
+static EXPORT_ANY_FILE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// `--export-min-mb`, when given.
 static EXPORT_MIN_MB: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
@@ -169,6 +175,10 @@ struct Args {
     /// jocky's write queue, MiB (default: the library's).
     #[arg(long)]
     write_queue_mb: Option<usize>,
+    /// jocky's export copies inside the kernel from any container file
+    /// (`ExportCopy::AnyFile`: reflinks on XFS/btrfs), not only the active one.
+    #[arg(long)]
+    export_copy_any_file: bool,
     /// Leave out the RamDirectory side (the floor no directory can beat).
     #[arg(long)]
     no_ram: bool,
@@ -506,6 +516,7 @@ fn run(args: &Args) -> BoxResult<()> {
     let _ = WRITE_BUFFER_KB.set(args.write_buffer_kb);
     let _ = WRITE_QUEUE_MB.set(args.write_queue_mb);
     let _ = WRITE_MODE.set(args.write_mode);
+    let _ = EXPORT_ANY_FILE.set(args.export_copy_any_file);
     if args.rounds == 0 || args.threads == 0 || args.query_repeats == 0 {
         return Err("--rounds, --threads and --query-repeats must be at least 1".into());
     }
@@ -558,11 +569,16 @@ fn run(args: &Args) -> BoxResult<()> {
         args.rounds
     );
     println!(
-        "jocky: write mode {:?}, export {}, write buffer {}, write queue {}",
+        "jocky: write mode {:?}, export {}{}, write buffer {}, write queue {}",
         args.write_mode.unwrap_or_default(),
         match args.export_min_mb {
             Some(mb) => format!("after each commit, segments of at least {mb} MiB"),
             None => "default policy".into(),
+        },
+        if args.export_copy_any_file {
+            ", copies in the kernel from any container file"
+        } else {
+            ""
         },
         args.write_buffer_kb
             .map_or("default".into(), |kb| format!("{kb} KiB")),

@@ -839,20 +839,35 @@ impl Container {
                 .all(|x| self.writer.shared.is_written(x.file_no, x.offset + x.len))
     }
 
-    /// The open file holding `extent`'s bytes, for an in-kernel copy: only
-    /// the active file (older ones are not kept open), only once the bytes
-    /// are written to it (not staged).
-    pub fn source_of(&self, extent: Extent) -> Option<Arc<dyn StorageFile>> {
-        let a = lock(&self.active);
-        if a.file_no != extent.file_no
-            || !self
-                .writer
-                .shared
-                .is_written(extent.file_no, extent.offset + extent.len)
+    /// The file holding `extent`'s bytes, for an in-kernel copy, once the
+    /// bytes are written to it (not staged): the active file, or with
+    /// `any_file` an older one, opened for the copy (a descriptor the caller
+    /// holds only while it copies).
+    pub fn source_of(&self, extent: Extent, any_file: bool) -> Option<Arc<dyn StorageFile>> {
+        if !self
+            .writer
+            .shared
+            .is_written(extent.file_no, extent.offset + extent.len)
         {
             return None;
         }
-        a.file.clone()
+        let a = lock(&self.active);
+        if a.file_no == extent.file_no {
+            return a.file.clone();
+        }
+        drop(a);
+        if !any_file || !crate::sync::read(&self.files).contains_key(&extent.file_no) {
+            return None;
+        }
+        self.storage
+            .open(&container_file_name(extent.file_no))
+            .inspect_err(|e| {
+                log::debug!(
+                    "container file {} not opened for a copy: {e}",
+                    extent.file_no
+                )
+            })
+            .ok()
     }
 
     /// The bytes of `extent`, zero-copy from the file's mapping.

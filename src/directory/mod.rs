@@ -220,6 +220,14 @@ impl Builder {
         self
     }
 
+    /// From which container files the export may copy inside the kernel
+    /// (default [`ExportCopy::ActiveFile`](crate::ExportCopy::ActiveFile); see
+    /// [`ExportCopy`](crate::ExportCopy) for what `AnyFile` costs and buys).
+    pub fn export_copy(mut self, copy: crate::policy::ExportCopy) -> Self {
+        self.engine.export_copy = copy;
+        self
+    }
+
     /// Which madvise each file type of an exported segment gets.
     pub fn advice(mut self, policy: AdvicePolicy) -> Self {
         self.engine.advice = policy;

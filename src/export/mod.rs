@@ -342,7 +342,11 @@ fn write_segment_file(
     let (offsets, table_offset) = layout(&lens);
     let name = segment_file_name(no);
     let file = storage.create(&name)?;
+    let any_file = engine.export_copy() == crate::policy::ExportCopy::AnyFile;
     let result = (|| {
+        // The container file the last extent was copied from, kept open
+        // while the next extents come from it too.
+        let mut source: Option<(u64, std::sync::Arc<dyn StorageFile>)> = None;
         let mut entries = Vec::with_capacity(group.files.len());
         for ((path, entry), offset) in group.files.iter().zip(&offsets) {
             let Location::Container(extents) = &entry.loc else {
@@ -358,8 +362,15 @@ fn write_segment_file(
                 // Inside the kernel where it can (shared blocks on XFS or
                 // btrfs, as the extents of a file of several chunks are
                 // page-aligned); the block CRCs come from the bytes read.
-                let copied = match engine.container().source_of(*x) {
-                    Some(src) => file.copy_from(&*src, x.offset, at, x.len)?.min(x.len),
+                if source.as_ref().is_none_or(|(no, _)| *no != x.file_no) {
+                    drop(source.take()); // one source descriptor at a time
+                    source = engine
+                        .container()
+                        .source_of(*x, any_file)
+                        .map(|f| (x.file_no, f));
+                }
+                let copied = match &source {
+                    Some((_, src)) => file.copy_from(&**src, x.offset, at, x.len)?.min(x.len),
                     None => 0,
                 };
                 MaintenanceCounters::add(&engine.counters().bytes_copied_in_kernel, copied);

@@ -5,6 +5,7 @@
 
 pub mod contract;
 pub mod exporting;
+pub mod fd_bound;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
