@@ -34,8 +34,9 @@
 //! - [`JockyDirectory`] (one index per folder) and [`Store`] (many indexes, one
 //!   container), both opened with defaults or through a [`Builder`].
 //! - The policies ([`SyncPolicy`], [`WriteMode`], [`ExportPolicy`],
-//!   [`AdvicePolicy`]/[`Advice`]): when to fsync, how to write, when to export,
-//!   which access advice.
+//!   [`ExportCopy`], [`AdvicePolicy`]/[`Advice`], [`VerifyPolicy`]): when to
+//!   fsync, how to write, when to export and how to copy, which access advice,
+//!   when to check exported bytes.
 //! - [`Stats`], [`ExportReport`], [`ReclaimReport`] and [`PrefetchReport`]: what
 //!   happened.
 //! - [`JockyDirectory::prefetch`]: after a cold open, reads ahead what opening
