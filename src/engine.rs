@@ -356,12 +356,12 @@ impl Engine {
         })
     }
 
-    /// The container (the log).
     /// Where the export may copy inside the kernel from.
     pub fn export_copy(&self) -> crate::policy::ExportCopy {
         self.export_copy
     }
 
+    /// The container (the log).
     pub fn container(&self) -> &Container {
         &self.container
     }

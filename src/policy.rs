@@ -226,9 +226,9 @@ impl Default for AdvicePolicy {
     /// ([`Advice::None`]) and so come in whole after a few faults. Chosen by
     /// measurement (`examples/advice.rs` and `examples/open_cost.rs`, README,
     /// 2026-11-28): cold, against no advice anywhere (the default before), it
-    /// read 0.42x the bytes with lower median and p99 latencies, and a cold open
+    /// read 0.41x the bytes with lower median and p99 latencies, and a cold open
     /// plus first query took a fraction of the time; `Blocks` everywhere read
-    /// 0.17x but made the median cold query slower (each dictionary block its
+    /// 0.16x but made the median cold query slower (each dictionary block its
     /// own request); `Random` everywhere was slower still.
     fn default() -> Self {
         AdvicePolicy::uniform(Advice::Blocks)
