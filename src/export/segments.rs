@@ -1,7 +1,8 @@
 //! The exported segment files a container serves reads from: one read-only
 //! mapping per file (its descriptor closed right after mapping), madvise per file
-//! type, cheap validation on open (trailer + table) and explicit verification
-//! (every file's CRC) on request.
+//! type (under `Advice::Blocks`, each 64 KiB block asked for once, when a read
+//! first touches it), cheap validation on open (trailer + table) and explicit
+//! verification (every file's CRC) on request.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
