@@ -17,7 +17,7 @@ use crate::directory::ExtentsHandle;
 
 use crate::error::{Error, Result};
 use crate::format::segment_file::{
-    decode_table, decode_trailer, segment_file_name, SegTable, MAX_TABLE_LEN, TRAILER_LEN,
+    decode_table, decode_trailer, segment_file_name, SegEntry, SegTable, MAX_TABLE_LEN, TRAILER_LEN,
 };
 use crate::io::{ReadView, Storage, StorageFile};
 use crate::policy::{Advice, AdvicePolicy, VerifyPolicy, FETCH_WHOLE};
@@ -62,9 +62,7 @@ impl Checks {
         let fetch: Box<[bool]> = table
             .entries
             .iter()
-            .map(|e| {
-                table.block_log2 != 0 && e.len > 0 && advice.advice_for(&e.path) == Advice::Blocks
-            })
+            .map(|e| has_blocks(&table, e) && advice.advice_for(&e.path) == Advice::Blocks)
             .collect();
         let fetched = if fetch.iter().any(|f| *f) { n } else { 0 };
         Checks {
@@ -85,7 +83,7 @@ impl Checks {
 
     /// Whether entry `i`'s blocks can be checked one by one.
     pub fn has_blocks(&self, i: usize) -> bool {
-        self.table.block_log2 != 0 && self.table.entries[i].len > 0
+        has_blocks(&self.table, &self.table.entries[i])
     }
 
     /// Whether reads of entry `i` ask for their blocks ([`Advice::Blocks`]).
@@ -216,6 +214,12 @@ impl Checks {
         }
         Ok(())
     }
+}
+
+/// Whether entry `e` of `table` has block CRCs (version 2, not empty): its
+/// blocks can be checked, and asked for, one by one.
+fn has_blocks(table: &SegTable, e: &SegEntry) -> bool {
+    table.block_log2 != 0 && e.len > 0
 }
 
 /// A segment file's mapping, its checks, and the table entry a range is.
@@ -449,7 +453,6 @@ fn read_table(file: &dyn StorageFile, path: &Path) -> Result<(u64, SegTable)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::segment_file::SegEntry;
     use std::sync::Mutex;
 
     /// A view that records the advice it is given.

@@ -22,8 +22,9 @@ fn mappings() -> usize {
         .count()
 }
 
-/// Runs the workload with the export copying as `copy` says; returns the
-/// peak of descriptors above the baseline and the directory's stats.
+/// Runs the workload with the export copying as `copy` says, checks that it
+/// rotated container files, exported segments and holds 2 descriptors at the
+/// end; returns the peak of descriptors above the baseline and the stats.
 pub fn run(copy: ExportCopy) -> (usize, Stats) {
     let tmp = tempfile::tempdir().unwrap();
     let baseline = open_fds();
@@ -102,5 +103,11 @@ pub fn run(copy: ExportCopy) -> (usize, Stats) {
         mappings().saturating_sub(maps_before)
     );
     assert!(samples > 10);
+    assert!(
+        stats.container_files + stats.container_files_reclaimed as usize > 1,
+        "the run should rotate"
+    );
+    assert!(stats.segment_files > 0, "{stats:?}");
+    assert_eq!(stats.fds_held, 2);
     (peak_extra, stats)
 }
