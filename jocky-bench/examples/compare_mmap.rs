@@ -182,6 +182,10 @@ struct Args {
     /// Leave out the RamDirectory side (the floor no directory can beat).
     #[arg(long)]
     no_ram: bool,
+    /// Print each round's memory samples (seconds, page cache of the index MB,
+    /// anonymous RSS MB), to see where the peak falls.
+    #[arg(long)]
+    memory_timeline: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -652,6 +656,19 @@ fn run(args: &Args) -> BoxResult<()> {
             );
             if !m.background.is_empty() {
                 println!("round {round} {:<9}: {}", kind.name(), m.background);
+            }
+            if args.memory_timeline {
+                let samples: Vec<String> = m
+                    .timeline
+                    .page_cache
+                    .iter()
+                    .map(|&(at, pc, anon)| format!("{at:.0}s {:.0}/{:.0}", mb(pc), mb(anon)))
+                    .collect();
+                println!(
+                    "round {round} {:<9}: page cache / anon MB: {}",
+                    kind.name(),
+                    samples.join(" ")
+                );
             }
             if !args.keep {
                 fs::remove_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;

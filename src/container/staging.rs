@@ -263,10 +263,12 @@ impl Container {
         });
     }
 
-    /// Takes the pages of `extents` out of this process's RSS after a copy
-    /// read them (they stay in the page cache); see [`ReadView::unmap`].
-    pub fn unmap(&self, extents: &[Extent]) {
-        self.each_written(extents, |view, x| view.unmap(x.offset..x.offset + x.len));
+    /// Takes the pages of `extents` out of this process's RSS and, where no
+    /// other process maps them, out of the page cache (`MADV_PAGEOUT`; see
+    /// [`ReadView::release`]). No descriptor is opened: only pages this
+    /// process has mapped go.
+    pub fn page_out(&self, extents: &[Extent]) {
+        self.each_written(extents, |view, x| view.release(x.offset..x.offset + x.len));
     }
 
     /// A copy of the bytes of `extent` while they are not in the file yet

@@ -30,6 +30,13 @@ pub(crate) use registry::Owner;
 pub(crate) use handle::{ExtentsHandle, ReadCounters};
 use writer::FileWriter;
 
+/// The per-file write buffer's default upper bound (see [`Builder::write_buffer`]).
+const DEFAULT_WRITE_BUFFER_MAX: usize = 1 << 20;
+
+/// The write queue's default size (see [`Builder::write_queue`]): 4 buffers of
+/// 2 MiB. 32 MiB bought no docs/s in `examples/compare_mmap.rs` (2026-11-28).
+const DEFAULT_WRITE_QUEUE: usize = 8 << 20;
+
 /// A tantivy [`Directory`] that keeps every file of an index in one append-only
 /// container. Cheap to clone; all clones share one container.
 #[derive(Clone)]
@@ -151,7 +158,7 @@ pub struct Builder {
     file_capacity: u64,
     grow_step: u64,
     sync: SyncPolicy,
-    /// `None`: 64 KiB..4 MiB, clamped to a quarter of a container file.
+    /// `None`: 64 KiB..1 MiB, clamped to a quarter of a container file.
     write_buffer: Option<(usize, usize)>,
     write_mode: WriteMode,
     write_queue: usize,
@@ -183,7 +190,11 @@ impl Builder {
     }
 
     /// The per-file write buffer: starts at `min`, doubles up to `max` (defaults
-    /// 64 KiB and 4 MiB). Each open writer holds at most `max` bytes.
+    /// 64 KiB and 1 MiB). Each open writer holds at most `max` bytes: tantivy
+    /// keeps a dozen or more files open while it indexes and merges, and
+    /// 4 MiB each made jocky's peak memory 1.44x `MmapDirectory`'s
+    /// (`examples/compare_mmap.rs`, 2026-11-28; 1 MiB: 0.99x at the same
+    /// docs/s). A larger `max` means fewer, longer chunks per file.
     pub fn write_buffer(mut self, min: usize, max: usize) -> Self {
         self.write_buffer = Some((min, max));
         self
@@ -196,7 +207,7 @@ impl Builder {
     }
 
     /// The most bytes handed to the background writer and not yet written
-    /// (default 32 MiB, in 4 buffers; at least 256 KiB). A writer that outruns
+    /// (default 8 MiB, in 4 buffers; at least 256 KiB). A writer that outruns
     /// the disk waits. Appends larger than a quarter of this use a one-off
     /// buffer of their size.
     pub fn write_queue(mut self, bytes: usize) -> Self {
@@ -272,7 +283,7 @@ impl Builder {
         let quarter = ((self.file_capacity - FILE_HEADER_LEN as u64) / 4) as usize;
         let (min_chunk, max_chunk) = self
             .write_buffer
-            .unwrap_or((64 << 10, (4 << 20).min(quarter)));
+            .unwrap_or((64 << 10, DEFAULT_WRITE_BUFFER_MAX.min(quarter)));
         if min_chunk == 0 || min_chunk > max_chunk || max_chunk > quarter {
             return Err(Error::InvalidOption(format!(
                 "write buffer {min_chunk}..{max_chunk} must be non-empty, ordered, and at most a quarter of a container file"
@@ -369,7 +380,7 @@ impl JockyDirectory {
             sync: SyncPolicy::OnRequest,
             write_buffer: None,
             write_mode: WriteMode::default(),
-            write_queue: 32 << 20,
+            write_queue: DEFAULT_WRITE_QUEUE,
             engine: EngineOptions::default(),
             full_replay: false,
         }

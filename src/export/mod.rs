@@ -361,9 +361,9 @@ fn write_segment_file(
             };
             let mut crc = BlockHasher::new(BLOCK_LOG2);
             let mut at = *offset;
-            // One extent at a time, each taken out of our RSS once copied:
-            // a segment's worth of container pages never piles up in the
-            // process.
+            // One extent at a time, each taken out of our RSS and the page
+            // cache once copied: a segment's worth of container pages never
+            // piles up in the process or the cache.
             for x in extents {
                 let part: OwnedBytes = engine.container().read(*x)?;
                 // Inside the kernel where it can (shared blocks on XFS or
@@ -385,7 +385,12 @@ fn write_segment_file(
                 crc.update(part.as_slice());
                 at += part.len() as u64;
                 drop(part);
-                engine.container().unmap(std::slice::from_ref(x));
+                // The container's copy is on its way out (the export ends by
+                // releasing it): its pages leave the page cache as soon as they
+                // are copied, so the two copies of a segment are never cached
+                // side by side. A reader still on the container's copy until
+                // the export is published reads those pages back from disk.
+                engine.container().page_out(std::slice::from_ref(x));
             }
             let (crc, block_crcs) = crc.finish();
             entries.push(SegEntry {
