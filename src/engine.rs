@@ -795,6 +795,13 @@ impl Engine {
         loop {
             let read = match &entry.loc {
                 Location::Container(extents) => {
+                    // A small file is asked for whole before its first read:
+                    // see `Container::prefetch` (what a tenant's first query
+                    // after a cold open otherwise pays; cached pages cost a
+                    // syscall that finds them).
+                    if entry.len <= crate::policy::FETCH_WHOLE {
+                        self.container.prefetch(extents);
+                    }
                     // Asked before the read: bytes written stay written, so
                     // the read then returns slices of the mappings.
                     // Only a file of several chunks may be stitched: the

@@ -108,6 +108,7 @@ pub use export::hot::PrefetchReport;
 pub use export::ExportReport;
 pub use policy::{
     Advice, AdvicePolicy, ExportCopy, ExportPolicy, SyncPolicy, VerifyPolicy, WriteMode,
+    FETCH_WHOLE,
 };
 pub use reclaim::ReclaimReport;
 pub use store::{Store, TenantStats, MAX_TENANT_LEN};

@@ -1,7 +1,10 @@
 //! Hot ranges and prefetch: export records, in each segment file's table, the
 //! ranges tantivy reads when it opens the segment; `JockyDirectory::prefetch`
 //! reads them ahead. What a reopened index reads when its searcher opens must
-//! lie inside them, and they must be a small part of the segment.
+//! lie inside them, and they must be a small part of the segment. Files still
+//! in the container are read ahead whole when a handle on a small one opens.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -194,4 +197,44 @@ fn what_opening_a_segment_reads_is_recorded_at_export_and_prefetched() {
     assert_eq!(top.len(), 3);
     let d: TantivyDocument = searcher.doc(top[0].1).unwrap();
     assert!(d.get_first(n).is_some());
+}
+
+/// A small file still in the container is read ahead whole, each chunk with
+/// the record header before it, as soon as a handle on it opens: a cold page
+/// fault on the container mapping would read the device's whole read-around
+/// window, which in a container holds other files (other tenants'). A file
+/// larger than `FETCH_WHOLE` is left to tantivy's reads.
+#[test]
+fn a_small_container_file_is_read_ahead_with_its_headers_when_opened() {
+    use std::io::Write;
+    use tantivy::directory::TerminatingWrite;
+
+    let s = jocky::testing::SimStorage::new();
+    let dir = common::open_sim(&s).unwrap();
+    let small: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let big = vec![9u8; jocky::FETCH_WHOLE as usize + 1];
+    for (name, bytes) in [("small.bin", &small), ("big.bin", &big)] {
+        let mut w = dir.open_write(Path::new(name)).unwrap();
+        w.write_all(bytes).unwrap();
+        w.terminate().unwrap();
+    }
+    s.take_read_ahead();
+
+    let h = dir.get_file_handle(Path::new("small.bin")).unwrap();
+    let asked = s.take_read_ahead();
+    assert!(
+        asked.len() >= 2,
+        "10,000 bytes through a buffer growing from 4 KiB are several chunks; read ahead: {asked:?}"
+    );
+    assert!(asked
+        .iter()
+        .all(|(f, _)| f.starts_with("jocky-") && f.ends_with(".log")));
+    // Each chunk's range reaches back over its record's header (48 bytes).
+    let covered: u64 = asked.iter().map(|(_, r)| r.end - r.start).sum();
+    assert_eq!(covered, small.len() as u64 + 48 * asked.len() as u64);
+    assert_eq!(h.read_bytes(0..small.len()).unwrap().as_slice(), &small[..]);
+
+    let h = dir.get_file_handle(Path::new("big.bin")).unwrap();
+    assert_eq!(s.take_read_ahead(), vec![]);
+    assert_eq!(h.read_bytes(0..big.len()).unwrap().as_slice(), &big[..]);
 }

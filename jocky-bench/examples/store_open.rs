@@ -300,13 +300,14 @@ fn main() -> BoxResult<()> {
         args.rounds
     );
     println!(
-        "{:<34} {:>22} {:>22} {:>20} {:>20} {:>22} {:>10}",
+        "{:<34} {:>22} {:>22} {:>20} {:>20} {:>22} {:>22} {:>10}",
         "side",
         "open ms, warm",
         "open ms, cold",
         "RSS after, MB",
         "read cold, MB",
-        "t0 first query ms",
+        "t0 query ms, warm",
+        "t0 query ms, cold",
         "replayed"
     );
     let names = [
@@ -325,13 +326,14 @@ fn main() -> BoxResult<()> {
             }
         };
         println!(
-            "{:<34} {:>22} {:>22} {:>20} {:>20} {:>22} {:>7.1} MB",
+            "{:<34} {:>22} {:>22} {:>20} {:>20} {:>22} {:>22} {:>7.1} MB",
             names[i],
             col(w, |m| m.open_ms),
             col(c, |m| m.open_ms),
             col(w, |m| m.rss_mb),
             col(c, |m| m.read_mb),
             col(w, |m| m.first_tenant_ms),
+            col(c, |m| m.first_tenant_ms),
             w.last().map_or(0.0, |m| m.replayed_mb),
         );
     }

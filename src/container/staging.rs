@@ -256,10 +256,19 @@ impl Container {
         }
     }
 
-    /// Reads `extents` ahead (`MADV_WILLNEED`; nobody waits).
+    /// Reads `extents` ahead (`MADV_WILLNEED`; nobody waits), each with the
+    /// record header just before it (what the first-read check of a file in a
+    /// container file an open did not replay reads first). A page fault on a
+    /// cold container mapping reads the device's whole read-around window,
+    /// and in a container that window holds other files: a fault on a page
+    /// already in flight or cached reads nothing more.
     pub fn prefetch(&self, extents: &[Extent]) {
+        const DATA_HEADER: u64 = (crate::format::record::HEADER_LEN + 16) as u64;
         self.each_written(extents, |view, x| {
-            view.advise(x.offset..x.offset + x.len, crate::policy::Advice::WillNeed)
+            view.advise(
+                x.offset.saturating_sub(DATA_HEADER)..x.offset + x.len,
+                crate::policy::Advice::WillNeed,
+            )
         });
     }
 

@@ -58,6 +58,8 @@ struct State {
     locked: bool,
     syncs: u64,
     history: Option<Vec<Event>>,
+    /// Every range a view was asked to read ahead (`Advice::WillNeed`).
+    read_ahead: Vec<(String, Range<u64>)>,
 }
 
 impl State {
@@ -179,6 +181,12 @@ impl SimStorage {
             holds_lock: AtomicBool::new(false),
             open_files: Arc::default(),
         }
+    }
+
+    /// Every range of a file a view was asked to read ahead
+    /// (`MADV_WILLNEED` on a real file), in order; the log is emptied.
+    pub fn take_read_ahead(&self) -> Vec<(String, Range<u64>)> {
+        std::mem::take(&mut lock(&self.state).read_ahead)
     }
 
     /// After `budget` more bytes written or allocated, writes fail with ENOSPC.
@@ -556,6 +564,8 @@ impl StorageFile for SimFile {
     fn view(&self, _capacity: u64) -> io::Result<Arc<dyn ReadView>> {
         Ok(Arc::new(SimView {
             data: self.data.clone(),
+            name: self.name.clone(),
+            state: self.state.clone(),
         }))
     }
 }
@@ -563,6 +573,8 @@ impl StorageFile for SimFile {
 #[derive(Debug)]
 struct SimView {
     data: Arc<Mutex<FileData>>,
+    name: String,
+    state: Arc<Mutex<State>>,
 }
 
 impl ReadView for SimView {
@@ -573,6 +585,14 @@ impl ReadView for SimView {
             .get(range.start as usize..range.end as usize)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "read past the end"))?;
         Ok(OwnedBytes::new(bytes.to_vec()))
+    }
+
+    fn advise(&self, range: Range<u64>, advice: crate::policy::Advice) {
+        if advice == crate::policy::Advice::WillNeed {
+            lock(&self.state)
+                .read_ahead
+                .push((self.name.clone(), range));
+        }
     }
 }
 
