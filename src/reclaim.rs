@@ -1,6 +1,7 @@
 //! Reclaiming space: removing container files and segment files nothing live
 //! needs any more, and copying the few live files out of a mostly dead container
-//! file so it can go too.
+//! file so it can go too — or out of a mostly live one whose removal frees at
+//! least as many dead bytes (see [`COPY_FORWARD_PAYBACK`]).
 //!
 //! A container file is dead when no live file is *anchored* in it (see
 //! [`crate::table`]); dead files are removed oldest first, and only as a prefix
@@ -21,11 +22,34 @@ use crate::error::Result;
 use crate::format::record::{encode_export_entries, ExportEntry, Payload};
 use crate::format::segment_file::segment_file_name;
 use crate::policy::SyncPolicy;
-use crate::table::{Entry, FileState, Key, Location};
+use crate::table::{Entry, FileState, FileUse, Key, Location};
 
 /// A sealed container file whose live bytes are below this share of its size
 /// has them copied forward.
 const COPY_FORWARD_BELOW: f64 = 0.5;
+/// A mostly live container file is still copied forward when the dead bytes
+/// its removal lets go (its own and those of the dead files right after it,
+/// which the prefix rule keeps while it stays) are at least this many times its
+/// live bytes: a store's idle tenants in an old file would otherwise keep
+/// every newer file on disk, however dead. Each byte copied frees at least
+/// one, so the copies stay bounded by what they free.
+const COPY_FORWARD_PAYBACK: u64 = 1;
+
+/// Whether copying the live files of a container file of `size` bytes that
+/// `used` describes out of it pays, given the files after it (oldest first).
+fn worth_copying_forward(size: u64, used: FileUse, after: &[(u64, u64, FileUse)]) -> bool {
+    if (used.bytes as f64) < size as f64 * COPY_FORWARD_BELOW {
+        return true;
+    }
+    let dead_after: u64 = after
+        .iter()
+        .take_while(|(_, _, u)| u.files == 0)
+        .map(|(_, size, _)| size)
+        .sum();
+    let freed = size.saturating_sub(used.bytes) + dead_after;
+    used.bytes.saturating_mul(COPY_FORWARD_PAYBACK) <= freed
+}
+
 /// The active container file is sealed (so it can be reclaimed) once it holds
 /// at least this many bytes of which less than `SEAL_ACTIVE_BELOW` are live.
 const SEAL_ACTIVE_MIN: u64 = 4 << 20;
@@ -78,15 +102,22 @@ impl Reclaimer<'_> {
         // created in the removed prefix are ignored on replay (the checkpoint's
         // id floor says they were created there).
         let mut dead = Vec::new();
-        for (no, size) in self.0.container().file_sizes() {
-            // A file still receiving records, or holding records a writer has
-            // not put in the table yet, cannot be judged by the table.
-            if no == active || self.0.container().has_unapplied(no) {
-                break;
+        // The files that may be judged, oldest first: not one still receiving
+        // records, nor one holding records a writer has not put in the table
+        // yet (the table cannot judge those), nor any after them.
+        let judged: Vec<(u64, u64, FileUse)> = {
+            let mut judged = Vec::new();
+            for (no, size) in self.0.container().file_sizes() {
+                if no == active || self.0.container().has_unapplied(no) {
+                    break;
+                }
+                judged.push((no, size, self.0.table().container_use(no)));
             }
-            let used = self.0.table().container_use(no);
+            judged
+        };
+        for (i, &(no, size, used)) in judged.iter().enumerate() {
             if used.files == 0
-                || ((used.bytes as f64) < size as f64 * COPY_FORWARD_BELOW
+                || (worth_copying_forward(size, used, &judged[i + 1..])
                     && self.copy_forward(no, &mut report)?)
             {
                 dead.push(no);

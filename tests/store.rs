@@ -350,3 +350,56 @@ fn directories_of_a_removed_tenant_refuse_writes() {
     assert_eq!(t.list_files(), vec![Path::new("c.idx")]);
     assert_eq!(read(&t, "c.idx"), b"after");
 }
+
+/// An old container file that stays mostly live (an idle tenant's small files,
+/// which are never exported) does not keep the dead files after it on disk:
+/// once they hold at least as many dead bytes as it holds live ones, its files
+/// are copied forward and the prefix of the log goes. The idle tenant's bytes
+/// stay the same, now and after a reopen.
+#[test]
+fn an_idle_tenant_in_an_old_container_file_does_not_keep_dead_files_on_disk() {
+    let s = SimStorage::new();
+    let open = || {
+        JockyDirectory::builder("/sim")
+            .storage(Arc::new(s.clone()))
+            .container_file_size(1 << 20)
+            .preallocate(64 << 10)
+            .export_policy(jocky::ExportPolicy::Manual)
+            .write_mode(jocky::WriteMode::Inline)
+            .open_store()
+            .unwrap()
+    };
+    let idle_files: Vec<(String, Vec<u8>)> = (0..7u8)
+        .map(|i| (format!("f{i}"), vec![i; 100_000]))
+        .collect();
+    {
+        let store = open();
+        let idle = store.directory("idle").unwrap();
+        for (name, bytes) in &idle_files {
+            write(&idle, name, bytes);
+        }
+        // Another tenant writes and deletes 4 MB: container files of dead bytes.
+        let busy = store.directory("busy").unwrap();
+        for i in 0..40 {
+            let name = format!("g{i}");
+            write(&busy, &name, &vec![1u8; 100_000]);
+            busy.delete(Path::new(&name)).unwrap();
+        }
+        let files_before = store.stats().container_files;
+        assert!(files_before >= 4, "{files_before} container files");
+        let report = store.reclaim().unwrap();
+        assert_eq!(report.files_copied_forward, idle_files.len(), "{report:?}");
+        assert!(
+            report.container_files_removed + 2 >= files_before,
+            "{report:?} of {files_before} container files"
+        );
+        for (name, bytes) in &idle_files {
+            assert_eq!(&read(&idle, name), bytes, "{name}");
+        }
+    }
+    let store = open();
+    let idle = store.directory("idle").unwrap();
+    for (name, bytes) in &idle_files {
+        assert_eq!(&read(&idle, name), bytes, "{name} after a reopen");
+    }
+}
