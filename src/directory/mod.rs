@@ -192,9 +192,10 @@ impl Builder {
     /// The per-file write buffer: starts at `min`, doubles up to `max` (defaults
     /// 64 KiB and 1 MiB). Each open writer holds at most `max` bytes: tantivy
     /// keeps a dozen or more files open while it indexes and merges, and
-    /// 4 MiB each made jocky's peak memory 1.44x `MmapDirectory`'s
-    /// (`examples/compare_mmap.rs`, 2026-11-28; 1 MiB: 0.99x at the same
-    /// docs/s). A larger `max` means fewer, longer chunks per file.
+    /// 4 MiB each (with a 32 MiB queue) made jocky's peak memory 1.44x /
+    /// 1.12x `MmapDirectory`'s on the generated corpus / the Linux tree
+    /// (`examples/compare_mmap.rs`, 2026-11-28; 1 MiB: 1.10x / 0.90x, docs/s
+    /// no lower). A larger `max` means fewer, longer chunks per file.
     pub fn write_buffer(mut self, min: usize, max: usize) -> Self {
         self.write_buffer = Some((min, max));
         self
