@@ -15,7 +15,9 @@ use std::sync::{Mutex, RwLock};
 
 use super::Extent;
 use crate::format::file_header::{container_file_name, FILE_HEADER_LEN};
-use crate::format::record::{self, Payload, RecordKind, ALIGN, HEADER_LEN, MAX_NAME_LEN};
+use crate::format::record::{
+    self, Payload, RecordKind, ALIGN, DATA_BYTES_AT, HEADER_LEN, MAX_NAME_LEN,
+};
 use crate::io::ReadView;
 use crate::sync::lock;
 
@@ -83,7 +85,7 @@ impl FirstReadCheck {
 /// two names further back.
 fn find_record(view: &dyn ReadView, x: Extent) -> std::io::Result<Option<u64>> {
     let end = x.offset + x.len;
-    let data_at = x.offset.checked_sub((HEADER_LEN + 16) as u64);
+    let data_at = x.offset.checked_sub(DATA_BYTES_AT as u64);
     let lowest = x
         .offset
         .saturating_sub((HEADER_LEN + 12 + 2 * MAX_NAME_LEN) as u64)

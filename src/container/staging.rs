@@ -263,7 +263,7 @@ impl Container {
     /// and in a container that window holds other files: a fault on a page
     /// already in flight or cached reads nothing more.
     pub fn prefetch(&self, extents: &[Extent]) {
-        const DATA_HEADER: u64 = (crate::format::record::HEADER_LEN + 16) as u64;
+        const DATA_HEADER: u64 = crate::format::record::DATA_BYTES_AT as u64;
         self.each_written(extents, |view, x| {
             view.advise(
                 x.offset.saturating_sub(DATA_HEADER)..x.offset + x.len,

@@ -62,6 +62,11 @@ use crate::format::reader::Reader;
 
 pub const HEADER_LEN: usize = 32;
 pub const ALIGN: u64 = 8;
+/// Where a `Data` record's file bytes start in its payload (after the file id
+/// and the offset in the file, 8 bytes each).
+pub const DATA_BYTES_IN_PAYLOAD: usize = 16;
+/// Where a `Data` record's file bytes start, from the record's first byte.
+pub const DATA_BYTES_AT: usize = HEADER_LEN + DATA_BYTES_IN_PAYLOAD;
 pub const RECORD_MAGIC: u16 = 0x4A4B; // "JK"
 pub const RECORD_VERSION: u8 = 1;
 /// Upper bound on a payload: a length read from disk above this is corruption.
@@ -317,7 +322,7 @@ impl Payload<'_> {
     /// Offset of the raw file bytes inside the payload, for `Data` and `AtomicWrite`.
     pub fn bytes_offset_in_payload(&self) -> Option<usize> {
         match self {
-            Payload::Data { .. } => Some(16),
+            Payload::Data { .. } => Some(DATA_BYTES_IN_PAYLOAD),
             Payload::AtomicWrite {
                 namespace, path, ..
             } => Some(8 + 2 + namespace.len() + 2 + path.len()),
