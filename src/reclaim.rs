@@ -1,18 +1,26 @@
 //! Reclaiming space: removing container files and segment files nothing live
-//! needs any more, and copying the few live files out of a mostly dead container
-//! file so it can go too — or out of a mostly live one whose removal frees at
-//! least as many dead bytes (see [`COPY_FORWARD_PAYBACK`]).
+//! needs any more, and copying the live files out of container files first
+//! where that pays (see [`COPY_FORWARD_PAYBACK`]).
 //!
 //! A container file is dead when no live file is *anchored* in it (see
-//! [`crate::table`]); dead files are removed oldest first, and only as a prefix
-//! of the log. Removal is logged first: a `Reclaim` record, synced, then
-//! the unlink, then the folder sync. A crash in between leaves a file the next
-//! open removes (the newest checkpoint and `Reclaim` records say which files the
-//! log still needs). Segment files are removed once no live file is in them:
-//! a `SegmentDrop` record and the deletions that killed them are made durable
+//! [`crate::table`]). Dead files are removed oldest first, as a prefix of the
+//! log: removing a prefix never takes away a record (a `Delete`, a later chunk,
+//! a newer copy) that a record in a kept file depends on, so a replay of every
+//! record the log still has gives the same table. A dead file older than the
+//! newest snapshot may also go *out of order*: an open replays from that
+//! snapshot and never reads the records of older files; the gap it leaves
+//! tells recovery that no replay may start before it (`docs/format.md`).
+//! Removal is logged first: a `Reclaim` record, synced, then the unlink, then
+//! the folder sync. A crash in between leaves a file the next open removes
+//! (the newest checkpoint and `Reclaim` records say which files the log still
+//! needs). Segment files are removed once no live file is in them: a
+//! `SegmentDrop` record and the deletions that killed them are made durable
 //! first, so a crash before the unlink leaves a file the log proves dead (the
 //! next open removes it). The evidence is only reclaimed in a later pass, after
 //! the folder sync made the removal durable.
+//!
+//! Copies forward run in steps that hold the log order for at most about
+//! [`COPY_STEP_BYTES`], and a pass copies at most [`COPY_PASS_BYTES`].
 //!
 //! Slices handed out before keep their bytes: they hold the mapping, and the
 //! kernel frees an unlinked file's blocks when its last mapping goes.
@@ -24,30 +32,52 @@ use crate::format::segment_file::segment_file_name;
 use crate::policy::SyncPolicy;
 use crate::table::{Entry, FileState, FileUse, Key, Location};
 
-/// A sealed container file whose live bytes are below this share of its size
-/// has them copied forward.
-const COPY_FORWARD_BELOW: f64 = 0.5;
-/// A mostly live container file is still copied forward when the dead bytes
-/// its removal lets go (its own and those of the dead files right after it,
-/// which the prefix rule keeps while it stays) are at least this many times its
-/// live bytes: a store's idle tenants in an old file would otherwise keep
-/// every newer file on disk, however dead. Each byte copied frees at least
-/// one, so the copies stay bounded by what they free.
+/// Copying forward pays when the dead bytes a removal frees are at least this
+/// many times the live bytes it copies: each byte copied frees at least one,
+/// so the copies stay bounded by what they free (a log cleaner at 50%
+/// utilisation). A mostly dead file qualifies alone; a mostly live one when the
+/// files removed with it — dead ones right behind it, or mostly dead ones
+/// further on that the prefix rule keeps while it stays — bring enough: a
+/// store's idle tenants in an old file would otherwise keep every newer file
+/// on disk, however dead.
 const COPY_FORWARD_PAYBACK: u64 = 1;
+/// Most bytes one step of copying forward moves while it holds the log-order
+/// lock: a writer's append waits for one step at most, not for a whole file.
+const COPY_STEP_BYTES: u64 = 1 << 20;
+/// Most files one step moves.
+const COPY_STEP_FILES: usize = 256;
+/// Most bytes one pass copies forward (it holds the maintenance lock, so an
+/// export waits for it); the next pass goes on where this one stopped.
+const COPY_PASS_BYTES: u64 = 64 << 20;
 
-/// Whether copying the live files of a container file of `size` bytes that
-/// `used` describes out of it pays, given the files after it (oldest first).
-fn worth_copying_forward(size: u64, used: FileUse, after: &[(u64, u64, FileUse)]) -> bool {
-    if (used.bytes as f64) < size as f64 * COPY_FORWARD_BELOW {
-        return true;
+/// A container file reclamation judges.
+#[derive(Debug, Clone, Copy)]
+struct Judged {
+    no: u64,
+    size: u64,
+    used: FileUse,
+    /// What copying its live files forward writes: whole files, some of
+    /// whose bytes may be in other container files (`used.bytes` until the
+    /// files are looked at).
+    copy: u64,
+}
+
+/// How many of the oldest container files to remove (`judged`, oldest
+/// first): the prefix whose removal frees the most dead bytes net of
+/// [`COPY_FORWARD_PAYBACK`] times the bytes copying its live files writes,
+/// among those that pay; 0 if none does.
+fn prefix_to_remove(judged: &[Judged]) -> usize {
+    let (mut dead, mut copy) = (0u64, 0u64);
+    let (mut best, mut best_gain) = (0, 0);
+    for (i, j) in judged.iter().enumerate() {
+        dead += j.size.saturating_sub(j.used.bytes);
+        copy += j.copy;
+        let gain = dead.saturating_sub(copy.saturating_mul(COPY_FORWARD_PAYBACK));
+        if gain > best_gain {
+            (best, best_gain) = (i + 1, gain);
+        }
     }
-    let dead_after: u64 = after
-        .iter()
-        .take_while(|(_, _, u)| u.files == 0)
-        .map(|(_, size, _)| size)
-        .sum();
-    let freed = size.saturating_sub(used.bytes) + dead_after;
-    used.bytes.saturating_mul(COPY_FORWARD_PAYBACK) <= freed
+    best
 }
 
 /// The active container file is sealed (so it can be reclaimed) once it holds
@@ -55,9 +85,11 @@ fn worth_copying_forward(size: u64, used: FileUse, after: &[(u64, u64, FileUse)]
 const SEAL_ACTIVE_MIN: u64 = 4 << 20;
 const SEAL_ACTIVE_BELOW: f64 = 0.25;
 /// Live files up to this size are copied forward inside the container (one
-/// record each). A container file holding a larger live file is left alone: such
-/// files are segment files' contents that export will move (or merges will
-/// kill) anyway, and copying them early would write them once more.
+/// record each). A larger one only if it belongs to a segment the export
+/// policy leaves in the container (smaller than its minimum), where it would
+/// stay for good; the others are segment files' contents that export will move
+/// (or merges will kill) soon, and copying them early would write them once
+/// more, so a container file holding one is left alone for now.
 const RELOCATE_MAX: u64 = 1 << 20;
 
 /// What one call to [`crate::JockyDirectory::reclaim`] did.
@@ -72,6 +104,13 @@ pub struct ReclaimReport {
     pub files_copied_forward: usize,
     /// Their bytes.
     pub bytes_copied_forward: u64,
+    /// Of the container files removed, those removed ahead of older ones
+    /// (dead, and older than a snapshot an open replays from).
+    pub out_of_order: usize,
+    /// The pass stopped at its bound on bytes copied forward (64 MiB) with
+    /// more to copy: the next pass goes on (the automatic export policies
+    /// run one after each commit).
+    pub more: bool,
 }
 
 /// Reclamation passes over one engine.
@@ -101,28 +140,90 @@ impl Reclaimer<'_> {
         // record in a kept file depends on. Records in kept files about files
         // created in the removed prefix are ignored on replay (the checkpoint's
         // id floor says they were created there).
-        let mut dead = Vec::new();
+        //
         // The files that may be judged, oldest first: not one still receiving
         // records, nor one holding records a writer has not put in the table
         // yet (the table cannot judge those), nor any after them.
-        let judged: Vec<(u64, u64, FileUse)> = {
-            let mut judged = Vec::new();
-            for (no, size) in self.0.container().file_sizes() {
-                if no == active || self.0.container().has_unapplied(no) {
-                    break;
-                }
-                judged.push((no, size, self.0.table().container_use(no)));
+        let mut judged: Vec<Judged> = Vec::new();
+        for (no, size) in self.0.container().file_sizes() {
+            if no == active || self.0.container().has_unapplied(no) {
+                break;
             }
-            judged
-        };
-        for (i, &(no, size, used)) in judged.iter().enumerate() {
-            if used.files == 0
-                || (worth_copying_forward(size, used, &judged[i + 1..])
-                    && self.copy_forward(no, &mut report)?)
-            {
-                dead.push(no);
+            let used = self.0.table().container_use(no);
+            judged.push(Judged {
+                no,
+                size,
+                used,
+                copy: used.bytes,
+            });
+        }
+        // The prefix worth removing, cut short before any file whose live
+        // files cannot be copied forward now, and chosen again with what the
+        // copies would really write.
+        let mut take = prefix_to_remove(&judged);
+        if judged[..take].iter().any(|j| j.used.files > 0) {
+            // Which files are anchored where is known once every
+            // namespace's files are decoded (after an open from a snapshot,
+            // on first need).
+            self.0.ensure_all()?;
+            let mut stuck = take;
+            for (i, j) in judged[..take].iter_mut().enumerate() {
+                if j.used.files > 0 {
+                    match self.copy_cost(j.no) {
+                        Some(copy) => j.copy = copy,
+                        None => {
+                            stuck = i;
+                            break;
+                        }
+                    }
+                }
+            }
+            take = prefix_to_remove(&judged[..stuck]);
+        }
+        // After it, files older than the newest snapshot may go out of order
+        // (an open replays from the snapshot, never their records), each
+        // one that pays alone: a dead one, or a mostly dead one whose few
+        // live files are copied forward first — the snapshot files of a store
+        // and what followed them, kept behind mostly live files.
+        let snapshot = self.0.container().snapshot_no();
+        let mut ahead: Vec<Judged> = judged[take..]
+            .iter()
+            .filter(|j| snapshot.is_some_and(|s| j.no < s) && prefix_to_remove(&[**j]) == 1)
+            .copied()
+            .collect();
+        if ahead.iter().any(|j| j.used.files > 0) {
+            self.0.ensure_all()?;
+            ahead.retain_mut(|j| {
+                if j.used.files == 0 {
+                    return true;
+                }
+                match self.copy_cost(j.no) {
+                    Some(copy) => {
+                        j.copy = copy;
+                        prefix_to_remove(&[*j]) == 1
+                    }
+                    None => false,
+                }
+            });
+        }
+        let mut dead = Vec::new();
+        let mut budget = COPY_PASS_BYTES;
+        for j in &judged[..take] {
+            if j.used.files == 0 || self.copy_forward(j.no, &mut budget, &mut report)? {
+                dead.push(j.no);
             } else {
                 break;
+            }
+        }
+        report.more = dead.len() < take;
+        for j in ahead {
+            if j.used.files == 0
+                || (!report.more && self.copy_forward(j.no, &mut budget, &mut report)?)
+            {
+                dead.push(j.no);
+                report.out_of_order += 1;
+            } else {
+                report.more = true;
             }
         }
         let dead_segments: Vec<u64> = {
@@ -183,28 +284,84 @@ impl Reclaimer<'_> {
         Ok(report)
     }
 
-    /// Moves every live file anchored in container file `no` elsewhere. Returns
-    /// whether the file is dead afterwards (not if a file anchored in it is still
-    /// being written or too large to copy here).
-    fn copy_forward(&self, no: u64, report: &mut ReclaimReport) -> Result<bool> {
-        // Which files are anchored in `no` is known once every namespace's
-        // files are decoded (after an open from a snapshot, on first need).
-        self.0.ensure_all()?;
-        {
-            // The snapshot, the copies and the table's updates in log order
-            // (no delete or export of these files in between); the table's
-            // lock only around the in-memory parts, so readers never wait for
-            // the copies' reads and appends.
-            let _order = self.0.log_order();
-            let anchored = self.0.table().anchored_in(no);
-            // A copy is one record: it must also fit in a container file.
-            if anchored.iter().any(|((ns, path), e)| {
-                let max = RELOCATE_MAX.min(self.0.max_atomic_len(ns, path) as u64);
-                e.state == FileState::Writing
-                    || (matches!(e.loc, Location::Container(_)) && e.len > max)
-            }) {
-                return Ok(false);
+    /// What copying the live files anchored in container file `no` forward
+    /// writes, if they can all be copied now: none is still being written,
+    /// and none in the container is too large (see [`RELOCATE_MAX`]) or
+    /// longer than one record holds. An exported file costs only its
+    /// `Export` record, logged again.
+    fn copy_cost(&self, no: u64) -> Option<u64> {
+        let anchored = self.0.table().anchored_in(no);
+        let mut copy = 0;
+        for ((ns, path), e) in &anchored {
+            if e.state == FileState::Writing {
+                return None;
             }
+            if !matches!(e.loc, Location::Container(_)) {
+                continue;
+            }
+            let fits = e.len <= self.0.max_atomic_len(ns, path) as u64
+                && (e.len <= RELOCATE_MAX || self.stays_in_container(ns, path));
+            if !fits {
+                return None;
+            }
+            copy += e.len;
+        }
+        Some(copy)
+    }
+
+    /// Whether file `path` of namespace `ns` belongs to a segment the export
+    /// policy leaves in the container: smaller than its minimum, or no
+    /// automatic export at all.
+    fn stays_in_container(&self, ns: &str, path: &str) -> bool {
+        let (Some((min_bytes, _)), Some((segment, _))) =
+            (self.0.auto_export(), path.split_once('.'))
+        else {
+            return true;
+        };
+        let files = self.0.table().with_prefix(ns, &format!("{segment}."));
+        files.iter().map(|(_, e)| e.len).sum::<u64>() < min_bytes
+    }
+
+    /// Moves the live files anchored in container file `no` elsewhere, in
+    /// steps that each hold the log order for a bounded number of bytes, until
+    /// `budget` (bytes still to copy in this pass) runs out. Returns whether
+    /// the file is dead afterwards. [`Self::copy_cost`] said it can be done.
+    fn copy_forward(&self, no: u64, budget: &mut u64, report: &mut ReclaimReport) -> Result<bool> {
+        let anchored = self.0.table().anchored_in(no);
+        let mut rest = &anchored[..];
+        while !rest.is_empty() && *budget > 0 {
+            let (mut n, mut bytes) = (0, 0);
+            while n < rest.len() && n < COPY_STEP_FILES && bytes < COPY_STEP_BYTES {
+                if matches!(rest[n].1.loc, Location::Container(_)) {
+                    bytes += rest[n].1.len;
+                }
+                n += 1;
+            }
+            let (step, later) = rest.split_at(n);
+            rest = later;
+            *budget = budget.saturating_sub(bytes);
+            self.copy_step(no, step, report)?;
+        }
+        Ok(self.0.table().container_use(no).files == 0)
+    }
+
+    /// One step of [`Self::copy_forward`]: the files of `step` still anchored
+    /// in `no` (not deleted or exported since), copied forward.
+    fn copy_step(&self, no: u64, step: &[(Key, Entry)], report: &mut ReclaimReport) -> Result<()> {
+        {
+            // The copies and the table's updates in log order (no delete or
+            // export of these files in between); the table's lock only
+            // around the in-memory parts, so readers never wait for the
+            // copies' reads and appends.
+            let _order = self.0.log_order();
+            let anchored: Vec<(Key, Entry)> = {
+                let table = self.0.table();
+                step.iter()
+                    .filter_map(|(_, e)| table.by_id(e.id))
+                    .filter(|(_, e)| e.anchors.contains(&no))
+                    .cloned()
+                    .collect()
+            };
             // Exported files: log their `Export` record again.
             let mut by_segment: std::collections::BTreeMap<(String, u64), Vec<(Key, Entry)>> =
                 Default::default();
@@ -261,6 +418,6 @@ impl Reclaimer<'_> {
                 report.bytes_copied_forward += e.len;
             }
         }
-        Ok(self.0.table().container_use(no).files == 0)
+        Ok(())
     }
 }

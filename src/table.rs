@@ -111,7 +111,8 @@ pub(crate) struct FileTable {
     /// `SegmentDrop`): only those may be removed by open when nothing live is
     /// in them.
     logged_segments: BTreeSet<u64>,
-    /// Replay ignores `Snapshot` records (a full replay, for checking).
+    /// Replay ignores `Snapshot` records (a full replay, for checking) but
+    /// the one a log with a gap must start from (`RecordRef::base`).
     ignore_snapshots: bool,
     /// The parts of a snapshot image read so far: next part, parts, bytes.
     image: Option<(u32, u32, Vec<u8>)>,
@@ -261,7 +262,7 @@ impl FileTable {
                 self.next_id = self.next_id.max(next_file_id);
             }
             Payload::Snapshot { part, parts, bytes } => {
-                if !self.ignore_snapshots {
+                if !self.ignore_snapshots || rec.base {
                     self.snapshot_part(part, parts, bytes, rec.image)?;
                 }
             }
@@ -990,6 +991,11 @@ impl FileTable {
             .filter_map(|id| self.entries.get(id))
             .cloned()
             .collect()
+    }
+
+    /// The live entry with id `id`, and its key.
+    pub fn by_id(&self, id: u64) -> Option<&(Key, Entry)> {
+        self.entries.get(&id)
     }
 
     /// Live entries of namespace `ns` whose path starts with `prefix`.

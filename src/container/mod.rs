@@ -69,7 +69,9 @@ pub(crate) struct ContainerOptions {
     pub write_buffer: usize,
     pub write_buffers: usize,
     /// Replay every record of every container file, ignoring snapshots (for
-    /// checking that a snapshot stands for what it replaces).
+    /// checking that a snapshot stands for what it replaces); in a log with a
+    /// gap (a file reclaimed ahead of older ones), every record from the
+    /// oldest snapshot after the newest gap.
     pub full_replay: bool,
 }
 
@@ -147,6 +149,9 @@ struct MappedFile {
     end: u64,
 }
 
+/// `Container::snapshot_no` when no file is known to start with a snapshot.
+const NO_SNAPSHOT: u64 = u64::MAX;
+
 #[derive(Default)]
 struct Counters {
     bytes_appended: AtomicU64,
@@ -186,6 +191,10 @@ pub(crate) struct Container {
     first_read: check::FirstReadCheck,
     /// Bytes of records the open replayed.
     replayed_on_open: u64,
+    /// The newest container file known to start with a whole, durable
+    /// snapshot (`NO_SNAPSHOT`: none): an open replays from there or later,
+    /// so a dead file before it may be reclaimed ahead of older ones.
+    snapshot_no: AtomicU64,
     /// The write-behind buffers and their thread; also holds the durable
     /// watermark. Declared last: dropped after `Drop for Container` flushed it.
     writer: Writer,
@@ -275,6 +284,7 @@ impl Container {
             read_only,
             first_read: check::FirstReadCheck::new(rec.unchecked),
             replayed_on_open: rec.replayed_bytes,
+            snapshot_no: AtomicU64::new(rec.snapshot_no.unwrap_or(NO_SNAPSHOT)),
             writer,
         };
         Ok((container, rec.segment_files, rec.plan))
@@ -746,6 +756,10 @@ impl Container {
                 .fetch_add(rec.len() as u64, Ordering::Relaxed);
         }
         crate::sync::write(&self.files).insert(new_no, MappedFile { view, end: start });
+        if !parts.is_empty() && self.opts.sync != SyncPolicy::Never {
+            // Created durably, snapshot and all, before anything goes in.
+            self.snapshot_no.store(new_no, Ordering::SeqCst);
+        }
         a.file = Some(file);
         a.file_no = new_no;
         a.offset = start;
@@ -919,6 +933,12 @@ impl Container {
     }
 
     /// Bytes of records the open replayed (from its snapshot on).
+    /// The newest container file known to start with a whole, durable
+    /// snapshot.
+    pub fn snapshot_no(&self) -> Option<u64> {
+        Some(self.snapshot_no.load(Ordering::SeqCst)).filter(|n| *n != NO_SNAPSHOT)
+    }
+
     pub fn replayed_on_open(&self) -> u64 {
         self.replayed_on_open
     }

@@ -51,6 +51,10 @@ pub(crate) struct RecordRef<'a> {
     /// For a `Snapshot` record: its image bytes, zero-copy (they stay mapped
     /// for the namespaces decoded later).
     pub image: Option<OwnedBytes>,
+    /// A `Snapshot` record a replay that ignores snapshots must take all the
+    /// same: the log has a gap (a container file reclaimed ahead of older
+    /// ones) and replay starts after it, from this snapshot.
+    pub base: bool,
 }
 
 pub(super) struct Recovered {
@@ -74,6 +78,8 @@ pub(super) struct Recovered {
     pub unchecked: Vec<u64>,
     /// Bytes of records replayed (from the snapshot on).
     pub replayed_bytes: u64,
+    /// The container file whose snapshot replay started from, if any.
+    pub snapshot_no: Option<u64>,
     pub plan: OpenPlan,
 }
 
@@ -207,11 +213,36 @@ pub(super) fn recover(
     let leftovers: Vec<u64> = present.difference(&census.expected).copied().collect();
     // Replay starts at the newest file that begins with a whole snapshot: the
     // files before it are only mapped (the snapshot stands for their records).
-    let start_no = if opts.full_replay {
-        None
-    } else {
-        snapshot_start(storage, root, &census.expected, read_only)?
+    // A container file reclaimed ahead of older ones (dead, and older than a
+    // snapshot; see `crate::reclaim`) leaves a gap inside the log, and no
+    // replay may cross it: the records it held are gone. Replay then starts
+    // from a whole snapshot after the newest gap — the oldest such one for a
+    // full replay — or not at all.
+    let gap = newest_gap(&census.expected);
+    let after_gap: BTreeSet<u64> = census
+        .expected
+        .iter()
+        .copied()
+        .filter(|no| gap.is_none_or(|g| *no > g))
+        .collect();
+    let start_no = match (opts.full_replay, gap) {
+        (true, None) => None,
+        (full, _) => snapshot_start(storage, root, &after_gap, read_only, full)?,
     };
+    if let (Some(g), None) = (gap, start_no) {
+        let first = *after_gap
+            .first()
+            .expect("the newest file is after every gap");
+        return Err(Error::Corrupted {
+            file: root.join(container_file_name(first)),
+            offset: FILE_HEADER_LEN as u64,
+            reason: format!(
+                "no whole snapshot in this or a later file, and {} was reclaimed ahead of older files: the log cannot be replayed across it",
+                container_file_name(g)
+            ),
+        });
+    }
+    let base = if opts.full_replay { start_no } else { None };
     let (start_no, snapshot_end) = match start_no {
         Some((no, end)) => (Some(no), end),
         None => (None, 0),
@@ -282,7 +313,8 @@ pub(super) fn recover(
             map.clone()
         };
         let mut seq = header.first_sequence;
-        let (end, how, continued, sealed) = scan(&*view, no, len, &mut seq, &path, apply)?;
+        let base = base.is_some_and(|(b, _)| b == no);
+        let (end, how, continued, sealed) = scan(&*view, no, len, &mut seq, &path, base, apply)?;
         // What an open pays beyond the snapshot (not the image itself).
         replayed_bytes += if Some(no) == start_no {
             end.saturating_sub(snapshot_end)
@@ -366,6 +398,7 @@ pub(super) fn recover(
         segment_files,
         unchecked,
         replayed_bytes,
+        snapshot_no: start_no,
         plan: OpenPlan {
             torn_creations,
             cut,
@@ -404,6 +437,7 @@ fn create_first(
         segment_files,
         unchecked: Vec::new(),
         replayed_bytes: 0,
+        snapshot_no: None,
         plan: OpenPlan::default(),
     })
 }
@@ -623,13 +657,34 @@ fn take_census(
 /// can only be the torn creation of the newest file (its tail is then cut and
 /// an older snapshot, or a full replay, takes over). Returns the file and
 /// where its snapshot ends; `None`: replay everything.
+/// The newest container file number missing inside the log `files` needs
+/// (between its oldest and newest file): a file reclaimed ahead of older ones.
+fn newest_gap(files: &BTreeSet<u64>) -> Option<u64> {
+    let mut newer = None;
+    for &no in files.iter().rev() {
+        if let Some(n) = newer {
+            if no + 1 < n {
+                return Some(n - 1);
+            }
+        }
+        newer = Some(no);
+    }
+    None
+}
+
 fn snapshot_start(
     storage: &dyn Storage,
     root: &Path,
     files: &BTreeSet<u64>,
     read_only: bool,
+    oldest: bool,
 ) -> Result<Option<(u64, u64)>> {
-    for &no in files.iter().rev() {
+    let order: Box<dyn Iterator<Item = &u64>> = if oldest {
+        Box::new(files.iter())
+    } else {
+        Box::new(files.iter().rev())
+    };
+    for &no in order {
         let (_, path, file, len, view) = open_mapped(storage, root, no, read_only)?;
         let header = match read_header(&*file, len) {
             Ok(h) => h,
@@ -637,6 +692,10 @@ fn snapshot_start(
             Err(_) => continue,
         };
         if header.version < SNAPSHOT_SINCE {
+            // No snapshot here; none in older files either.
+            if oldest {
+                continue;
+            }
             return Ok(None);
         }
         let Ok(Found::Record(h, _, framed)) = read_record(&*view, FILE_HEADER_LEN as u64, len)
@@ -685,6 +744,7 @@ fn scan(
     len: u64,
     seq: &mut u64,
     path: &Path,
+    base: bool,
     apply: &mut dyn FnMut(super::RecordRef<'_>) -> std::result::Result<(), String>,
 ) -> Result<(u64, ScanEnd, Option<u64>, bool)> {
     let mut pos = FILE_HEADER_LEN as u64;
@@ -727,6 +787,7 @@ fn scan(
             _ => None,
         };
         apply(RecordRef {
+            base: base && image.is_some(),
             image,
             payload,
             extent,
