@@ -403,3 +403,59 @@ fn an_idle_tenant_in_an_old_container_file_does_not_keep_dead_files_on_disk() {
         assert_eq!(&read(&idle, name), bytes, "{name} after a reopen");
     }
 }
+
+/// A tenant's segment under the export threshold stays in the container for
+/// good, and one of its files can be over 1 MiB: such a file is copied forward
+/// like a small one when that pays. A file of a segment export will move soon
+/// is not (copying it first would write it once more): its container file stays
+/// until the export.
+#[test]
+fn a_small_segment_with_a_file_over_1_mib_does_not_keep_dead_files_on_disk() {
+    let run = |segment: &[(&str, usize)]| {
+        let s = SimStorage::new();
+        let store = JockyDirectory::builder("/sim")
+            .storage(Arc::new(s.clone()))
+            .container_file_size(4 << 20)
+            .preallocate(64 << 10)
+            .export_policy(jocky::ExportPolicy::WhenQuiet {
+                min_segment_bytes: 4 << 20,
+                quiet: Duration::from_secs(3600),
+            })
+            .write_mode(jocky::WriteMode::Inline)
+            .open_store()
+            .unwrap();
+        let idle = store.directory("idle").unwrap();
+        let files: Vec<(String, Vec<u8>)> = segment
+            .iter()
+            .enumerate()
+            .map(|(i, (name, len))| (name.to_string(), vec![i as u8 + 1; *len]))
+            .collect();
+        for (name, bytes) in &files {
+            write(&idle, name, bytes);
+        }
+        // Another tenant writes and deletes 16 MB: container files of dead bytes.
+        let busy = store.directory("busy").unwrap();
+        for i in 0..160 {
+            let name = format!("g{i}");
+            write(&busy, &name, &vec![1u8; 100_000]);
+            busy.delete(Path::new(&name)).unwrap();
+        }
+        busy.sync_directory().unwrap();
+        let report = store.reclaim().unwrap();
+        for (name, bytes) in &files {
+            assert_eq!(&read(&idle, name), bytes, "{name}");
+        }
+        report
+    };
+    // 2.5 MB in all: under the 4 MiB threshold, never exported.
+    let r = run(&[("a1b2.store", 1_800_000), ("a1b2.idx", 700_000)]);
+    assert_eq!(r.files_copied_forward, 2, "{r:?}");
+    assert!(r.container_files_removed >= 3, "{r:?}");
+    // 4.5 MB: the export will move it.
+    let r = run(&[("c3d4.store", 1_800_000), ("c3d4.pos", 2_700_000)]);
+    assert_eq!(
+        (r.files_copied_forward, r.container_files_removed),
+        (0, 0),
+        "{r:?}"
+    );
+}
