@@ -316,7 +316,10 @@ fn main() -> BoxResult<()> {
     let numbers: Vec<u64> = std::fs::read_dir(store_path(&root))?
         .filter_map(|e| {
             let name = e.ok()?.file_name().into_string().ok()?;
-            name.strip_prefix("jocky-")?.strip_suffix(".log")?.parse().ok()
+            name.strip_prefix("jocky-")?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()
         })
         .collect();
     let (lo, hi) = (

@@ -114,7 +114,7 @@ pub struct Stats {
     pub container_files_reclaimed: u64,
     /// Segment files removed since open.
     pub segment_files_removed: u64,
-    /// Bytes of live files copied out of mostly dead container files since open.
+    /// Bytes of live files copied forward out of container files since open.
     pub bytes_copied_forward: u64,
     /// Background export or reclamation passes that failed (see the log).
     pub background_errors: u64,
@@ -418,7 +418,10 @@ impl JockyDirectory {
     }
 
     /// Removes container and segment files nothing live needs any more, copying
-    /// the live files out of mostly dead container files first.
+    /// live files out of container files first where the dead bytes that frees
+    /// are at least the bytes copied. Oldest files go first; a dead one older
+    /// than the newest snapshot may go ahead of older ones. One pass copies at
+    /// most 64 MiB; [`ReclaimReport::more`] says another would go on.
     pub fn reclaim(&self) -> Result<ReclaimReport> {
         crate::reclaim::Reclaimer(&self.engine).reclaim()
     }
