@@ -421,3 +421,60 @@ impl Reclaimer<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Container files of `size` bytes (in KB) with `live` of them live.
+    fn files(sizes_live: &[(u64, u64)]) -> Vec<Judged> {
+        sizes_live
+            .iter()
+            .enumerate()
+            .map(|(no, &(size, live))| Judged {
+                no: no as u64,
+                size: size * 1000,
+                used: FileUse {
+                    files: usize::from(live > 0),
+                    bytes: live * 1000,
+                },
+                copy: live * 1000,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_prefix_removed_frees_the_most_net_of_its_copies() {
+        let cases: &[(&[(u64, u64)], usize)] = &[
+            (&[], 0),
+            // Dead files go; a mostly dead one is copied forward; one after it
+            // that is mostly live is not.
+            (&[(1000, 0), (1000, 0)], 2),
+            (&[(1000, 400)], 1),
+            (&[(1000, 400), (1000, 900)], 1),
+            (&[(1000, 600)], 0),
+            // A mostly live file goes with the dead ones behind it…
+            (&[(1000, 600), (1000, 0)], 2),
+            // …and with mostly dead ones further on (a run).
+            (&[(1000, 900), (1000, 700), (1000, 100), (1000, 100)], 4),
+            // Not when the copies would write more than is freed.
+            (&[(1000, 900), (1000, 900), (1000, 0)], 0),
+            // The net gain decides where the prefix ends: not at a file whose
+            // copies cost more than its dead bytes bring.
+            (&[(1000, 0), (1000, 990)], 1),
+        ];
+        for (sizes, want) in cases {
+            assert_eq!(prefix_to_remove(&files(sizes)), *want, "{sizes:?}");
+        }
+    }
+
+    #[test]
+    fn whole_file_copies_count_against_the_prefix() {
+        // 400 KB live here, but the file spans into the next container file:
+        // copying it writes 900 KB, more than the 600 KB dead.
+        let mut judged = files(&[(1000, 400)]);
+        assert_eq!(prefix_to_remove(&judged), 1);
+        judged[0].copy = 900_000;
+        assert_eq!(prefix_to_remove(&judged), 0);
+    }
+}
