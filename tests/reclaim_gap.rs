@@ -179,3 +179,64 @@ fn a_damaged_snapshot_after_a_gap_is_an_error_not_an_older_table() {
         }
     }
 }
+
+/// A pass copies at most 64 MiB forward and says so (`more`); the next pass goes
+/// on where it stopped, and nothing is lost in between.
+#[test]
+fn a_pass_copies_at_most_64_mib_and_the_next_goes_on() {
+    let s = SimStorage::new();
+    let dir = JockyDirectory::builder("/sim")
+        .storage(Arc::new(s.clone()))
+        .container_file_size(200 << 20)
+        .export_policy(ExportPolicy::Manual)
+        .write_mode(WriteMode::Inline)
+        .open()
+        .unwrap();
+    // Container file 0: 80 MB of live files among 120 MB of dead ones (mostly
+    // dead: its live files are copied forward), then more dead bytes, so that
+    // the log goes on in file 1.
+    let live: Vec<(String, Vec<u8>)> = (0..80)
+        .map(|i| (format!("l{i}"), patterned(i, 1_000_000)))
+        .collect();
+    for (i, (name, bytes)) in live.iter().enumerate() {
+        write(&dir, name, bytes);
+        for d in 0..2 {
+            let dead = format!("d{i}-{d}");
+            write(&dir, &dead, &patterned(1000 + i as u64, 750_000));
+            dir.delete(Path::new(&dead)).unwrap();
+        }
+    }
+    for i in 0..30 {
+        let dead = format!("e{i}");
+        write(&dir, &dead, &patterned(2000 + i, 1_000_000));
+        dir.delete(Path::new(&dead)).unwrap();
+    }
+    dir.sync_directory().unwrap();
+    assert!(container_files(&s).len() >= 2);
+
+    let first = dir.reclaim().unwrap();
+    assert!(first.more, "{first:?}");
+    assert_eq!(first.container_files_removed, 0, "{first:?}");
+    let mib64 = 64 << 20;
+    assert!(
+        (mib64..mib64 + 2_000_000).contains(&first.bytes_copied_forward),
+        "{first:?}"
+    );
+    for (name, bytes) in &live {
+        assert_eq!(&read(&dir, name), bytes, "{name} between passes");
+    }
+    let second = dir.reclaim().unwrap();
+    assert!(!second.more, "{second:?}");
+    assert_eq!(
+        first.files_copied_forward + second.files_copied_forward,
+        live.len(),
+        "{first:?} {second:?}"
+    );
+    assert!(second.container_files_removed >= 1, "{second:?}");
+    assert!(!container_files(&s).contains(&"jocky-0000000000.log".to_string()));
+    drop(dir);
+    let dir = open(&s, false).unwrap();
+    for (name, bytes) in &live {
+        assert_eq!(&read(&dir, name), bytes, "{name} after a reopen");
+    }
+}

@@ -16,7 +16,8 @@ use std::sync::{Mutex, RwLock};
 use super::Extent;
 use crate::format::file_header::{container_file_name, FILE_HEADER_LEN};
 use crate::format::record::{
-    self, Payload, RecordKind, ALIGN, DATA_BYTES_AT, HEADER_LEN, MAX_NAME_LEN,
+    self, Payload, RecordKind, ALIGN, ATOMIC_BYTES_AT_LEAST, DATA_BYTES_AT, HEADER_LEN,
+    MAX_NAME_LEN,
 };
 use crate::io::ReadView;
 use crate::sync::lock;
@@ -81,16 +82,17 @@ impl FirstReadCheck {
 }
 
 /// Where the record whose file bytes are exactly `x` starts, if one there
-/// verifies: a `Data` record 48 bytes before them, or an `AtomicWrite` up to
-/// two names further back.
+/// verifies: a `Data` record 48 bytes before them, or an `AtomicWrite` 44
+/// bytes plus its two names before them (names of fewer than 4 bytes put it
+/// nearer than a `Data` record's start).
 fn find_record(view: &dyn ReadView, x: Extent) -> std::io::Result<Option<u64>> {
+    const _: () = assert!(ATOMIC_BYTES_AT_LEAST < DATA_BYTES_AT);
     let end = x.offset + x.len;
-    let data_at = x.offset.checked_sub(DATA_BYTES_AT as u64);
     let lowest = x
         .offset
-        .saturating_sub((HEADER_LEN + 12 + 2 * MAX_NAME_LEN) as u64)
+        .saturating_sub((ATOMIC_BYTES_AT_LEAST + 2 * MAX_NAME_LEN) as u64)
         .max(FILE_HEADER_LEN as u64);
-    let Some(highest) = data_at.or_else(|| x.offset.checked_sub((HEADER_LEN + 12) as u64)) else {
+    let Some(highest) = x.offset.checked_sub(ATOMIC_BYTES_AT_LEAST as u64) else {
         return Ok(None);
     };
     if highest < lowest {

@@ -67,6 +67,13 @@ pub const ALIGN: u64 = 8;
 pub const DATA_BYTES_IN_PAYLOAD: usize = 16;
 /// Where a `Data` record's file bytes start, from the record's first byte.
 pub const DATA_BYTES_AT: usize = HEADER_LEN + DATA_BYTES_IN_PAYLOAD;
+/// Where an `AtomicWrite` record's file bytes start in its payload, before its
+/// two names: after the file id (8 bytes) and the two name lengths (2 each).
+pub const ATOMIC_NAMES_IN_PAYLOAD: usize = 8 + 2 + 2;
+/// The least an `AtomicWrite` record's file bytes can be after its first
+/// byte (both names empty): nearer than a `Data` record's when its names
+/// together have fewer than 4 bytes.
+pub const ATOMIC_BYTES_AT_LEAST: usize = HEADER_LEN + ATOMIC_NAMES_IN_PAYLOAD;
 pub const RECORD_MAGIC: u16 = 0x4A4B; // "JK"
 pub const RECORD_VERSION: u8 = 1;
 /// Upper bound on a payload: a length read from disk above this is corruption.
@@ -325,7 +332,7 @@ impl Payload<'_> {
             Payload::Data { .. } => Some(DATA_BYTES_IN_PAYLOAD),
             Payload::AtomicWrite {
                 namespace, path, ..
-            } => Some(8 + 2 + namespace.len() + 2 + path.len()),
+            } => Some(ATOMIC_NAMES_IN_PAYLOAD + namespace.len() + path.len()),
             _ => None,
         }
     }
