@@ -99,8 +99,10 @@ enum Command {
         /// The jocky folder.
         dir: PathBuf,
     },
-    /// Run a reclamation pass now (remove dead container and segment files),
-    /// and print what was done. Needs the folder's lock.
+    /// Reclaim space now: passes (remove dead container and segment files,
+    /// copying live files forward where that pays; at most 64 MiB copied per
+    /// pass) until none is left, and print what was done. Needs the folder's
+    /// lock.
     Reclaim {
         /// The jocky folder.
         dir: PathBuf,
