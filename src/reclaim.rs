@@ -108,8 +108,8 @@ pub struct ReclaimReport {
     /// (dead, and older than a snapshot an open replays from).
     pub out_of_order: usize,
     /// The pass stopped at its bound on bytes copied forward (64 MiB) with
-    /// more to copy: the next pass goes on (the automatic export policies
-    /// run one after each commit).
+    /// more to copy: the next pass goes on (under an automatic export
+    /// policy the background worker runs it at once, not at the next commit).
     pub more: bool,
 }
 
@@ -235,6 +235,12 @@ impl Reclaimer<'_> {
                 .filter(|no| table.segment_use(*no) == 0)
                 .collect()
         };
+        // Copies count even when this pass removes nothing (it stopped at
+        // its bound).
+        MaintenanceCounters::add(
+            &self.0.counters().bytes_copied_forward,
+            report.bytes_copied_forward,
+        );
         if dead.is_empty() && dead_segments.is_empty() {
             return Ok(report);
         }
@@ -280,7 +286,6 @@ impl Reclaimer<'_> {
             &c.segment_files_removed,
             report.segment_files_removed as u64,
         );
-        MaintenanceCounters::add(&c.bytes_copied_forward, report.bytes_copied_forward);
         Ok(report)
     }
 

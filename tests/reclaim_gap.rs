@@ -180,38 +180,47 @@ fn a_damaged_snapshot_after_a_gap_is_an_error_not_an_older_table() {
     }
 }
 
-/// A pass copies at most 64 MiB forward and says so (`more`); the next pass goes
-/// on where it stopped, and nothing is lost in between.
-#[test]
-fn a_pass_copies_at_most_64_mib_and_the_next_goes_on() {
-    let s = SimStorage::new();
-    let dir = JockyDirectory::builder("/sim")
-        .storage(Arc::new(s.clone()))
-        .container_file_size(200 << 20)
-        .export_policy(ExportPolicy::Manual)
-        .write_mode(WriteMode::Inline)
-        .open()
-        .unwrap();
-    // Container file 0: 80 MB of live files among 120 MB of dead ones (mostly
-    // dead: its live files are copied forward), then more dead bytes, so that
-    // the log goes on in file 1.
+/// Container file 0: 80 MB of live files among 120 MB of dead ones (mostly
+/// dead: its live files are copied forward), then more dead bytes, so that
+/// the log goes on in file 1. Returns the live files.
+fn eighty_mb_to_copy(dir: &JockyDirectory) -> Vec<(String, Vec<u8>)> {
     let live: Vec<(String, Vec<u8>)> = (0..80)
         .map(|i| (format!("l{i}"), patterned(i, 1_000_000)))
         .collect();
     for (i, (name, bytes)) in live.iter().enumerate() {
-        write(&dir, name, bytes);
+        write(dir, name, bytes);
         for d in 0..2 {
             let dead = format!("d{i}-{d}");
-            write(&dir, &dead, &patterned(1000 + i as u64, 750_000));
+            write(dir, &dead, &patterned(1000 + i as u64, 750_000));
             dir.delete(Path::new(&dead)).unwrap();
         }
     }
     for i in 0..30 {
         let dead = format!("e{i}");
-        write(&dir, &dead, &patterned(2000 + i, 1_000_000));
+        write(dir, &dead, &patterned(2000 + i, 1_000_000));
         dir.delete(Path::new(&dead)).unwrap();
     }
     dir.sync_directory().unwrap();
+    live
+}
+
+fn open_big(s: &SimStorage, export: ExportPolicy) -> JockyDirectory {
+    JockyDirectory::builder("/sim")
+        .storage(Arc::new(s.clone()))
+        .container_file_size(200 << 20)
+        .export_policy(export)
+        .write_mode(WriteMode::Inline)
+        .open()
+        .unwrap()
+}
+
+/// A pass copies at most 64 MiB forward and says so (`more`); the next pass goes
+/// on where it stopped, and nothing is lost in between.
+#[test]
+fn a_pass_copies_at_most_64_mib_and_the_next_goes_on() {
+    let s = SimStorage::new();
+    let dir = open_big(&s, ExportPolicy::Manual);
+    let live = eighty_mb_to_copy(&dir);
     assert!(container_files(&s).len() >= 2);
 
     let first = dir.reclaim().unwrap();
@@ -238,5 +247,31 @@ fn a_pass_copies_at_most_64_mib_and_the_next_goes_on() {
     let dir = open(&s, false).unwrap();
     for (name, bytes) in &live {
         assert_eq!(&read(&dir, name), bytes, "{name} after a reopen");
+    }
+}
+
+/// The background worker does not leave the rest of a bounded pass for the
+/// next commit: one commit, and the passes go on until the file is gone.
+#[test]
+fn the_background_worker_goes_on_after_a_bounded_pass() {
+    let s = SimStorage::new();
+    let dir = open_big(
+        &s,
+        ExportPolicy::OnCommit {
+            min_segment_bytes: u64::MAX,
+        },
+    );
+    let live = eighty_mb_to_copy(&dir);
+    // The one commit: it wakes the worker.
+    dir.atomic_write(Path::new("meta.json"), b"{}").unwrap();
+    dir.wait_for_background_work();
+    assert!(
+        dir.stats().bytes_copied_forward >= 80_000_000,
+        "{:?}",
+        dir.stats()
+    );
+    assert!(!container_files(&s).contains(&"jocky-0000000000.log".to_string()));
+    for (name, bytes) in &live {
+        assert_eq!(&read(&dir, name), bytes, "{name}");
     }
 }

@@ -282,15 +282,17 @@ impl worker::Maintained for Engine {
         Engine::auto_export(self)
     }
 
-    fn maintain(&self, export_min: Option<u64>, idle: bool) {
+    fn maintain(&self, export_min: Option<u64>, idle: bool) -> bool {
+        let mut more = false;
+        let mut reclaim = || {
+            crate::reclaim::Reclaimer(self).reclaim().map(|r| {
+                more = r.more;
+            })
+        };
         let result = match export_min {
-            None => crate::reclaim::Reclaimer(self).reclaim().map(|_| ()),
-            Some(min) if idle => Exporter(self)
-                .export_quiet(min)
-                .and_then(|_| crate::reclaim::Reclaimer(self).reclaim().map(|_| ())),
-            Some(min) => Exporter(self)
-                .export_committed(min)
-                .and_then(|_| crate::reclaim::Reclaimer(self).reclaim().map(|_| ())),
+            None => reclaim(),
+            Some(min) if idle => Exporter(self).export_quiet(min).and_then(|_| reclaim()),
+            Some(min) => Exporter(self).export_committed(min).and_then(|_| reclaim()),
         }
         .and_then(|_| {
             // Bound what the next open replays.
@@ -307,7 +309,9 @@ impl worker::Maintained for Engine {
         if let Err(e) = result {
             log::warn!("background export/reclaim failed: {e}");
             MaintenanceCounters::add(&self.counters().background_errors, 1);
+            return false;
         }
+        more
     }
 }
 

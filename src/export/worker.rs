@@ -86,8 +86,10 @@ pub(crate) trait Maintained: Send + Sync + 'static {
     fn auto_export(&self) -> Option<(u64, Option<Duration>)>;
     /// One pass: export segments of at least `export_min` bytes (none when
     /// `None`), then reclaim; after a quiet period (`idle`) also seal the log's
-    /// tail. Failures are logged and counted by the callee.
-    fn maintain(&self, export_min: Option<u64>, idle: bool);
+    /// tail. Failures are logged and counted by the callee. Returns whether
+    /// the reclamation stopped at its bound with more to do (another pass
+    /// follows at once, not at the next commit).
+    fn maintain(&self, export_min: Option<u64>, idle: bool) -> bool;
 }
 
 impl Worker {
@@ -220,13 +222,17 @@ fn run<T: Maintained>(
             return;
         };
         lock(m).busy = true;
-        match (pass, quiet) {
+        let more = match (pass, quiet) {
             (Pass::Commit, Some(_)) => engine.maintain(None, false),
             (Pass::Quiet, _) => engine.maintain(Some(min), true),
             (Pass::Commit, None) => engine.maintain(Some(min), false),
-        }
+        };
         drop(engine);
-        lock(m).busy = false;
+        let mut s = lock(m);
+        s.busy = false;
+        // Reclamation bounded its copies: go on without waiting for a commit.
+        s.pending |= more;
+        drop(s);
         cv.notify_all();
     }
 }
