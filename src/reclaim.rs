@@ -166,18 +166,10 @@ impl Reclaimer<'_> {
             // namespace's files are decoded (after an open from a snapshot,
             // on first need).
             self.0.ensure_all()?;
-            let mut stuck = take;
-            for (i, j) in judged[..take].iter_mut().enumerate() {
-                if j.used.files > 0 {
-                    match self.copy_cost(j.no) {
-                        Some(copy) => j.copy = copy,
-                        None => {
-                            stuck = i;
-                            break;
-                        }
-                    }
-                }
-            }
+            let stuck = judged[..take]
+                .iter_mut()
+                .position(|j| !self.price(j))
+                .unwrap_or(take);
             take = prefix_to_remove(&judged[..stuck]);
         }
         // After it, files older than the newest snapshot may go out of order
@@ -193,18 +185,7 @@ impl Reclaimer<'_> {
             .collect();
         if ahead.iter().any(|j| j.used.files > 0) {
             self.0.ensure_all()?;
-            ahead.retain_mut(|j| {
-                if j.used.files == 0 {
-                    return true;
-                }
-                match self.copy_cost(j.no) {
-                    Some(copy) => {
-                        j.copy = copy;
-                        prefix_to_remove(&[*j]) == 1
-                    }
-                    None => false,
-                }
-            });
+            ahead.retain_mut(|j| self.price(j) && prefix_to_remove(&[*j]) == 1);
         }
         let mut dead = Vec::new();
         let mut budget = COPY_PASS_BYTES;
@@ -287,6 +268,21 @@ impl Reclaimer<'_> {
             report.segment_files_removed as u64,
         );
         Ok(report)
+    }
+
+    /// Sets what copying `j`'s live files forward writes; `false` if they
+    /// cannot all be copied now (a dead file costs nothing).
+    fn price(&self, j: &mut Judged) -> bool {
+        if j.used.files == 0 {
+            return true;
+        }
+        match self.copy_cost(j.no) {
+            Some(copy) => {
+                j.copy = copy;
+                true
+            }
+            None => false,
+        }
     }
 
     /// What copying the live files anchored in container file `no` forward

@@ -356,6 +356,18 @@ fn directories_of_a_removed_tenant_refuse_writes() {
 /// once they hold at least as many dead bytes as it holds live ones, its files
 /// are copied forward and the prefix of the log goes. The idle tenant's bytes
 /// stay the same, now and after a reopen.
+/// Tenant `busy` writes `files` files of 100 KB and deletes each: container
+/// files of dead bytes.
+fn write_and_delete(store: &Store, files: usize) -> JockyDirectory {
+    let busy = store.directory("busy").unwrap();
+    for i in 0..files {
+        let name = format!("g{i}");
+        write(&busy, &name, &vec![1u8; 100_000]);
+        busy.delete(Path::new(&name)).unwrap();
+    }
+    busy
+}
+
 #[test]
 fn an_idle_tenant_in_an_old_container_file_does_not_keep_dead_files_on_disk() {
     let s = SimStorage::new();
@@ -379,12 +391,7 @@ fn an_idle_tenant_in_an_old_container_file_does_not_keep_dead_files_on_disk() {
             write(&idle, name, bytes);
         }
         // Another tenant writes and deletes 4 MB: container files of dead bytes.
-        let busy = store.directory("busy").unwrap();
-        for i in 0..40 {
-            let name = format!("g{i}");
-            write(&busy, &name, &vec![1u8; 100_000]);
-            busy.delete(Path::new(&name)).unwrap();
-        }
+        write_and_delete(&store, 40);
         let files_before = store.stats().container_files;
         assert!(files_before >= 4, "{files_before} container files");
         let report = store.reclaim().unwrap();
@@ -434,13 +441,7 @@ fn a_small_segment_with_a_file_over_1_mib_does_not_keep_dead_files_on_disk() {
             write(&idle, name, bytes);
         }
         // Another tenant writes and deletes 16 MB: container files of dead bytes.
-        let busy = store.directory("busy").unwrap();
-        for i in 0..160 {
-            let name = format!("g{i}");
-            write(&busy, &name, &vec![1u8; 100_000]);
-            busy.delete(Path::new(&name)).unwrap();
-        }
-        busy.sync_directory().unwrap();
+        write_and_delete(&store, 160).sync_directory().unwrap();
         let report = store.reclaim().unwrap();
         for (name, bytes) in &files {
             assert_eq!(&read(&idle, name), bytes, "{name}");

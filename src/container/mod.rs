@@ -932,13 +932,13 @@ impl Container {
         view.read(extent.offset..extent.offset + extent.len)
     }
 
-    /// Bytes of records the open replayed (from its snapshot on).
     /// The newest container file known to start with a whole, durable
     /// snapshot.
     pub fn snapshot_no(&self) -> Option<u64> {
         Some(self.snapshot_no.load(Ordering::SeqCst)).filter(|n| *n != NO_SNAPSHOT)
     }
 
+    /// Bytes of records the open replayed (from its snapshot on).
     pub fn replayed_on_open(&self) -> u64 {
         self.replayed_on_open
     }

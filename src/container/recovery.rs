@@ -679,12 +679,11 @@ fn snapshot_start(
     read_only: bool,
     oldest: bool,
 ) -> Result<Option<(u64, u64)>> {
-    let order: Box<dyn Iterator<Item = &u64>> = if oldest {
-        Box::new(files.iter())
-    } else {
-        Box::new(files.iter().rev())
-    };
-    for &no in order {
+    let mut order: Vec<u64> = files.iter().copied().collect();
+    if !oldest {
+        order.reverse();
+    }
+    for no in order {
         let (_, path, file, len, view) = open_mapped(storage, root, no, read_only)?;
         let header = match read_header(&*file, len) {
             Ok(h) => h,
