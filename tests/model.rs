@@ -558,7 +558,9 @@ impl Harness {
                     .filter(|(_, c)| !c.terminated)
                     .map(|(n, _)| n.clone())
                     .collect();
-                self.reopen(graceful, |s| s.crash_keeping(usize::MAX, 0))?;
+                // A killed process leaves its writes in the page cache, not
+                // durable: the open must make what it shows durable.
+                self.reopen(graceful, SimStorage::kill)?;
                 let dropped = self.dir().stats().files_dropped_on_open;
                 let known = self.ghosts.as_ref().map_or(0, BTreeSet::len);
                 // A graceful close may write a snapshot, which forgets the
@@ -586,7 +588,7 @@ impl Harness {
                     }
                     None => {}
                 }
-                // The simulated disk keeps the page cache as durable bytes.
+                // What the open showed is durable (a later `Crash` checks it).
                 self.install(expected);
                 self.check_contents()?;
             }

@@ -336,7 +336,15 @@ impl Container {
                     .store(records, Ordering::Relaxed);
                 file.truncate(end).map_err(|e| Error::io(&path, e))?;
             }
-            if sync {
+            // What was replayed must be durable before it is served or acted
+            // on (a killed predecessor's writes may be only in the page cache),
+            // unless the log ends with a `Seal` that says it is: a clean close
+            // or an idle log synced everything before appending it. (A `Seal`
+            // that is itself not durable loses nothing: only it can be lost.)
+            let torn = matches!(plan.cut, Some((.., true)));
+            let sealed =
+                self.counters.sealed_at.load(Ordering::SeqCst) == log_position(a.file_no, a.offset);
+            if sync && (torn || !sealed) {
                 file.sync_data().map_err(|e| Error::io(&path, e))?;
             }
         }

@@ -773,7 +773,10 @@ fn scan(
             Payload::Continued { next_file_no } => Some(next_file_no),
             _ => None,
         };
-        sealed = matches!(payload, Payload::Seal);
+        // A `Seal` whose `durable` reaches its own start: every record before
+        // it was durable before it was written.
+        sealed = matches!(payload, Payload::Seal)
+            && header.durable >= crate::format::file_header::log_position(file_no, pos);
         let extent = payload.bytes_offset_in_payload().map(|off| super::Extent {
             file_no,
             offset: pos + (HEADER_LEN + off) as u64,

@@ -236,6 +236,30 @@ impl SimStorage {
         lock(&self.state).unsynced.len()
     }
 
+    /// Process death (SIGKILL): a new disk whose files hold everything written
+    /// (the page cache outlives the process), of which only what was synced is
+    /// durable — a later [`Self::crash`] of it loses what nobody synced since.
+    pub fn kill(&self) -> SimStorage {
+        let st = lock(&self.state);
+        let new = SimStorage::new();
+        {
+            let mut ns = lock(&new.state);
+            for (name, f) in &st.files {
+                let f = lock(f);
+                ns.files.insert(
+                    name.clone(),
+                    Arc::new(Mutex::new(FileData {
+                        data: f.data.clone(),
+                        durable: f.durable.clone(),
+                    })),
+                );
+            }
+            ns.durable_names = st.durable_names.clone();
+            ns.unsynced = st.unsynced.clone();
+        }
+        new
+    }
+
     /// Power loss: a new disk holding only what was durable.
     pub fn crash(&self) -> SimStorage {
         self.crash_keeping(0, 0)
