@@ -817,9 +817,21 @@ impl Engine {
                                 }
                             }) as crate::io::stitch::OnUnmap
                         });
-                    self.read_extents(extents).map(|b| {
+                    // Each chunk is checked by the first read touching it
+                    // (where its container file was not replayed on open),
+                    // not all of them now: opening a segment reads footers.
+                    let parts: std::io::Result<Vec<_>> = extents
+                        .iter()
+                        .map(|x| {
+                            let (bytes, check) = self.container.read_deferring(*x)?;
+                            let check =
+                                check.map(|c| Box::new(move || c.run()) as crate::directory::Check);
+                            Ok((bytes, check))
+                        })
+                        .collect();
+                    parts.map(|parts| {
                         Arc::new(crate::directory::ExtentsHandle::counted(
-                            b,
+                            parts,
                             self.counters.reads.clone(),
                             stitch,
                         )) as Arc<dyn tantivy::directory::FileHandle>

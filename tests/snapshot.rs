@@ -154,12 +154,31 @@ fn damage_in_a_file_open_did_not_replay_is_found_on_first_read() {
     let dir = builder(tmp.path()).open().unwrap();
     assert!(dir.stats().container_files_not_replayed >= 1);
     assert_eq!(read(&dir, "good.idx"), good);
-    for _ in 0..2 {
-        // Never served, now or later.
-        let err = dir.open_read(Path::new("bad.idx")).unwrap_err().to_string();
-        assert!(err.contains("jocky-0000000000.log"), "{err}");
-        assert!(err.contains("damaged"), "{err}");
+    // Opening it checks nothing yet (opening a segment reads its footers, not
+    // every chunk of every file); each read checks the chunks it touches.
+    let handle = dir.open_read(Path::new("bad.idx")).unwrap();
+    for range in [0..2_000, 900..1_100, 0..bad.len()] {
+        for _ in 0..2 {
+            // Never served, now or later.
+            let err = handle
+                .read_bytes_slice(range.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("jocky-0000000000.log"), "{err}");
+            assert!(err.contains("damaged"), "{err}");
+        }
     }
+    // The file's last chunk is whole: served.
+    let tail = bad.len() - 1_000..bad.len();
+    assert_eq!(
+        handle.read_bytes_slice(tail.clone()).unwrap().as_slice(),
+        &bad[tail]
+    );
+    let err = dir
+        .open_read(Path::new("bad.idx"))
+        .unwrap()
+        .read_bytes_slice(0..10);
+    assert!(err.is_err(), "a new handle served the damaged chunk");
     drop(dir);
     // A full check names it too.
     let report = jocky::verify::verify(tmp.path()).unwrap();

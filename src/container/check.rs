@@ -11,7 +11,7 @@
 //! checksum either.
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::Extent;
 use crate::format::file_header::{container_file_name, FILE_HEADER_LEN};
@@ -55,6 +55,12 @@ impl FirstReadCheck {
         crate::sync::read(&self.unchecked).iter().copied().collect()
     }
 
+    /// Whether the record holding `x` was checked already (or need not be).
+    pub fn is_checked(&self, x: Extent) -> bool {
+        !crate::sync::read(&self.unchecked).contains(&x.file_no)
+            || lock(&self.checked).contains(&(x.file_no, x.offset))
+    }
+
     /// Checks the record holding `x` (once per extent) if its file was not
     /// replayed on open.
     pub fn check(&self, view: &dyn ReadView, x: Extent) -> std::io::Result<()> {
@@ -78,6 +84,35 @@ impl FirstReadCheck {
                 ),
             )),
         }
+    }
+}
+
+/// A first-read check not made yet: run it before serving any byte of its
+/// extent. Holds the container file's view, so it can run after the file
+/// left the container's list (the bytes it vouches for are still mapped).
+pub(crate) struct Deferred {
+    view: Arc<dyn ReadView>,
+    extent: Extent,
+    check: Arc<FirstReadCheck>,
+}
+
+impl Deferred {
+    pub(super) fn new(
+        view: Arc<dyn ReadView>,
+        extent: Extent,
+        check: Arc<FirstReadCheck>,
+    ) -> Deferred {
+        Deferred {
+            view,
+            extent,
+            check,
+        }
+    }
+
+    /// Checks the record holding the extent (at once if another read did).
+    /// A damaged record fails every time.
+    pub fn run(&self) -> std::io::Result<()> {
+        self.check.check(&*self.view, self.extent)
     }
 }
 

@@ -188,7 +188,7 @@ pub(crate) struct Container {
     read_only: bool,
     /// Files an open did not replay (it started from a snapshot): their
     /// records are checked on first read.
-    first_read: check::FirstReadCheck,
+    first_read: Arc<check::FirstReadCheck>,
     /// Bytes of records the open replayed.
     replayed_on_open: u64,
     /// The newest container file known to start with a whole, durable
@@ -282,7 +282,7 @@ impl Container {
             unapplied: Mutex::new(BTreeMap::new()),
             opened: std::sync::atomic::AtomicBool::new(false),
             read_only,
-            first_read: check::FirstReadCheck::new(rec.unchecked),
+            first_read: Arc::new(check::FirstReadCheck::new(rec.unchecked)),
             replayed_on_open: rec.replayed_bytes,
             snapshot_no: AtomicU64::new(rec.snapshot_no.unwrap_or(NO_SNAPSHOT)),
             writer,
@@ -894,6 +894,22 @@ impl Container {
 
     /// The bytes of `extent`, zero-copy from the file's mapping.
     pub fn read(&self, extent: Extent) -> std::io::Result<OwnedBytes> {
+        let (bytes, check) = self.read_deferring(extent)?;
+        if let Some(check) = check {
+            check.run()?;
+        }
+        Ok(bytes)
+    }
+
+    /// As [`Self::read`], but the first-read check of an extent in a file the
+    /// open did not replay is handed back instead of made: the caller runs it
+    /// before it serves any of the bytes (a handle on a file of many chunks
+    /// checks only the chunks a read touches). The bytes are a slice of the
+    /// file's mapping: nothing is read yet.
+    pub fn read_deferring(
+        &self,
+        extent: Extent,
+    ) -> std::io::Result<(OwnedBytes, Option<check::Deferred>)> {
         if self.first_read.is_unchecked(extent.file_no) {
             // Its place came from a snapshot, not from a replayed record:
             // it must lie within the file (a read past its end would fault).
@@ -920,11 +936,13 @@ impl Container {
                 .get(&extent.file_no)
                 .map(|f| f.view.clone())
                 .expect("seen above");
-            self.first_read.check(&*view, extent)?;
-            return view.read(extent.offset..extent.offset + extent.len);
+            let bytes = view.read(extent.offset..extent.offset + extent.len)?;
+            let check = (!self.first_read.is_checked(extent))
+                .then(|| check::Deferred::new(view, extent, self.first_read.clone()));
+            return Ok((bytes, check));
         }
         if let Some(bytes) = self.read_unwritten(extent)? {
-            return Ok(OwnedBytes::new(bytes));
+            return Ok((OwnedBytes::new(bytes), None));
         }
         let view = {
             let files = crate::sync::read(&self.files);
@@ -937,7 +955,7 @@ impl Container {
             f.view.clone()
         };
         self.first_read.check(&*view, extent)?;
-        view.read(extent.offset..extent.offset + extent.len)
+        Ok((view.read(extent.offset..extent.offset + extent.len)?, None))
     }
 
     /// The newest container file known to start with a whole, durable

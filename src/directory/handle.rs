@@ -3,11 +3,13 @@
 //! zero-copy. The first range across extents maps the whole file as one range
 //! (`io::stitch`, when its extents are page-aligned slices of file mappings)
 //! and serves it and every later read from there, zero-copy too; otherwise a
-//! range across extents is assembled into one buffer.
+//! range across extents is assembled into one buffer. An extent whose bytes
+//! no checksum vouched for yet (in a container file an open did not replay)
+//! is checked by the first read that touches it, before any byte is served.
 
 use std::io;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ownedbytes::OwnedBytes;
@@ -16,9 +18,21 @@ use crate::io::stitch::OnUnmap;
 use tantivy::directory::FileHandle;
 use tantivy::HasLen;
 
+/// A check to make before the bytes of one extent are served (an error
+/// names the damage; it fails again on every later read).
+pub(crate) type Check = Box<dyn Fn() -> io::Result<()> + Send + Sync>;
+
+/// Checks not made yet, one per part (`None`: nothing to check).
+struct Pending {
+    checks: Vec<Option<Check>>,
+    done: Vec<AtomicBool>,
+}
+
 pub(crate) struct ExtentsHandle {
     /// `(offset in the file, bytes)`, in file order.
     parts: Vec<(usize, OwnedBytes)>,
+    /// The parts' first-read checks, if any part has one.
+    pending: Option<Pending>,
     len: usize,
     /// The whole file as one range, once a read needed it (`None`: could not).
     whole: OnceLock<Option<OwnedBytes>>,
@@ -41,18 +55,34 @@ pub(crate) struct ReadCounters {
 
 impl ExtentsHandle {
     pub fn new(bytes: Vec<OwnedBytes>) -> ExtentsHandle {
+        Self::checked_on_read(bytes.into_iter().map(|b| (b, None)).collect())
+    }
+
+    /// A handle whose parts are checked, each by the first read that touches
+    /// it, where a check is given.
+    pub fn checked_on_read(bytes: Vec<(OwnedBytes, Option<Check>)>) -> ExtentsHandle {
         let mut parts = Vec::with_capacity(bytes.len());
+        let mut checks = Vec::with_capacity(bytes.len());
         let mut len = 0;
-        for b in bytes {
+        for (b, check) in bytes {
             if b.is_empty() {
                 continue;
             }
             let n = b.len();
             parts.push((len, b));
+            checks.push(check);
             len += n;
         }
+        let pending = checks.iter().any(Option::is_some).then(|| Pending {
+            done: checks
+                .iter()
+                .map(|c| AtomicBool::new(c.is_none()))
+                .collect(),
+            checks,
+        });
         ExtentsHandle {
             parts,
+            pending,
             len,
             whole: OnceLock::new(),
             counters: None,
@@ -65,15 +95,32 @@ impl ExtentsHandle {
     /// mapped as one range; the callback runs once that mapping is gone (the
     /// pages it held could not be dropped from the cache while it lived).
     pub fn counted(
-        bytes: Vec<OwnedBytes>,
+        bytes: Vec<(OwnedBytes, Option<Check>)>,
         counters: Arc<ReadCounters>,
         stitch: Option<OnUnmap>,
     ) -> ExtentsHandle {
         ExtentsHandle {
             counters: Some(counters),
             on_unmap: Mutex::new(stitch),
-            ..ExtentsHandle::new(bytes)
+            ..ExtentsHandle::checked_on_read(bytes)
         }
+    }
+
+    /// Makes the checks of parts `parts` not made yet.
+    fn check(&self, parts: Range<usize>) -> io::Result<()> {
+        let Some(p) = &self.pending else {
+            return Ok(());
+        };
+        for i in parts {
+            if p.done[i].load(Ordering::Acquire) {
+                continue;
+            }
+            if let Some(check) = &p.checks[i] {
+                check()?;
+            }
+            p.done[i].store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// The whole file as one mapped range, made on first use (`None` if it
@@ -127,8 +174,10 @@ impl FileHandle for ExtentsHandle {
         if range.is_empty() {
             return Ok(OwnedBytes::empty());
         }
-        // The part holding range.start.
+        // The part holding range.start, and the parts up to range.end.
         let i = self.parts.partition_point(|(off, _)| *off <= range.start) - 1;
+        let j = self.parts.partition_point(|(off, _)| *off < range.end);
+        self.check(i..j)?;
         let (off, bytes) = &self.parts[i];
         if range.end <= off + bytes.len() {
             return Ok(bytes.slice(range.start - off..range.end - off));
@@ -173,5 +222,42 @@ mod tests {
             }
         }
         assert!(h.read_bytes(5..101).is_err());
+    }
+
+    #[test]
+    fn each_part_is_checked_by_the_first_read_touching_it() {
+        let data: Vec<u8> = (0..90u8).collect();
+        let runs: Arc<Vec<AtomicU64>> = Arc::new((0..3).map(|_| AtomicU64::new(0)).collect());
+        let part = |i: usize, ok: bool| {
+            let runs = runs.clone();
+            let check: Check = Box::new(move || {
+                runs[i].fetch_add(1, Ordering::SeqCst);
+                if ok {
+                    Ok(())
+                } else {
+                    Err(io::Error::new(io::ErrorKind::InvalidData, "damaged"))
+                }
+            });
+            (
+                OwnedBytes::new(data[i * 30..(i + 1) * 30].to_vec()),
+                Some(check),
+            )
+        };
+        let h = ExtentsHandle::checked_on_read(vec![part(0, true), part(1, true), part(2, false)]);
+        let count = |i: usize| runs[i].load(Ordering::SeqCst);
+        assert_eq!(h.read_bytes(0..10).unwrap().as_slice(), &data[0..10]);
+        assert_eq!((count(0), count(1), count(2)), (1, 0, 0));
+        assert_eq!(h.read_bytes(20..40).unwrap().as_slice(), &data[20..40]);
+        assert_eq!(h.read_bytes(0..60).unwrap().as_slice(), &data[0..60]);
+        assert_eq!(
+            (count(0), count(1), count(2)),
+            (1, 1, 0),
+            "checked once each"
+        );
+        // The damaged part fails every read that touches it, and only those.
+        assert!(h.read_bytes(59..61).is_err());
+        assert!(h.read_bytes(70..80).is_err());
+        assert_eq!(count(2), 2);
+        assert_eq!(h.read_bytes(30..60).unwrap().as_slice(), &data[30..60]);
     }
 }

@@ -27,7 +27,7 @@ use crate::policy::{AdvicePolicy, ExportPolicy, SyncPolicy, WriteMode, COMMIT_FI
 use crate::reclaim::ReclaimReport;
 pub(crate) use registry::Owner;
 
-pub(crate) use handle::{ExtentsHandle, ReadCounters};
+pub(crate) use handle::{Check, ExtentsHandle, ReadCounters};
 use writer::FileWriter;
 
 /// The per-file write buffer's default upper bound (see [`Builder::write_buffer`]).
