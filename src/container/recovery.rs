@@ -18,7 +18,8 @@
 //! Every entry of the plan names the durable evidence that allows it; see
 //! `docs/format.md`, "What open may remove, and why".
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -201,7 +202,8 @@ pub(super) fn recover(
         }
         return create_first(storage, root, opts, segment_files);
     };
-    let census = take_census(storage, root, last, &numbers, read_only)?;
+    let memo = Verified::default();
+    let census = take_census(storage, root, last, &numbers, read_only, &memo)?;
     let present: BTreeSet<u64> = numbers.iter().copied().collect();
     if let Some(missing) = census.expected.difference(&present).next() {
         return Err(Error::Corrupted {
@@ -227,7 +229,7 @@ pub(super) fn recover(
         .collect();
     let start_no = match (opts.full_replay, gap) {
         (true, None) => None,
-        (full, _) => snapshot_start(storage, root, &after_gap, read_only, full)?,
+        (full, _) => snapshot_start(storage, root, &after_gap, read_only, full, &memo)?,
     };
     if let (Some(g), None) = (gap, start_no) {
         let first = *after_gap
@@ -314,7 +316,18 @@ pub(super) fn recover(
         };
         let mut seq = header.first_sequence;
         let base = base.is_some_and(|(b, _)| b == no);
-        let (end, how, continued, sealed) = scan(&*view, no, len, &mut seq, &path, base, apply)?;
+        let (end, how, continued, sealed) = scan(
+            ScanFile {
+                view: &*view,
+                file_no: no,
+                len,
+                path: &path,
+            },
+            &mut seq,
+            base,
+            apply,
+            &memo,
+        )?;
         // What an open pays beyond the snapshot (not the image itself).
         replayed_bytes += if Some(no) == start_no {
             end.saturating_sub(snapshot_end)
@@ -498,9 +511,31 @@ enum Found {
     Record(record::Header, OwnedBytes, u64),
 }
 
-/// Reads and verifies the record at `pos`; the one place recovery decodes a
+/// Records this open verified, by place (large ones only). A snapshot
+/// image's parts are read by three passes — the census of the newest file,
+/// the search for the snapshot, the replay — and their CRC is computed once:
+/// a record whose header bytes (its CRC among them) are those verified at the
+/// same place is taken as verified. The log is append-only and nothing
+/// rewrites a record that verified while an open runs (the folder is locked;
+/// beside a writer, a read-only open sees it only append).
+#[derive(Default)]
+struct Verified(RefCell<HashMap<(u64, u64), [u8; HEADER_LEN]>>);
+
+/// Records shorter than this are verified each time they are read (cheaper
+/// than remembering them).
+const REMEMBER_FROM: u32 = 64 << 10;
+
+/// Where a record is: container file and offset.
+#[derive(Clone, Copy)]
+struct At {
+    file_no: u64,
+    pos: u64,
+}
+
+/// Reads and verifies the record at `at`; the one place recovery decodes a
 /// record's framing.
-fn read_record(view: &dyn ReadView, pos: u64, len: u64) -> std::io::Result<Found> {
+fn read_record(view: &dyn ReadView, at: At, len: u64, memo: &Verified) -> std::io::Result<Found> {
+    let pos = at.pos;
     if pos + HEADER_LEN as u64 > len {
         return Ok(Found::End);
     }
@@ -525,8 +560,17 @@ fn read_record(view: &dyn ReadView, pos: u64, len: u64) -> std::io::Result<Found
         Ok(b) => b,
         Err(e) => return short(e),
     };
-    if let Err(e) = record::verify(rec.as_slice(), &header) {
-        return Ok(Found::Bad(e));
+    let mut head_bytes = [0u8; HEADER_LEN];
+    head_bytes.copy_from_slice(&head.as_slice()[..HEADER_LEN]);
+    let remember = header.len >= REMEMBER_FROM;
+    let key = (at.file_no, pos);
+    if !(remember && memo.0.borrow().get(&key) == Some(&head_bytes)) {
+        if let Err(e) = record::verify(rec.as_slice(), &header) {
+            return Ok(Found::Bad(e));
+        }
+        if remember {
+            memo.0.borrow_mut().insert(key, head_bytes);
+        }
     }
     Ok(Found::Record(header, rec, framed))
 }
@@ -534,7 +578,15 @@ fn read_record(view: &dyn ReadView, pos: u64, len: u64) -> std::io::Result<Found
 /// Whether the first record of a file verifies and is a checkpoint.
 fn starts_with_checkpoint(view: &dyn ReadView, len: u64) -> bool {
     matches!(
-        read_record(view, FILE_HEADER_LEN as u64, len),
+        read_record(
+            view,
+            At {
+                file_no: 0,
+                pos: FILE_HEADER_LEN as u64
+            },
+            len,
+            &Verified::default()
+        ),
         Ok(Found::Record(h, _, _)) if h.kind == record::RecordKind::Checkpoint
     )
 }
@@ -593,6 +645,7 @@ fn take_census(
     last: u64,
     present: &[u64],
     read_only: bool,
+    memo: &Verified,
 ) -> Result<Census> {
     let (_, path, file, len, view) = open_mapped(storage, root, last, read_only)?;
     let mut expected: Option<BTreeSet<u64>> = None;
@@ -606,7 +659,9 @@ fn take_census(
     let mut seq = read_header(&*file, len)
         .map(|h| h.first_sequence)
         .map_err(|e| Error::decode(&path, 0, e))?;
-    while let Ok(Found::Record(h, rec, framed)) = read_record(&*view, pos, len) {
+    while let Ok(Found::Record(h, rec, framed)) =
+        read_record(&*view, At { file_no: last, pos }, len, memo)
+    {
         if h.sequence != seq {
             break;
         }
@@ -678,6 +733,7 @@ fn snapshot_start(
     files: &BTreeSet<u64>,
     read_only: bool,
     oldest: bool,
+    memo: &Verified,
 ) -> Result<Option<(u64, u64)>> {
     let mut order: Vec<u64> = files.iter().copied().collect();
     if !oldest {
@@ -697,8 +753,11 @@ fn snapshot_start(
             }
             return Ok(None);
         }
-        let Ok(Found::Record(h, _, framed)) = read_record(&*view, FILE_HEADER_LEN as u64, len)
-        else {
+        let first = At {
+            file_no: no,
+            pos: FILE_HEADER_LEN as u64,
+        };
+        let Ok(Found::Record(h, _, framed)) = read_record(&*view, first, len, memo) else {
             continue;
         };
         if h.kind != record::RecordKind::Checkpoint || h.sequence != header.first_sequence {
@@ -708,7 +767,8 @@ fn snapshot_start(
         let mut seq = h.sequence + 1;
         let mut want = 0u32;
         let whole = loop {
-            let Ok(Found::Record(h, rec, framed)) = read_record(&*view, pos, len) else {
+            let at = At { file_no: no, pos };
+            let Ok(Found::Record(h, rec, framed)) = read_record(&*view, at, len, memo) else {
                 break false;
             };
             if h.kind != record::RecordKind::Snapshot || h.sequence != seq {
@@ -735,27 +795,40 @@ fn snapshot_start(
     Ok(None)
 }
 
+/// A container file [`scan`] replays: its view, number, length and path.
+struct ScanFile<'a> {
+    view: &'a dyn ReadView,
+    file_no: u64,
+    len: u64,
+    path: &'a Path,
+}
+
 /// Replays the records of one file. Returns where they end, why, the next
 /// file number if the last record is `Continued`, and whether it is a `Seal`.
 fn scan(
-    view: &dyn ReadView,
-    file_no: u64,
-    len: u64,
+    file: ScanFile<'_>,
     seq: &mut u64,
-    path: &Path,
     base: bool,
     apply: &mut dyn FnMut(super::RecordRef<'_>) -> std::result::Result<(), String>,
+    memo: &Verified,
 ) -> Result<(u64, ScanEnd, Option<u64>, bool)> {
+    let ScanFile {
+        view,
+        file_no,
+        len,
+        path,
+    } = file;
     let mut pos = FILE_HEADER_LEN as u64;
     let mut continued = None;
     let mut sealed = false;
     loop {
-        let (header, rec, framed) =
-            match read_record(view, pos, len).map_err(|e| Error::io(path, e))? {
-                Found::End => return Ok((pos, ScanEnd::Clean, continued, sealed)),
-                Found::Bad(e) => return Ok((pos, ScanEnd::Bad(e), continued, sealed)),
-                Found::Record(h, rec, framed) => (h, rec, framed),
-            };
+        let (header, rec, framed) = match read_record(view, At { file_no, pos }, len, memo)
+            .map_err(|e| Error::io(path, e))?
+        {
+            Found::End => return Ok((pos, ScanEnd::Clean, continued, sealed)),
+            Found::Bad(e) => return Ok((pos, ScanEnd::Bad(e), continued, sealed)),
+            Found::Record(h, rec, framed) => (h, rec, framed),
+        };
         if header.sequence != *seq {
             return Ok((
                 pos,
@@ -921,7 +994,10 @@ pub(crate) fn check_all(storage: &dyn Storage, root: &Path) -> Result<Checked> {
         }
         let mut pos = FILE_HEADER_LEN as u64;
         loop {
-            match read_record(&*view, pos, len).map_err(|e| Error::io(&path, e))? {
+            let at = At { file_no: no, pos };
+            match read_record(&*view, at, len, &Verified::default())
+                .map_err(|e| Error::io(&path, e))?
+            {
                 Found::End => break,
                 Found::Record(h, _, framed) => {
                     out.records += 1;
