@@ -238,3 +238,32 @@ fn a_small_container_file_is_read_ahead_with_its_headers_when_opened() {
     assert_eq!(s.take_read_ahead(), vec![]);
     assert_eq!(h.read_bytes(0..big.len()).unwrap().as_slice(), &big[..]);
 }
+
+/// The export asks the kernel for exactly each extent it copies (with its
+/// record header) before reading it: a page of it dropped from the cache
+/// meanwhile is read back alone, not with the device's whole read-around
+/// window of the container (other files' pages; 26–51 MB read back per export
+/// of the generated corpus in about half the runs before, 0–2 MB after).
+#[test]
+fn the_export_reads_ahead_exactly_the_extents_it_copies() {
+    use std::io::Write;
+    use tantivy::directory::TerminatingWrite;
+
+    let s = jocky::testing::SimStorage::new();
+    let dir = common::open_sim(&s).unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let mut w = dir.open_write(Path::new("seg.idx")).unwrap();
+    w.write_all(&data).unwrap();
+    w.terminate().unwrap();
+    s.take_read_ahead();
+    assert_eq!(dir.export_files(&[Path::new("seg.idx")]).unwrap().files, 1);
+    let asked: Vec<(String, Range<u64>)> = s
+        .take_read_ahead()
+        .into_iter()
+        .filter(|(f, _)| f.ends_with(".log"))
+        .collect();
+    assert!(asked.len() >= 2, "several chunks: {asked:?}");
+    let covered: u64 = asked.iter().map(|(_, r)| r.end - r.start).sum();
+    assert_eq!(covered, data.len() as u64 + 48 * asked.len() as u64);
+    assert_eq!(common::read(&dir, "seg.idx"), data);
+}

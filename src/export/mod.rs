@@ -369,6 +369,12 @@ fn write_segment_file(
             // cache once copied: a segment's worth of container pages never
             // piles up in the process or the cache.
             for x in extents {
+                // Exactly this extent, asked for in one request: a page of it
+                // the kernel dropped meanwhile would otherwise be faulted in
+                // with the device's whole read-around window (8 MiB on this
+                // disk), most of it other files' pages. Cached pages cost a
+                // lookup.
+                engine.container().prefetch(std::slice::from_ref(x));
                 let part: OwnedBytes = engine.container().read(*x)?;
                 // Inside the kernel where it can (shared blocks on XFS or
                 // btrfs, as the extents of a file of several chunks are
