@@ -179,3 +179,25 @@ fn an_open_after_a_clean_close_needs_no_sync() {
     let dir = open_sim(&lost_power).unwrap();
     assert_eq!(read(&dir, "a.bin"), patterned(8, 30_000));
 }
+
+/// A process under `SyncPolicy::Never` syncs nothing, so its clean close
+/// appends no `Seal` (which would vouch that everything before it is
+/// durable): the next open, under a policy that syncs, makes its own sync.
+#[test]
+fn a_close_under_sync_never_leaves_no_seal_to_trust() {
+    let s = SimStorage::new();
+    let never = JockyDirectory::builder("/sim")
+        .storage(Arc::new(s.clone()))
+        .export_policy(ExportPolicy::Manual)
+        .write_mode(WriteMode::Inline)
+        .sync_policy(jocky::SyncPolicy::Never)
+        .open()
+        .unwrap();
+    write_file(&never, "a.bin", &patterned(9, 30_000));
+    never.sync_directory().unwrap();
+    drop(never);
+    assert_eq!(s.syncs(), 0, "SyncPolicy::Never synced");
+    let dir = open_sim(&s).unwrap();
+    assert!(s.syncs() > 0, "the open trusted a log nobody synced");
+    assert_eq!(read(&dir, "a.bin"), patterned(9, 30_000));
+}

@@ -1019,7 +1019,12 @@ impl Container {
     /// being cut as a torn write. Nothing happens when nothing was appended
     /// since the last seal, or for a read-only or old-format container.
     pub fn seal(&self) -> Result<()> {
-        if self.read_only || !self.opened.load(Ordering::SeqCst) {
+        // Under `SyncPolicy::Never` nothing is made durable, so a `Seal` would
+        // vouch for what no sync covered (and an open would skip its sync).
+        if self.read_only
+            || !self.opened.load(Ordering::SeqCst)
+            || self.opts.sync == SyncPolicy::Never
+        {
             return Ok(());
         }
         let end = {
@@ -1085,8 +1090,9 @@ impl Drop for Container {
         if !self.opened.load(Ordering::SeqCst) {
             return;
         }
-        if self.check_poison().is_ok() && self.opts.sync != SyncPolicy::Never {
-            // A clean close leaves a sealed tail.
+        if self.check_poison().is_ok() {
+            // A clean close leaves a sealed tail (not under `SyncPolicy::Never`:
+            // see `seal`).
             if let Err(e) = self.seal() {
                 log::warn!("could not seal {} on close: {e}", self.root.display());
             }

@@ -300,7 +300,7 @@ impl worker::Maintained for Engine {
             self.write_snapshot(debt).map(|_| ())
         })
         .and_then(|_| {
-            if idle && self.sync_policy() != SyncPolicy::Never {
+            if idle {
                 self.container().seal()
             } else {
                 Ok(())
