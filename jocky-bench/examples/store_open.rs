@@ -173,6 +173,16 @@ fn query(index: &Index) -> BoxResult<usize> {
 }
 
 /// The child: measures `side` over the folders in `root`.
+/// Tenant t0's directory (made by `open`, timed too), `Index::open`, reader
+/// and one query, ms.
+fn first_query_ms<D: tantivy::Directory>(open: impl FnOnce() -> BoxResult<D>) -> BoxResult<f64> {
+    let t = Instant::now();
+    let hits = query(&Index::open(open()?)?)?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    assert!(hits > 0, "tenant t0 finds nothing");
+    Ok(ms)
+}
+
 fn measure(side: &str, root: &Path, args: &Args) -> BoxResult<Measured> {
     let rss0 = procstats::rss_bytes();
     let read0 = procstats::io_read_bytes();
@@ -189,10 +199,7 @@ fn measure(side: &str, root: &Path, args: &Args) -> BoxResult<Measured> {
             m.replayed_mb = st.bytes_replayed_on_open as f64 / 1e6;
             m.not_replayed = st.container_files_not_replayed;
             m.files = st.virtual_files;
-            let t = Instant::now();
-            let hits = query(&Index::open(store.directory("t0")?)?)?;
-            m.first_tenant_ms = t.elapsed().as_secs_f64() * 1e3;
-            assert!(hits > 0, "tenant t0 finds nothing");
+            m.first_tenant_ms = first_query_ms(|| Ok(store.directory("t0")?))?;
             m.rss_mb = rss1.saturating_sub(rss0) as f64 / 1e6;
         }
         "mmap" => {
@@ -200,10 +207,7 @@ fn measure(side: &str, root: &Path, args: &Args) -> BoxResult<Measured> {
             // tenants when they are first used pays it (measured after the
             // others were opened, its files would be in the page cache: not
             // comparable with jocky's, which follows the store's open).
-            let t = Instant::now();
-            let hits = query(&Index::open(MmapDirectory::open(mmap_path(root, 0))?)?)?;
-            m.first_tenant_ms = t.elapsed().as_secs_f64() * 1e3;
-            assert!(hits > 0, "tenant t0 finds nothing");
+            m.first_tenant_ms = first_query_ms(|| Ok(MmapDirectory::open(mmap_path(root, 0))?))?;
             let start = Instant::now();
             let mut kept = Vec::with_capacity(args.mmap);
             for t in 0..args.mmap {

@@ -560,16 +560,21 @@ fn read_record(view: &dyn ReadView, at: At, len: u64, memo: &Verified) -> std::i
         Ok(b) => b,
         Err(e) => return short(e),
     };
-    let mut head_bytes = [0u8; HEADER_LEN];
-    head_bytes.copy_from_slice(&head.as_slice()[..HEADER_LEN]);
-    let remember = header.len >= REMEMBER_FROM;
-    let key = (at.file_no, pos);
-    if !(remember && memo.0.borrow().get(&key) == Some(&head_bytes)) {
+    // Only large records are remembered: their header bytes, by place.
+    let remembered = (header.len >= REMEMBER_FROM).then(|| {
+        let mut head_bytes = [0u8; HEADER_LEN];
+        head_bytes.copy_from_slice(&head.as_slice()[..HEADER_LEN]);
+        ((at.file_no, pos), head_bytes)
+    });
+    let seen = remembered
+        .as_ref()
+        .is_some_and(|(key, bytes)| memo.0.borrow().get(key) == Some(bytes));
+    if !seen {
         if let Err(e) = record::verify(rec.as_slice(), &header) {
             return Ok(Found::Bad(e));
         }
-        if remember {
-            memo.0.borrow_mut().insert(key, head_bytes);
+        if let Some((key, bytes)) = remembered {
+            memo.0.borrow_mut().insert(key, bytes);
         }
     }
     Ok(Found::Record(header, rec, framed))
