@@ -24,8 +24,14 @@ pub enum SyncPolicy {
     /// [`WriteMode::Inline`], which has no writer thread, the timer is checked
     /// at each append.
     Interval(std::time::Duration),
-    /// Never. Data reaches the disk when the kernel writes it back: a crash or
-    /// power loss may lose any of it. For tests and throw-away indexes only.
+    /// Never. Data reaches the disk when the kernel writes it back: a power
+    /// loss may lose any of it (a killed process loses nothing the kernel
+    /// took). For tests and throw-away indexes only. After a power loss the
+    /// kernel may have written back later pages of the log and not earlier
+    /// ones: within one container file that is cut as a torn tail, but a page
+    /// lost in a container file that a newer one follows is reported as damage
+    /// (the newer file's head says the older one was complete, as it is under
+    /// every other policy) and the folder is left as it is: throw it away.
     Never,
 }
 

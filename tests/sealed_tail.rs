@@ -201,3 +201,43 @@ fn a_close_under_sync_never_leaves_no_seal_to_trust() {
     assert!(s.syncs() > 0, "the open trusted a log nobody synced");
     assert_eq!(read(&dir, "a.bin"), patterned(9, 30_000));
 }
+
+/// Under `SyncPolicy::Never` the kernel writes pages back in any order, so a
+/// power loss can take a page from the middle of the log and keep later ones.
+/// Nothing was ever synced, so no record vouches for what is before it: the
+/// lost page is a torn tail (cut, with everything after it), not damage that
+/// makes the folder refuse to open. (Across a rotation the new file's head does
+/// vouch for the old file, which `Never` did not sync: such a loss is reported
+/// as damage, and the folder left as it is — see `SyncPolicy::Never`.)
+#[test]
+fn a_log_nobody_synced_opens_after_losing_a_page_in_its_middle() {
+    let s = SimStorage::new();
+    let never = JockyDirectory::builder("/sim")
+        .storage(Arc::new(s.clone()))
+        .container_file_size(1 << 20)
+        .export_policy(ExportPolicy::Manual)
+        .write_mode(WriteMode::Inline)
+        .sync_policy(jocky::SyncPolicy::Never)
+        .open()
+        .unwrap();
+    write_file(&never, "a.bin", &patterned(10, 20_000));
+    never.sync_directory().unwrap();
+    let a_end = never.stats().container_bytes as usize;
+    write_file(&never, "b.bin", &patterned(11, 20_000));
+    never.sync_directory().unwrap();
+    write_file(&never, "c.bin", &patterned(12, 20_000));
+    never.sync_directory().unwrap();
+    never.atomic_write(Path::new("meta.json"), b"{}").unwrap();
+    assert_eq!(s.syncs(), 0, "SyncPolicy::Never synced");
+    // Power loss: the page holding part of b.bin never reached the disk, the
+    // pages after it did.
+    let mut files = files_of(&s);
+    let lost = (a_end + 8_192) / 4_096 * 4_096;
+    files.get_mut(LOG).unwrap()[lost..lost + 4_096].fill(0);
+    drop(never);
+    let dir = open_sim(&disk_of(&files)).unwrap();
+    assert_eq!(read(&dir, "a.bin"), patterned(10, 20_000));
+    assert!(!dir.exists(Path::new("b.bin")).unwrap());
+    assert!(!dir.exists(Path::new("c.bin")).unwrap());
+    assert!(dir.stats().tail_bytes_cut_on_open > 0);
+}
