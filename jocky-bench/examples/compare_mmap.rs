@@ -1,8 +1,15 @@
 //! Side-by-side comparison of a candidate `Directory` with tantivy's `MmapDirectory`.
 //!
 //! Each round indexes the same in-memory corpus into a fresh `MmapDirectory`, a fresh
-//! candidate directory and a fresh `RamDirectory`, then reopens each index and runs the
-//! query set. The `RamDirectory` side ("ram") keeps every file in anonymous memory and
+//! candidate directory and a fresh `RamDirectory`, one after the other (each folder is
+//! then dropped from the page cache, so that it weighs on no other side's indexing),
+//! then searches them together: each index is opened (its folder uncached), the query set
+//! runs once untimed on it (its results are compared), then it is opened again, warm
+//! (open time, descriptors and mappings the reader holds), and
+//! the timed passes over the query set interleave the sides pass by pass, so that what
+//! the machine does meanwhile falls on every side alike (run one after the other, the
+//! sides' p50 moved between two levels, 1.2 and 2.0 ms, from round to round, whichever
+//! directory it was). The `RamDirectory` side ("ram") keeps every file in anonymous memory and
 //! never touches the disk: it is the floor that no directory can beat, and shows how much
 //! of the time is tantivy's own work rather than the directory's (`--no-ram` leaves it
 //! out). Its folder-based figures (index size, disk usage, page cache) are 0. The order
@@ -50,7 +57,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use jocky_bench::corpus::{self, Doc};
 use jocky_bench::harness::{self, CountedDocument, QueryResult};
-use jocky_bench::procstats::{self, Sampler};
+use jocky_bench::procstats;
 use plotters::prelude::*;
 use tantivy::directory::{Directory, MmapDirectory, RamDirectory};
 use tantivy::{Index, IndexSettings, IndexWriter};
@@ -244,10 +251,15 @@ struct Measurement {
     index_mb: f64,
     disk_mb: f64,
     open_ms: f64,
+    /// The first open of the index after indexing, its folder out of the page cache.
+    cold_open_ms: f64,
     reader_fds: f64,
     reader_maps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Segments the searcher reads (a tantivy merge finishing just before or
+    /// after the end of indexing changes it, and search latency with it).
+    segments: f64,
     results: Vec<QueryResult>,
     /// Mean docs/s over the whole 1 s windows before the last document was indexed.
     window_mean: f64,
@@ -495,10 +507,12 @@ const METRICS: &[Metric] = &[
     ("index size MB", |m| m.index_mb),
     ("index disk usage MB", |m| m.disk_mb),
     ("open index+reader ms", |m| m.open_ms),
+    ("open index+reader, folder uncached, ms", |m| m.cold_open_ms),
     ("fds held by reader", |m| m.reader_fds),
     ("maps held by reader", |m| m.reader_maps),
     ("search p50 ms", |m| m.p50_ms),
     ("search p99 ms", |m| m.p99_ms),
+    ("segments searched", |m| m.segments),
     ("docs/s, mean of 1 s windows", |m| m.window_mean),
     ("docs/s CV of 1 s windows", |m| m.window_cv),
     ("docs/s, slowest 1 s window", |m| m.window_min),
@@ -607,6 +621,7 @@ fn run(args: &Args) -> BoxResult<()> {
         // Round r runs the sides rotated left by r (two sides simply alternate).
         let mut order = kinds.clone();
         order.rotate_left(round % kinds.len());
+        let mut indexed: Vec<(Kind, PathBuf, RamDirectory, Measurement)> = Vec::new();
         for kind in order {
             let path = out.join(format!("round{round}-{}", kind.name()));
             if path.exists() {
@@ -614,19 +629,11 @@ fn run(args: &Args) -> BoxResult<()> {
             }
             fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let label = format!("round {round} {:<5}", kind.name());
-            let m = measure(
-                kind,
-                &path,
-                &docs,
-                text_bytes as u64,
-                &queries,
-                args,
-                &label,
-            )
-            .map_err(|e| format!("{} round {round}: {e}", kind.name()))?;
+            let (m, ram) = index_side(kind, &path, &docs, text_bytes as u64, args, &label)
+                .map_err(|e| format!("{} round {round}: {e}", kind.name()))?;
             println!(
                 "round {round} {:<9}: index {:.2} s ({:.0} docs/s, {:.1} MB/s), written {:.0} MB, \
-                 read {:.0} MB, index {:.0} MB, fds +{}, maps +{}, p50 {:.3} ms, p99 {:.3} ms",
+                 read {:.0} MB, index {:.0} MB, fds +{}, maps +{}",
                 kind.name(),
                 m.index_secs,
                 m.docs_per_sec,
@@ -636,8 +643,6 @@ fn run(args: &Args) -> BoxResult<()> {
                 m.index_mb,
                 m.peak_fds,
                 m.peak_maps,
-                m.p50_ms,
-                m.p99_ms
             );
             let (_, handed_cv) = mean_cv(m.timeline.steady_handed_windows());
             println!(
@@ -670,6 +675,23 @@ fn run(args: &Args) -> BoxResult<()> {
                     samples.join(" ")
                 );
             }
+            indexed.push((kind, path, ram, m));
+        }
+        search_round(&mut indexed, &queries, args)
+            .map_err(|e| format!("round {round} search: {e}"))?;
+        for (kind, path, _, m) in indexed {
+            println!(
+                "round {round} {:<9}: search: open {:.2} ms ({:.1} ms uncached), {} segments, reader holds {} fds and \
+                 {} maps, p50 {:.3} ms, p99 {:.3} ms",
+                kind.name(),
+                m.open_ms,
+                m.cold_open_ms,
+                m.segments,
+                m.reader_fds,
+                m.reader_maps,
+                m.p50_ms,
+                m.p99_ms
+            );
             if !args.keep {
                 fs::remove_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             }
@@ -789,15 +811,17 @@ fn progress_bar(total: usize, label: &str) -> ProgressBar {
     bar
 }
 
-fn measure(
+/// Indexes `docs` into a fresh directory of `kind` at `path` and measures it;
+/// the search figures are left for [`search_round`]. Returns the ram side's
+/// directory too (the index lives in it until the round's search phase).
+fn index_side(
     kind: Kind,
     path: &Path,
     docs: &[Doc],
     text_bytes: u64,
-    queries: &[String],
     args: &Args,
     label: &str,
-) -> BoxResult<Measurement> {
+) -> BoxResult<(Measurement, RamDirectory)> {
     // The ram side's one instance: indexed into, then searched through a fresh handle.
     let ram = RamDirectory::create();
     // Indexing.
@@ -861,7 +885,6 @@ fn measure(
     let cancelled = procstats::io_cancelled_write_bytes().saturating_sub(cancelled_before);
     let timeline = sampler.stop(docs.len() as u64)?;
     bar.set_position(docs.len() as u64);
-    bar.set_message("searching");
     let index_base = timeline.baseline();
     let peak_fds = timeline.ticks.iter().map(|t| t.fds).max().unwrap_or(0);
     let peak_maps = timeline.ticks.iter().map(|t| t.mappings).max().unwrap_or(0);
@@ -883,67 +906,125 @@ fn measure(
     let index_bytes = procstats::dir_size(path)?;
     let disk_bytes = procstats::dir_disk_usage(path)?;
 
-    // Searching, on a fresh directory handle.
-    let sampler = Sampler::start(SAMPLE_INTERVAL)?;
-    let base = sampler.baseline();
-    let start = Instant::now();
-    let index = Index::open(kind.open(path, &ram)?)?;
-    let reader = harness::manual_reader(&index)?;
-    let searcher = reader.searcher();
-    let open_ms = ms(start.elapsed());
-    let reader_fds = procstats::open_fds().saturating_sub(base.fds);
-    let reader_maps = procstats::mappings().saturating_sub(base.mappings);
-    let fields = harness::fields_of(&index.schema())?;
-    let parser = harness::query_parser(&index, &fields);
-    // Warm-up pass; its results are compared between the directories.
-    let results = queries
-        .iter()
-        .map(|q| harness::run_query(&searcher, &parser, &fields, q))
-        .collect::<tantivy::Result<Vec<_>>>()?;
-    let mut latencies = Vec::with_capacity(queries.len() * args.query_repeats);
-    for _ in 0..args.query_repeats {
-        for q in queries {
-            let t = Instant::now();
-            black_box(harness::run_query(&searcher, &parser, &fields, q)?);
-            latencies.push(t.elapsed());
+    bar.finish_and_clear();
+    // The folder waits for the round's search phase out of the page cache: a
+    // side indexing after this one (under a memory cgroup above all) does not
+    // pay for this side's cached index, and each side's search phase warms
+    // exactly what its queries read.
+    procstats::evict_page_cache(path)?;
+
+    Ok((
+        Measurement {
+            index_secs,
+            docs_per_sec: docs.len() as f64 / index_secs,
+            input_mb_per_sec: mb(text_bytes) / index_secs,
+            written_mb: mb(written),
+            read_mb: mb(read),
+            net_written_mb: mb(written.saturating_sub(cancelled)),
+            write_amplification: written.saturating_sub(cancelled) as f64 / text_bytes as f64,
+            background_tail_secs,
+            background,
+            peak_fds: peak_fds.saturating_sub(index_base.fds) as f64,
+            peak_maps: peak_maps.saturating_sub(index_base.mappings) as f64,
+            peak_rss_mb: mb(peak_rss.saturating_sub(index_base.rss)),
+            index_mb: mb(index_bytes),
+            disk_mb: mb(disk_bytes),
+            // Filled in by the round's search phase.
+            open_ms: 0.0,
+            cold_open_ms: 0.0,
+            reader_fds: 0.0,
+            reader_maps: 0.0,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+            segments: 0.0,
+            results: Vec::new(),
+            window_mean,
+            window_cv,
+            window_min,
+            page_cache_peak_mb: mb(page_cache_peak),
+            memory_peak_mb: mb(memory_peak),
+            page_cache_end_mb: mb(page_cache_end),
+            timeline,
+        },
+        ram,
+    ))
+}
+
+/// One side's index, open for the round's search phase.
+struct Searching {
+    searcher: tantivy::Searcher,
+    parser: tantivy::query::QueryParser,
+    fields: harness::Fields,
+    latencies: Vec<Duration>,
+    // Dropped after the searcher.
+    _reader: tantivy::IndexReader,
+}
+
+/// The round's search phase: opens each side's index in turn (open time,
+/// descriptors and mappings it holds, segments), runs the query set once
+/// untimed on each (warming what the queries read; its results are compared
+/// between the sides), then times `query_repeats` passes over the query set,
+/// the sides interleaved pass by pass with the order rotating, so that
+/// whatever the machine does meanwhile falls on every side alike. Fills the
+/// search figures of `sides`' measurements.
+fn search_round(
+    sides: &mut [(Kind, PathBuf, RamDirectory, Measurement)],
+    queries: &[String],
+    args: &Args,
+) -> BoxResult<()> {
+    let mut open = Vec::with_capacity(sides.len());
+    for (kind, path, ram, m) in sides.iter_mut() {
+        // First open, with the folder out of the page cache; the untimed pass
+        // warms what the queries read, and its results are compared.
+        let start = Instant::now();
+        let index = Index::open(kind.open(path, ram)?)?;
+        let reader = harness::manual_reader(&index)?;
+        let searcher = reader.searcher();
+        m.cold_open_ms = ms(start.elapsed());
+        let fields = harness::fields_of(&index.schema())?;
+        let parser = harness::query_parser(&index, &fields);
+        m.results = queries
+            .iter()
+            .map(|q| harness::run_query(&searcher, &parser, &fields, q))
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        drop((searcher, reader, index));
+        // Then the open the timed passes use: warm.
+        let (fds, maps) = (procstats::open_fds(), procstats::mappings());
+        let start = Instant::now();
+        let index = Index::open(kind.open(path, ram)?)?;
+        let reader = harness::manual_reader(&index)?;
+        let searcher = reader.searcher();
+        m.open_ms = ms(start.elapsed());
+        m.reader_fds = procstats::open_fds().saturating_sub(fds) as f64;
+        m.reader_maps = procstats::mappings().saturating_sub(maps) as f64;
+        m.segments = searcher.segment_readers().len() as f64;
+        let fields = harness::fields_of(&index.schema())?;
+        let parser = harness::query_parser(&index, &fields);
+        open.push(Searching {
+            searcher,
+            parser,
+            fields,
+            latencies: Vec::with_capacity(queries.len() * args.query_repeats),
+            _reader: reader,
+        });
+    }
+    let n = open.len();
+    for pass in 0..args.query_repeats {
+        for i in 0..n {
+            let s = &mut open[(i + pass) % n];
+            for q in queries {
+                let t = Instant::now();
+                black_box(harness::run_query(&s.searcher, &s.parser, &s.fields, q)?);
+                s.latencies.push(t.elapsed());
+            }
         }
     }
-    drop(searcher);
-    drop(reader);
-    drop(index);
-    sampler.stop();
-    bar.finish_and_clear();
-    latencies.sort();
-
-    Ok(Measurement {
-        index_secs,
-        docs_per_sec: docs.len() as f64 / index_secs,
-        input_mb_per_sec: mb(text_bytes) / index_secs,
-        written_mb: mb(written),
-        read_mb: mb(read),
-        net_written_mb: mb(written.saturating_sub(cancelled)),
-        write_amplification: written.saturating_sub(cancelled) as f64 / text_bytes as f64,
-        background_tail_secs,
-        background,
-        peak_fds: peak_fds.saturating_sub(index_base.fds) as f64,
-        peak_maps: peak_maps.saturating_sub(index_base.mappings) as f64,
-        peak_rss_mb: mb(peak_rss.saturating_sub(index_base.rss)),
-        index_mb: mb(index_bytes),
-        disk_mb: mb(disk_bytes),
-        open_ms,
-        reader_fds: reader_fds as f64,
-        reader_maps: reader_maps as f64,
-        p50_ms: ms(percentile(&latencies, 0.50)),
-        p99_ms: ms(percentile(&latencies, 0.99)),
-        results,
-        window_mean,
-        window_cv,
-        window_min,
-        page_cache_peak_mb: mb(page_cache_peak),
-        memory_peak_mb: mb(memory_peak),
-        page_cache_end_mb: mb(page_cache_end),
-        timeline,
-    })
+    for (s, (_, _, _, m)) in open.iter_mut().zip(sides.iter_mut()) {
+        s.latencies.sort();
+        m.p50_ms = ms(percentile(&s.latencies, 0.50));
+        m.p99_ms = ms(percentile(&s.latencies, 0.99));
+    }
+    Ok(())
 }
 
 /// (mean, population stddev / mean); NaN for no values.

@@ -356,6 +356,25 @@ impl Sampler {
     }
 }
 
+/// Asks the kernel to drop the page cache of every file under `path`
+/// (`POSIX_FADV_DONTNEED`; dirty pages are written back, not dropped).
+pub fn evict_page_cache(path: impl AsRef<Path>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    walk_files(path.as_ref(), &mut |file_path, _| {
+        let file = match fs::File::open(file_path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        // SAFETY: posix_fadvise on a descriptor we own, integer arguments only.
+        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(())
+    })
+}
+
 /// Drops the kernel's clean page cache (after a `sync`, so dirty pages go
 /// too): the next reads come from disk. Needs root.
 pub fn drop_page_cache() -> io::Result<()> {
