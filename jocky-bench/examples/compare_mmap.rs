@@ -75,7 +75,8 @@ const PAGE_CACHE_EVERY_SECS: f64 = 1.0;
 const CHART_FILE: &str = "compare_mmap.svg";
 
 /// The directory under test. Switch this to `jocky::JockyDirectory::open(path)`.
-fn open_candidate(path: &Path) -> BoxResult<Box<dyn Directory>> {
+/// An open for indexing is kept in [`INDEXING_DIR`] too (see there).
+fn open_candidate(path: &Path, indexing: bool) -> BoxResult<Box<dyn Directory>> {
     let mut builder = jocky::JockyDirectory::builder(path);
     if let Some(mode) = WRITE_MODE.get().copied().flatten() {
         builder = builder.write_mode(mode);
@@ -95,6 +96,9 @@ fn open_candidate(path: &Path) -> BoxResult<Box<dyn Directory>> {
         });
     }
     let dir = builder.open()?;
+    if !indexing {
+        return Ok(Box::new(dir));
+    }
     // Kept until the background work is done, so that its counters (exports,
     // copies forward) are the indexing run's.
     *INDEXING_DIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.clone());
@@ -222,10 +226,17 @@ impl Kind {
 
     /// Opens the directory at `path`; for [`Kind::Ram`], a handle on `ram` (its clones
     /// share their contents), and `path` is not used.
-    fn open(self, path: &Path, ram: &RamDirectory) -> BoxResult<Box<dyn Directory>> {
+    /// Opens the side's directory at `path`; `indexing`: for the indexing run
+    /// (not a search phase's open).
+    fn open(
+        self,
+        path: &Path,
+        ram: &RamDirectory,
+        indexing: bool,
+    ) -> BoxResult<Box<dyn Directory>> {
         match self {
             Kind::Mmap => open_mmap(path),
-            Kind::Candidate => open_candidate(path),
+            Kind::Candidate => open_candidate(path, indexing),
             Kind::Ram => Ok(Box::new(ram.clone())),
         }
     }
@@ -834,7 +845,11 @@ fn index_side(
     let start = Instant::now();
     {
         let (schema, fields) = harness::schema();
-        let index = Index::create(kind.open(path, &ram)?, schema, IndexSettings::default())?;
+        let index = Index::create(
+            kind.open(path, &ram, true)?,
+            schema,
+            IndexSettings::default(),
+        )?;
         let mut writer: IndexWriter<CountedDocument> =
             index.writer_with_num_threads(args.threads, args.heap_mb * 1_000_000)?;
         harness::index_docs_as(
@@ -977,7 +992,7 @@ fn search_round(
         // First open, with the folder out of the page cache; the untimed pass
         // warms what the queries read, and its results are compared.
         let start = Instant::now();
-        let index = Index::open(kind.open(path, ram)?)?;
+        let index = Index::open(kind.open(path, ram, false)?)?;
         let reader = harness::manual_reader(&index)?;
         let searcher = reader.searcher();
         m.cold_open_ms = ms(start.elapsed());
@@ -991,7 +1006,7 @@ fn search_round(
         // Then the open the timed passes use: warm.
         let (fds, maps) = (procstats::open_fds(), procstats::mappings());
         let start = Instant::now();
-        let index = Index::open(kind.open(path, ram)?)?;
+        let index = Index::open(kind.open(path, ram, false)?)?;
         let reader = harness::manual_reader(&index)?;
         let searcher = reader.searcher();
         m.open_ms = ms(start.elapsed());
