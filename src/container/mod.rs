@@ -1110,8 +1110,14 @@ impl Drop for Container {
         }
         if lock(&self.poison).is_none() {
             if let Some(file) = &a.file {
-                if let Err(e) = file.truncate(a.offset) {
-                    log::debug!("could not trim the active container file: {e}");
+                // Only a file longer than its log: a truncate to the same
+                // length still changes the file's mtime, a metadata write
+                // for every open and close of an index nobody wrote to.
+                let longer = file.len().map_or(true, |len| len > a.offset);
+                if longer {
+                    if let Err(e) = file.truncate(a.offset) {
+                        log::debug!("could not trim the active container file: {e}");
+                    }
                 }
             }
         }
