@@ -1,7 +1,8 @@
 //! Opening an index to search it and closing it again leaves its folder as it
 //! was on a real file system: the same files with the same lengths, contents
 //! and modification times. A server that opens and closes many indexes to
-//! serve queries must not write (and journal) metadata for each of them.
+//! serve queries must not write (and journal) metadata for each of them, nor
+//! start a writer thread for each.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::time::SystemTime;
 
 use jocky::JockyDirectory;
 use tantivy::collector::Count;
+use tantivy::directory::TerminatingWrite;
 use tantivy::query::AllQuery;
 use tantivy::schema::{Schema, STORED, TEXT};
 use tantivy::{doc, Index, IndexWriter};
@@ -31,10 +33,22 @@ fn state(dir: &Path) -> BTreeMap<String, (u64, SystemTime, Vec<u8>)> {
     out
 }
 
+/// Threads of this process named `name`.
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
 fn search(path: &Path) -> usize {
     let index = Index::open(JockyDirectory::open(path).unwrap()).unwrap();
     let reader = index.reader().unwrap();
-    reader.searcher().search(&AllQuery, &Count).unwrap()
+    let found = reader.searcher().search(&AllQuery, &Count).unwrap();
+    // Nothing was written: no writer thread was started.
+    assert_eq!(threads_named("jocky-writer"), 0);
+    found
 }
 
 #[test]
@@ -79,4 +93,13 @@ fn a_search_only_open_and_close_changes_nothing_in_the_folder() {
         assert!(bytes == bytes2, "{name:?}: contents changed");
         assert_eq!(mtime, mtime2, "{name:?}: modification time changed");
     }
+    // Writing more than a commit writes in place starts the writer thread.
+    let dir = JockyDirectory::open(path).unwrap();
+    assert_eq!(threads_named("jocky-writer"), 0);
+    let mut w = tantivy::Directory::open_write(&dir, Path::new("big.bin")).unwrap();
+    for _ in 0..32 {
+        std::io::Write::write_all(&mut w, &[7u8; 1 << 20]).unwrap();
+    }
+    w.terminate().unwrap();
+    assert_eq!(threads_named("jocky-writer"), 1);
 }

@@ -240,14 +240,13 @@ impl Container {
             .map(|(no, view, end)| (no, MappedFile { view, end }))
             .collect();
         let shared = Arc::new(Shared::new(log_position(rec.active_no, rec.active_end)));
-        let writer = Writer::start(
+        let writer = Writer::new(
             shared,
             opts.write_buffer,
             opts.write_buffers,
             opts.write_mode != WriteMode::Inline || opts.sync.interval().is_some(),
             opts.sync.interval(),
-        )
-        .map_err(|e| Error::io(root, e))?;
+        );
         let container = Container {
             storage,
             root: root.to_path_buf(),

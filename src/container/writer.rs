@@ -36,7 +36,7 @@ use crate::sync::lock;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -315,41 +315,61 @@ impl Shared {
 }
 
 /// The writer thread of one container (none in inline mode without a timer).
+/// It starts with the first buffer handed over: an open that only reads
+/// never starts one.
 pub(crate) struct Writer {
     pub shared: Arc<Shared>,
-    tx: Option<mpsc::Sender<Msg>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<LazyThread>,
     buf_size: usize,
     pool: usize,
 }
 
+/// The writer thread, started on first use; an error if it could not be.
+struct LazyThread {
+    sync_every: Option<Duration>,
+    started: OnceLock<Result<(mpsc::Sender<Msg>, JoinHandle<()>), String>>,
+}
+
 impl Writer {
-    /// `buf_size` bytes per buffer, `pool` buffers. `thread`: whether to start
-    /// the writer thread at all.
-    pub fn start(
+    /// `buf_size` bytes per buffer, `pool` buffers. `thread`: whether there
+    /// is a writer thread at all.
+    pub fn new(
         shared: Arc<Shared>,
         buf_size: usize,
         pool: usize,
         thread: bool,
         sync_every: Option<Duration>,
-    ) -> std::io::Result<Writer> {
-        let (tx, handle) = if thread {
-            let (tx, rx) = mpsc::channel();
-            let s = shared.clone();
-            let handle = std::thread::Builder::new()
-                .name("jocky-writer".into())
-                .spawn(move || run(s, rx, sync_every))?;
-            (Some(tx), Some(handle))
-        } else {
-            (None, None)
-        };
-        Ok(Writer {
+    ) -> Writer {
+        Writer {
             shared,
-            tx,
-            thread: handle,
+            thread: thread.then(|| LazyThread {
+                sync_every,
+                started: OnceLock::new(),
+            }),
             buf_size: align_up(buf_size),
             pool: pool.max(2),
-        })
+        }
+    }
+
+    /// The writer thread's queue, the thread started if this is its first
+    /// use; `None` without a thread. A thread that cannot be started
+    /// poisons the writer.
+    fn queue(&self) -> Option<Result<&mpsc::Sender<Msg>, String>> {
+        let lazy = self.thread.as_ref()?;
+        let started = lazy.started.get_or_init(|| {
+            let (tx, rx) = mpsc::channel();
+            let s = self.shared.clone();
+            let sync_every = lazy.sync_every;
+            std::thread::Builder::new()
+                .name("jocky-writer".into())
+                .spawn(move || run(s, rx, sync_every))
+                .map(|handle| (tx, handle))
+                .map_err(|e| format!("could not start the container's writer thread: {e}"))
+        });
+        Some(started.as_ref().map(|(tx, _)| tx).map_err(|e| {
+            self.shared.fail(e.clone());
+            e.clone()
+        }))
     }
 
     pub fn buf_size(&self) -> usize {
@@ -465,13 +485,15 @@ impl Writer {
             direct,
             pooled,
         };
-        match &self.tx {
-            Some(tx) => {
+        match self.queue() {
+            Some(Ok(tx)) => {
                 if tx.send(Msg::Write(job)).is_err() {
                     self.shared
                         .fail("the container's writer thread is gone".into());
                 }
             }
+            // Poisoned: the buffer stays readable in the in-flight list.
+            Some(Err(_)) => {}
             None => write_job(&self.shared, job, &mut Smoother::default()),
         }
     }
@@ -479,7 +501,7 @@ impl Writer {
     /// Inline mode wrote to `file`: tells the sync timer (if there is one)
     /// which file to sync.
     pub fn note_file(&self, file: &Arc<dyn StorageFile>) {
-        if let Some(tx) = &self.tx {
+        if let Some(Ok(tx)) = self.queue() {
             let _ = tx.send(Msg::File(Arc::downgrade(file)));
         }
     }
@@ -488,9 +510,10 @@ impl Writer {
 impl Drop for Writer {
     /// The container hands over and waits for its last stage before this.
     fn drop(&mut self) {
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
+        let started = self.thread.as_mut().and_then(|t| t.started.take());
+        if let Some(Ok((tx, handle))) = started {
+            drop(tx); // the thread ends once its queue is empty and closed
+            if handle.join().is_err() {
                 log::error!("the container's writer thread panicked");
             }
         }
