@@ -327,8 +327,11 @@ pub(crate) struct Writer {
 /// The writer thread, started on first use; an error if it could not be.
 struct LazyThread {
     sync_every: Option<Duration>,
-    started: OnceLock<Result<(mpsc::Sender<Msg>, JoinHandle<()>), String>>,
+    started: OnceLock<Result<Started, String>>,
 }
+
+/// A started writer thread: its queue and its handle.
+type Started = (mpsc::Sender<Msg>, JoinHandle<()>);
 
 impl Writer {
     /// `buf_size` bytes per buffer, `pool` buffers. `thread`: whether there
