@@ -253,6 +253,9 @@ struct Measurement {
     written_mb: f64,
     /// Bytes read from the storage layer over the same span as `written_mb`, MB.
     read_mb: f64,
+    /// Of `read_mb`: what was read once indexing was done (jocky's background
+    /// export and reclamation).
+    read_after_index_mb: f64,
     net_written_mb: f64,
     write_amplification: f64,
     background_tail_secs: f64,
@@ -500,6 +503,7 @@ const METRICS: &[Metric] = &[
     ("input MB/s", |m| m.input_mb_per_sec),
     ("written MB", |m| m.written_mb),
     ("read from disk MB", |m| m.read_mb),
+    ("  of it after indexing (background) MB", |m| m.read_after_index_mb),
     ("read / written", |m| {
         if m.written_mb == 0.0 {
             0.0
@@ -644,13 +648,14 @@ fn run(args: &Args) -> BoxResult<()> {
                 .map_err(|e| format!("{} round {round}: {e}", kind.name()))?;
             println!(
                 "round {round} {:<9}: index {:.2} s ({:.0} docs/s, {:.1} MB/s), written {:.0} MB, \
-                 read {:.0} MB, index {:.0} MB, fds +{}, maps +{}",
+                 read {:.0} MB ({:.0} MB after indexing), index {:.0} MB, fds +{}, maps +{}",
                 kind.name(),
                 m.index_secs,
                 m.docs_per_sec,
                 m.input_mb_per_sec,
                 m.written_mb,
                 m.read_mb,
+                m.read_after_index_mb,
                 m.index_mb,
                 m.peak_fds,
                 m.peak_maps,
@@ -868,6 +873,7 @@ fn index_side(
         writer.wait_merging_threads()?;
     }
     let index_secs = start.elapsed().as_secs_f64();
+    let read_while_indexing = procstats::io_read_bytes().saturating_sub(read_before);
     // jocky exports committed segments and reclaims space in the background: let it
     // finish so that bytes written and disk use include it.
     let tail = Instant::now();
@@ -935,6 +941,7 @@ fn index_side(
             input_mb_per_sec: mb(text_bytes) / index_secs,
             written_mb: mb(written),
             read_mb: mb(read),
+            read_after_index_mb: mb(read.saturating_sub(read_while_indexing)),
             net_written_mb: mb(written.saturating_sub(cancelled)),
             write_amplification: written.saturating_sub(cancelled) as f64 / text_bytes as f64,
             background_tail_secs,
