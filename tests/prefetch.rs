@@ -3,6 +3,8 @@
 //! reads them ahead. What a reopened index reads when its searcher opens must
 //! lie inside them, and they must be a small part of the segment. Files still
 //! in the container are read ahead whole when a handle on a small one opens.
+//! The export asks for exactly what it copies, and starts the write-back of
+//! what it wrote as it goes.
 
 mod common;
 
@@ -266,4 +268,46 @@ fn the_export_reads_ahead_exactly_the_extents_it_copies() {
     let covered: u64 = asked.iter().map(|(_, r)| r.end - r.start).sum();
     assert_eq!(covered, data.len() as u64 + 48 * asked.len() as u64);
     assert_eq!(common::read(&dir, "seg.idx"), data);
+}
+
+/// The export starts the write-back of its segment file every 8 MiB as it
+/// writes it, front to back and each byte once, instead of leaving hundreds of
+/// MB dirty for its closing `fdatasync` (a write-back storm that stalls the
+/// commits of every index on the disk).
+#[test]
+fn the_export_starts_write_back_as_it_writes() {
+    use std::io::Write;
+    use tantivy::directory::TerminatingWrite;
+
+    let s = jocky::testing::SimStorage::new();
+    let dir = JockyDirectory::builder("/sim")
+        .storage(Arc::new(s.clone()))
+        .container_file_size(64 << 20)
+        .export_policy(ExportPolicy::Manual)
+        .write_mode(jocky::WriteMode::Inline)
+        .open()
+        .unwrap();
+    let data: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let mut w = dir.open_write(Path::new("seg.store")).unwrap();
+    w.write_all(&data).unwrap();
+    w.terminate().unwrap();
+    s.take_write_back();
+    assert_eq!(
+        dir.export_files(&[Path::new("seg.store")]).unwrap().files,
+        1
+    );
+    let started: Vec<Range<u64>> = s
+        .take_write_back()
+        .into_iter()
+        .filter(|(f, _)| f.ends_with(".seg"))
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(started.len(), 2, "{started:?}");
+    for pair in started.windows(2) {
+        assert_eq!(pair[0].end, pair[1].start, "{started:?}");
+    }
+    for r in &started {
+        assert!(r.end - r.start >= 8 << 20, "{started:?}");
+    }
+    assert_eq!(common::read(&dir, "seg.store"), data);
 }

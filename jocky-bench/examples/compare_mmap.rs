@@ -503,7 +503,9 @@ const METRICS: &[Metric] = &[
     ("input MB/s", |m| m.input_mb_per_sec),
     ("written MB", |m| m.written_mb),
     ("read from disk MB", |m| m.read_mb),
-    ("  of it after indexing (background) MB", |m| m.read_after_index_mb),
+    ("  of it after indexing (background) MB", |m| {
+        m.read_after_index_mb
+    }),
     ("read / written", |m| {
         if m.written_mb == 0.0 {
             0.0

@@ -48,6 +48,7 @@ const SNAPSHOT_PART: usize = crate::format::record::MAX_PAYLOAD_LEN as usize - 8
 const CONTINUED_LEN: u64 = HEADER_LEN as u64 + 8;
 
 pub(crate) use recovery::{check_all, OpenPlan, RecordRef};
+pub(crate) use writer::Smoother;
 
 /// Where a run of file bytes lies in the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

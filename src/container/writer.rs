@@ -663,15 +663,22 @@ fn write_job(shared: &Shared, job: Job, smooth: &mut Smoother) {
     shared.changed.notify_all();
 }
 
-/// Buffered mode's write-back smoothing, per container file.
+/// Smoothed write-back of a file written front to back through the page
+/// cache: once [`SMOOTH_WINDOW`] bytes were written since the last step, their
+/// write-back is started, so dirty pages never pile up into a storm that a
+/// later `fdatasync` — this process's or a neighbour's, which on ext4 may wait
+/// for the same journal commit — must wait for. Buffered mode's writer thread
+/// keeps one across container files; an export one per segment file.
 #[derive(Default)]
-struct Smoother {
+pub(crate) struct Smoother {
     file_no: Option<u64>,
     window_start: u64,
 }
 
 impl Smoother {
-    fn wrote(&mut self, file: &dyn StorageFile, file_no: u64, start: u64, end: u64) {
+    /// `start..end` of `file` (number `file_no`; another number starts a new
+    /// window) was just written.
+    pub(crate) fn wrote(&mut self, file: &dyn StorageFile, file_no: u64, start: u64, end: u64) {
         if self.file_no != Some(file_no) {
             *self = Smoother {
                 file_no: Some(file_no),

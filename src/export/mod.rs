@@ -358,6 +358,11 @@ fn write_segment_file(
         // The container file the last extent was copied from, kept open
         // while the next extents come from it too.
         let mut source: Option<(u64, std::sync::Arc<dyn StorageFile>)> = None;
+        // The segment file's write-back starts every few MiB, as the
+        // container's does: an export of hundreds of MB left dirty until its
+        // closing `fdatasync` was a write-back storm that stalled the commits
+        // of every other index on the disk.
+        let mut smooth = crate::container::Smoother::default();
         let mut entries = Vec::with_capacity(group.files.len());
         for ((path, entry), offset) in group.files.iter().zip(&offsets) {
             let Location::Container(extents) = &entry.loc else {
@@ -393,6 +398,7 @@ fn write_segment_file(
                 MaintenanceCounters::add(&engine.counters().bytes_copied_in_kernel, copied);
                 file.write_at(at + copied, &part.as_slice()[copied as usize..])?;
                 crc.update(part.as_slice());
+                smooth.wrote(&*file, no, at, at + part.len() as u64);
                 at += part.len() as u64;
                 drop(part);
                 // The container's copy is on its way out (the export ends by

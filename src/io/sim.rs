@@ -60,6 +60,8 @@ struct State {
     history: Option<Vec<Event>>,
     /// Every range a view was asked to read ahead (`Advice::WillNeed`).
     read_ahead: Vec<(String, Range<u64>)>,
+    /// Every range whose write-back a file was asked to start.
+    write_back: Vec<(String, Range<u64>)>,
 }
 
 impl State {
@@ -187,6 +189,13 @@ impl SimStorage {
     /// (`MADV_WILLNEED` on a real file), in order; the log is emptied.
     pub fn take_read_ahead(&self) -> Vec<(String, Range<u64>)> {
         std::mem::take(&mut lock(&self.state).read_ahead)
+    }
+
+    /// Every range of a file whose write-back was started
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on a real file), in order;
+    /// the log is emptied.
+    pub fn take_write_back(&self) -> Vec<(String, Range<u64>)> {
+        std::mem::take(&mut lock(&self.state).write_back)
     }
 
     /// After `budget` more bytes written or allocated, writes fail with ENOSPC.
@@ -523,6 +532,12 @@ impl SimFile {
 impl StorageFile for SimFile {
     fn len(&self) -> io::Result<u64> {
         Ok(lock(&self.data).data.len() as u64)
+    }
+
+    fn start_write_back(&self, range: Range<u64>) {
+        lock(&self.state)
+            .write_back
+            .push((self.name.clone(), range));
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
