@@ -90,6 +90,12 @@ fn open_candidate(path: &Path, indexing: bool) -> BoxResult<Box<dyn Directory>> 
     if EXPORT_ANY_FILE.get().copied().unwrap_or(false) {
         builder = builder.export_copy(jocky::ExportCopy::AnyFile);
     }
+    if NO_EXPORT.get().copied().unwrap_or(false) {
+        builder = builder.export_policy(jocky::ExportPolicy::WhenQuiet {
+            min_segment_bytes: u64::MAX,
+            quiet: jocky::policy::DEFAULT_QUIET,
+        });
+    }
     if let Some(mb) = EXPORT_MIN_MB.get().copied().flatten() {
         builder = builder.export_policy(jocky::ExportPolicy::OnCommit {
             min_segment_bytes: mb << 20,
@@ -118,6 +124,9 @@ static WRITE_QUEUE_MB: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock:
 
 /// `--export-copy-any-file`.
 static EXPORT_ANY_FILE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// `--no-export`.
+static NO_EXPORT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// `--export-min-mb`, when given.
 static EXPORT_MIN_MB: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
@@ -176,6 +185,10 @@ struct Args {
     /// library's default export policy).
     #[arg(long)]
     export_min_mb: Option<u64>,
+    /// jocky exports nothing: segments stay in the container, dead space is
+    /// still reclaimed (the default policy with no segment large enough).
+    #[arg(long, conflicts_with = "export_min_mb")]
+    no_export: bool,
     /// How jocky writes its container: buffered, direct or inline (default: the
     /// library's default).
     #[arg(long, value_parser = jocky_bench::harness::parse_write_mode)]
@@ -548,6 +561,7 @@ fn main() {
 
 fn run(args: &Args) -> BoxResult<()> {
     let _ = EXPORT_MIN_MB.set(args.export_min_mb);
+    let _ = NO_EXPORT.set(args.no_export);
     let _ = WRITE_BUFFER_KB.set(args.write_buffer_kb);
     let _ = WRITE_QUEUE_MB.set(args.write_queue_mb);
     let _ = WRITE_MODE.set(args.write_mode);
@@ -606,9 +620,10 @@ fn run(args: &Args) -> BoxResult<()> {
     println!(
         "jocky: write mode {:?}, export {}{}, write buffer {}, write queue {}",
         args.write_mode.unwrap_or_default(),
-        match args.export_min_mb {
-            Some(mb) => format!("after each commit, segments of at least {mb} MiB"),
-            None => "default policy".into(),
+        match (args.no_export, args.export_min_mb) {
+            (true, _) => "never (dead space still reclaimed)".into(),
+            (false, Some(mb)) => format!("after each commit, segments of at least {mb} MiB"),
+            (false, None) => "default policy".into(),
         },
         if args.export_copy_any_file {
             ", copies in the kernel from any container file"
