@@ -999,13 +999,15 @@ struct Searching {
     _reader: tantivy::IndexReader,
 }
 
-/// The round's search phase: opens each side's index in turn (open time,
-/// descriptors and mappings it holds, segments), runs the query set once
-/// untimed on each (warming what the queries read; its results are compared
-/// between the sides), then times `query_repeats` passes over the query set,
-/// the sides interleaved pass by pass with the order rotating, so that
-/// whatever the machine does meanwhile falls on every side alike. Fills the
-/// search figures of `sides`' measurements.
+/// The round's search phase. Each side in turn: its index opened with the
+/// folder out of the page cache (the uncached open), the query set run once
+/// untimed (warming what the queries read; its results are compared between
+/// the sides), everything dropped, and the index opened again, warm (open
+/// time, descriptors and mappings the reader holds, segments). Then
+/// `query_repeats` timed passes over the query set, the sides interleaved
+/// pass by pass with the order rotating, so that whatever the machine does
+/// meanwhile falls on every side alike. Fills the search figures of `sides`'
+/// measurements.
 fn search_round(
     sides: &mut [(Kind, PathBuf, RamDirectory, Measurement)],
     queries: &[String],
