@@ -24,6 +24,19 @@ fn flipped(files: &BTreeMap<String, Vec<u8>>, at: usize) -> SimStorage {
     disk_of(&files)
 }
 
+/// A directory over `s` that never syncs (`SyncPolicy::Never`), nothing in
+/// the background, appends written at once.
+fn open_never(s: &SimStorage) -> JockyDirectory {
+    JockyDirectory::builder("/sim")
+        .storage(Arc::new(s.clone()))
+        .container_file_size(1 << 20)
+        .export_policy(ExportPolicy::Manual)
+        .write_mode(WriteMode::Inline)
+        .sync_policy(jocky::SyncPolicy::Never)
+        .open()
+        .unwrap()
+}
+
 /// Damage at or before `at` in the container file, reported with file and offset.
 fn assert_reported(r: jocky::Result<JockyDirectory>, at: usize, what: &str) {
     match r {
@@ -186,13 +199,7 @@ fn an_open_after_a_clean_close_needs_no_sync() {
 #[test]
 fn a_close_under_sync_never_leaves_no_seal_to_trust() {
     let s = SimStorage::new();
-    let never = JockyDirectory::builder("/sim")
-        .storage(Arc::new(s.clone()))
-        .export_policy(ExportPolicy::Manual)
-        .write_mode(WriteMode::Inline)
-        .sync_policy(jocky::SyncPolicy::Never)
-        .open()
-        .unwrap();
+    let never = open_never(&s);
     write_file(&never, "a.bin", &patterned(9, 30_000));
     never.sync_directory().unwrap();
     drop(never);
@@ -212,14 +219,7 @@ fn a_close_under_sync_never_leaves_no_seal_to_trust() {
 #[test]
 fn a_log_nobody_synced_opens_after_losing_a_page_in_its_middle() {
     let s = SimStorage::new();
-    let never = JockyDirectory::builder("/sim")
-        .storage(Arc::new(s.clone()))
-        .container_file_size(1 << 20)
-        .export_policy(ExportPolicy::Manual)
-        .write_mode(WriteMode::Inline)
-        .sync_policy(jocky::SyncPolicy::Never)
-        .open()
-        .unwrap();
+    let never = open_never(&s);
     write_file(&never, "a.bin", &patterned(10, 20_000));
     never.sync_directory().unwrap();
     let a_end = never.stats().container_bytes as usize;

@@ -999,6 +999,35 @@ struct Searching {
     _reader: tantivy::IndexReader,
 }
 
+impl Searching {
+    /// Opens the side's index with a reader and a searcher; also returns how
+    /// long that took, ms. `latencies`: room for that many timed queries.
+    fn open(
+        kind: Kind,
+        path: &Path,
+        ram: &RamDirectory,
+        latencies: usize,
+    ) -> BoxResult<(Searching, f64)> {
+        let start = Instant::now();
+        let index = Index::open(kind.open(path, ram, false)?)?;
+        let reader = harness::manual_reader(&index)?;
+        let searcher = reader.searcher();
+        let took = ms(start.elapsed());
+        let fields = harness::fields_of(&index.schema())?;
+        let parser = harness::query_parser(&index, &fields);
+        Ok((
+            Searching {
+                searcher,
+                parser,
+                fields,
+                latencies: Vec::with_capacity(latencies),
+                _reader: reader,
+            },
+            took,
+        ))
+    }
+}
+
 /// The round's search phase. Each side in turn: its index opened with the
 /// folder out of the page cache (the uncached open), the query set run once
 /// untimed (warming what the queries read; its results are compared between
@@ -1017,37 +1046,22 @@ fn search_round(
     for (kind, path, ram, m) in sides.iter_mut() {
         // First open, with the folder out of the page cache; the untimed pass
         // warms what the queries read, and its results are compared.
-        let start = Instant::now();
-        let index = Index::open(kind.open(path, ram, false)?)?;
-        let reader = harness::manual_reader(&index)?;
-        let searcher = reader.searcher();
-        m.cold_open_ms = ms(start.elapsed());
-        let fields = harness::fields_of(&index.schema())?;
-        let parser = harness::query_parser(&index, &fields);
+        let (first, cold_ms) = Searching::open(*kind, path, ram, 0)?;
+        m.cold_open_ms = cold_ms;
         m.results = queries
             .iter()
-            .map(|q| harness::run_query(&searcher, &parser, &fields, q))
+            .map(|q| harness::run_query(&first.searcher, &first.parser, &first.fields, q))
             .collect::<tantivy::Result<Vec<_>>>()?;
-        drop((searcher, reader, index));
+        drop(first);
         // Then the open the timed passes use: warm.
         let (fds, maps) = (procstats::open_fds(), procstats::mappings());
-        let start = Instant::now();
-        let index = Index::open(kind.open(path, ram, false)?)?;
-        let reader = harness::manual_reader(&index)?;
-        let searcher = reader.searcher();
-        m.open_ms = ms(start.elapsed());
+        let (side, warm_ms) =
+            Searching::open(*kind, path, ram, queries.len() * args.query_repeats)?;
+        m.open_ms = warm_ms;
         m.reader_fds = procstats::open_fds().saturating_sub(fds) as f64;
         m.reader_maps = procstats::mappings().saturating_sub(maps) as f64;
-        m.segments = searcher.segment_readers().len() as f64;
-        let fields = harness::fields_of(&index.schema())?;
-        let parser = harness::query_parser(&index, &fields);
-        open.push(Searching {
-            searcher,
-            parser,
-            fields,
-            latencies: Vec::with_capacity(queries.len() * args.query_repeats),
-            _reader: reader,
-        });
+        m.segments = side.searcher.segment_readers().len() as f64;
+        open.push(side);
     }
     let n = open.len();
     for pass in 0..args.query_repeats {
