@@ -657,8 +657,17 @@ impl Engine {
             let Some(id) = self.table().get(ns, path).map(|e| e.id) else {
                 return Ok(false);
             };
-            self.supersede_pending(ns, path);
-            self.container.append(&[Payload::Delete { file_id: id }])?;
+            // Newer versions of the path still being made durable are in the
+            // log before this record, not in the table: deleted in the log
+            // too, or a replay would bring the newest of them back.
+            let mut payloads = vec![Payload::Delete { file_id: id }];
+            for (pid, p) in lock(&self.pending).iter_mut() {
+                if p.ns == ns && p.path == path {
+                    p.superseded = true;
+                    payloads.push(Payload::Delete { file_id: *pid });
+                }
+            }
+            self.container.append(&payloads)?;
             self.table_mut().take_by_id(id)
         };
         if let Some(e) = removed {
@@ -687,15 +696,34 @@ impl Engine {
             let _order = self.log_order();
             // Directories made before this point refuse writes from now on.
             *lock(&self.removals).entry(ns.to_string()).or_default() += 1;
-            let mut ids = self.table().ids_in(ns);
+            let (mut ids, commit) = {
+                let t = self.table();
+                (
+                    t.ids_in(ns),
+                    t.get(ns, crate::policy::COMMIT_FILE).map(|e| e.id),
+                )
+            };
+            // The commit point goes first: a reader beside this writer, or a
+            // crash, that catches the log part-way through the deletions sees
+            // the namespace's last commit whole or no commit at all, never a
+            // `meta.json` naming files already deleted (the batches are
+            // separate records, and a batch can be cut short).
+            let mut first: Vec<u64> = commit.into_iter().collect();
+            ids.retain(|id| Some(*id) != commit);
             // Atomic writes of the namespace still being made durable: not in
             // the table yet, deleted in the log all the same.
             for (id, p) in lock(&self.pending).iter_mut() {
                 if p.ns == ns {
                     p.superseded = true;
-                    ids.push(*id);
+                    if p.path == crate::policy::COMMIT_FILE {
+                        first.push(*id);
+                    } else {
+                        ids.push(*id);
+                    }
                 }
             }
+            first.append(&mut ids);
+            let ids = first;
             for batch in ids.chunks(1024) {
                 let payloads: Vec<Payload<'_>> = batch
                     .iter()

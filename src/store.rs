@@ -123,6 +123,12 @@ impl Store {
     /// keep working until dropped. Returns how many files were removed (0 for an
     /// unknown tenant).
     ///
+    /// The tenant's `meta.json` goes first: a read-only reader that catches the
+    /// removal part-way, or an open after a crash in the middle of it, finds the
+    /// tenant's last commit whole or no index at all. After such a crash the
+    /// tenant's other files are still there (it is still listed by
+    /// [`Store::tenants`]): remove it again.
+    ///
     /// Close the tenant's `IndexWriter` with `wait_merging_threads()` first, not
     /// by dropping it: tantivy 0.27's `Drop` does not wait for a merge that is
     /// ending, and that merge's `meta.json` can be written after the drop

@@ -460,3 +460,65 @@ fn a_small_segment_with_a_file_over_1_mib_does_not_keep_dead_files_on_disk() {
         "{r:?}"
     );
 }
+
+/// A tenant's removal logs one `Delete` per file; a reader beside the writer
+/// (or a crash) can catch the log part-way through them. Wherever the log is
+/// cut, the tenant is either its whole last commit or no index at all — never
+/// a `meta.json` naming segment files that are gone.
+#[test]
+fn a_removal_cut_short_leaves_the_whole_index_or_none() {
+    use jocky::testing::Storage;
+    let s = SimStorage::new();
+    let open = |s: &SimStorage| {
+        JockyDirectory::builder("/sim")
+            .storage(Arc::new(s.clone()))
+            .write_mode(jocky::WriteMode::Inline)
+            .export_policy(jocky::ExportPolicy::Manual)
+            .open_store()
+            .unwrap()
+    };
+    {
+        let store = open(&s);
+        small_tenant_index(store.directory("gone").unwrap(), 0);
+        small_tenant_index(store.directory("kept").unwrap(), 1);
+    }
+    let log = s
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".log"))
+        .max()
+        .unwrap();
+    let before = s.file_bytes(&log).unwrap().len();
+    {
+        let store = open(&s);
+        assert!(store.remove_tenant("gone").unwrap() > 5);
+    }
+    let after = s.file_bytes(&log).unwrap();
+    assert!(after.len() > before, "the removal was logged in {log}");
+    let mut cuts_without_index = 0;
+    for cut in (before..=after.len()).step_by(8) {
+        let cut_copy = s.kill();
+        let mut bytes = after[..cut].to_vec();
+        bytes.resize(after.len(), 0);
+        cut_copy.set_file_bytes(&log, bytes);
+        let store = open(&cut_copy);
+        let kept = Index::open(store.directory("kept").unwrap()).unwrap();
+        assert_eq!(kept.reader().unwrap().searcher().num_docs(), 15);
+        let dir = store.directory("gone").unwrap();
+        if !Index::exists(&dir).unwrap() {
+            cuts_without_index += 1;
+            continue;
+        }
+        let index = Index::open(dir).unwrap();
+        let reader = index
+            .reader()
+            .unwrap_or_else(|e| panic!("log cut at {cut} of {}: {e}", after.len()));
+        assert_eq!(reader.searcher().num_docs(), 15, "log cut at {cut}");
+        assert!(index.validate_checksum().unwrap().is_empty());
+    }
+    assert!(
+        cuts_without_index > 0,
+        "some cuts fall after the removal began"
+    );
+}

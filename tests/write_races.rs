@@ -98,3 +98,27 @@ fn a_tenant_removed_while_its_atomic_write_is_made_durable_stays_removed_after_p
     let store = store_on(&after);
     assert!(store.tenants().is_empty(), "{:?}", store.tenants());
 }
+
+#[test]
+fn a_file_deleted_while_its_new_version_is_made_durable_stays_deleted() {
+    let sim = SimStorage::new();
+    let store = store_on(&sim);
+    let dir = store.directory("t").unwrap();
+    // P exists (version A) when B's atomic write starts.
+    dir.atomic_write(Path::new("p"), b"version A").unwrap();
+    let d = dir.clone();
+    let b = start_stalled(&sim, move || d.atomic_write(Path::new("p"), b"version B"));
+    // The delete is logged after B (B is appended, not yet in the table).
+    dir.delete(Path::new("p")).unwrap();
+    sim.stall_writes(false);
+    b.join().unwrap().unwrap();
+    // Live: the delete came last, P is gone. The reopened table must agree.
+    assert!(!dir.exists(Path::new("p")).unwrap(), "live table");
+    drop((dir, store));
+    let store = store_on(&sim);
+    assert!(!store
+        .directory("t")
+        .unwrap()
+        .exists(Path::new("p"))
+        .unwrap());
+}

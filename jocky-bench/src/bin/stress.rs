@@ -832,8 +832,22 @@ fn read_some(
                         .map(|s| format!("{}({} docs)", s.id().uuid_string(), s.num_docs()))
                         .collect::<Vec<_>>()
                 });
+                // Which files of those segments the tenant's table has.
+                let listed: Vec<String> = match (CONTROL.get(), &meta) {
+                    (None, Ok(segs)) => store
+                        .directory(&tenant_name(t))
+                        .map(|d| {
+                            d.list_files()
+                                .into_iter()
+                                .map(|p| p.display().to_string())
+                                .filter(|p| segs.iter().any(|s| p.starts_with(&s[..32])))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
                 return Err(format!(
-                    "tenant {t}: {e}; now: meta segments {meta:?}; stats {:?}",
+                    "tenant {t}: {e}; now: meta segments {meta:?}; their files {listed:?}; stats {:?}",
                     store.stats()
                 ));
             }
@@ -1239,6 +1253,49 @@ impl Parent {
     }
 }
 
+/// Every tenant's `meta.json` names only segments whose doc store (and
+/// delete bitset, if it has deletes) the same table has: what any reader
+/// needs to open the commit. Cheap enough to run on every refresh.
+fn commits_whole(store: &Store, tenants: usize) -> Res<()> {
+    use tantivy::Directory;
+    for t in 0..tenants {
+        let dir = store.directory(&tenant_name(t)).map_err(err("directory"))?;
+        let meta = match dir.atomic_read(Path::new("meta.json")) {
+            Ok(m) => m,
+            Err(tantivy::directory::error::OpenReadError::FileDoesNotExist(_)) => continue,
+            Err(e) => return Err(format!("tenant {t}: read meta.json: {e}")),
+        };
+        let meta: serde_json::Value =
+            serde_json::from_slice(&meta).map_err(err("parse meta.json"))?;
+        let files: BTreeSet<String> = dir
+            .list_files()
+            .into_iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        for seg in meta["segments"].as_array().into_iter().flatten() {
+            let id = seg["segment_id"]
+                .as_str()
+                .unwrap_or_default()
+                .replace('-', "");
+            let mut need = vec![format!("{id}.store")];
+            if let Some(opstamp) = seg["deletes"]["opstamp"].as_u64() {
+                need.push(format!("{id}.{opstamp}.del"));
+            }
+            for f in need {
+                if !files.contains(&f) {
+                    let have: Vec<&String> = files.iter().filter(|p| p.starts_with(&id)).collect();
+                    return Err(format!(
+                        "tenant {t}: meta.json names segment {id} but {f} is not in the table (its files there: {have:?}; {} files; stats {:?})",
+                        files.len(),
+                        store.stats()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads the store read-only beside the child until `stop`.
 fn ro_reader(
     store_dir: PathBuf,
@@ -1257,6 +1314,10 @@ fn ro_reader(
     while !stop.load(Ordering::Relaxed) {
         if let Err(e) = store.refresh() {
             errors.push(format!("refresh: {e}"));
+            break;
+        }
+        if let Err(e) = commits_whole(&store, tenants) {
+            errors.push(e);
             break;
         }
         for _ in 0..4 {
