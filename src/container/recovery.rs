@@ -150,9 +150,10 @@ pub(super) fn recover(
     // A newest file whose creation never became durable: nothing was appended
     // to it, and the one before it (sealed) is the end of the log. Removed
     // later, and only if its predecessor is here to take over.
+    let memo = Verified::default();
     let mut torn_creations = Vec::new();
     while let Some(&last) = numbers.last() {
-        if !is_torn_creation(storage, root, last, opts, read_only)? {
+        if !is_torn_creation(storage, root, last, opts, read_only, &memo)? {
             break;
         }
         numbers.pop();
@@ -202,7 +203,6 @@ pub(super) fn recover(
         }
         return create_first(storage, root, opts, segment_files);
     };
-    let memo = Verified::default();
     let census = take_census(storage, root, last, &numbers, read_only, &memo)?;
     let present: BTreeSet<u64> = numbers.iter().copied().collect();
     if let Some(missing) = census.expected.difference(&present).next() {
@@ -260,10 +260,16 @@ pub(super) fn recover(
     for &no in &census.expected {
         let is_last = no == last;
         let path = root.join(container_file_name(no));
-        let file = storage
-            .open(&container_file_name(no))
-            .map_err(|e| Error::io(&path, e))?;
-        let len = file.len().map_err(|e| Error::io(&path, e))?;
+        let (file, len) = match memo.opened(no) {
+            Some(opened) => opened,
+            None => {
+                let file = storage
+                    .open(&container_file_name(no))
+                    .map_err(|e| Error::io(&path, e))?;
+                let len = file.len().map_err(|e| Error::io(&path, e))?;
+                (file, len)
+            }
+        };
         let header = read_header(&*file, len).map_err(|e| Error::decode(&path, 0, e))?;
         if header.file_no != no {
             return Err(Error::Corrupted {
@@ -472,8 +478,9 @@ fn is_torn_creation(
     no: u64,
     opts: &ContainerOptions,
     read_only: bool,
+    memo: &Verified,
 ) -> Result<bool> {
-    let (_, _, file, len, view) = open_mapped(storage, root, no, read_only)?;
+    let (_, _, file, len, view) = memo.open(storage, root, no, read_only)?;
     let torn = match read_header(&*file, len) {
         Ok(h) if h.version < FORMAT_VERSION => false,
         Ok(_) => {
@@ -518,8 +525,40 @@ enum Found {
 /// same place is taken as verified. The log is append-only and nothing
 /// rewrites a record that verified while an open runs (the folder is locked;
 /// beside a writer, a read-only open sees it only append).
+///
+/// It also keeps the container file opened last (the torn-creation check, the
+/// census and the snapshot search all read the newest file first): opened and
+/// mapped once per open, not three times. One file at a time, so an open holds
+/// no more descriptors than before (the folder's lock and one file).
 #[derive(Default)]
-struct Verified(RefCell<HashMap<(u64, u64), [u8; HEADER_LEN]>>);
+struct Verified(
+    RefCell<HashMap<(u64, u64), [u8; HEADER_LEN]>>,
+    RefCell<Option<(u64, Mapped)>>,
+);
+
+impl Verified {
+    /// [`open_mapped`]; the file opened last is not opened again.
+    fn open(&self, storage: &dyn Storage, root: &Path, no: u64, read_only: bool) -> Result<Mapped> {
+        let mut last = self.1.borrow_mut();
+        match &*last {
+            Some((n, m)) if *n == no => return Ok(m.clone()),
+            // Closed before the next one opens.
+            _ => *last = None,
+        }
+        let m = open_mapped(storage, root, no, read_only)?;
+        *last = Some((no, m.clone()));
+        Ok(m)
+    }
+
+    /// Hands file `no` and its length over to the replay if it was the file
+    /// opened last; lets go of that file either way.
+    fn opened(&self, no: u64) -> Option<(Arc<dyn StorageFile>, u64)> {
+        match self.1.borrow_mut().take() {
+            Some((n, (_, _, f, len, _))) if n == no => Some((f, len)),
+            _ => None,
+        }
+    }
+}
 
 /// Records shorter than this are verified each time they are read (cheaper
 /// than remembering them).
@@ -652,7 +691,7 @@ fn take_census(
     read_only: bool,
     memo: &Verified,
 ) -> Result<Census> {
-    let (_, path, file, len, view) = open_mapped(storage, root, last, read_only)?;
+    let (_, path, file, len, view) = memo.open(storage, root, last, read_only)?;
     let mut expected: Option<BTreeSet<u64>> = None;
     let mut reclaimed = BTreeSet::new();
     let mut start = FILE_HEADER_LEN as u64;
@@ -745,7 +784,7 @@ fn snapshot_start(
         order.reverse();
     }
     for no in order {
-        let (_, path, file, len, view) = open_mapped(storage, root, no, read_only)?;
+        let (_, path, file, len, view) = memo.open(storage, root, no, read_only)?;
         let header = match read_header(&*file, len) {
             Ok(h) => h,
             // The main scan reports it (or it is the newest file's torn creation).
