@@ -150,7 +150,7 @@ pub(super) fn recover(
     // A newest file whose creation never became durable: nothing was appended
     // to it, and the one before it (sealed) is the end of the log. Removed
     // later, and only if its predecessor is here to take over.
-    let memo = Verified::default();
+    let memo = OpenMemo::default();
     let mut torn_creations = Vec::new();
     while let Some(&last) = numbers.last() {
         if !is_torn_creation(storage, root, last, opts, read_only, &memo)? {
@@ -478,7 +478,7 @@ fn is_torn_creation(
     no: u64,
     opts: &ContainerOptions,
     read_only: bool,
-    memo: &Verified,
+    memo: &OpenMemo,
 ) -> Result<bool> {
     let (_, _, file, len, view) = memo.open(storage, root, no, read_only)?;
     let torn = match read_header(&*file, len) {
@@ -518,28 +518,29 @@ enum Found {
     Record(record::Header, OwnedBytes, u64),
 }
 
-/// Records this open verified, by place (large ones only). A snapshot
-/// image's parts are read by three passes — the census of the newest file,
-/// the search for the snapshot, the replay — and their CRC is computed once:
-/// a record whose header bytes (its CRC among them) are those verified at the
-/// same place is taken as verified. The log is append-only and nothing
-/// rewrites a record that verified while an open runs (the folder is locked;
-/// beside a writer, a read-only open sees it only append).
-///
-/// It also keeps the container file opened last (the torn-creation check, the
-/// census and the snapshot search all read the newest file first): opened and
-/// mapped once per open, not three times. One file at a time, so an open holds
-/// no more descriptors than before (the folder's lock and one file).
+/// What one open's passes over the log share. The torn-creation check, the
+/// census and the snapshot search all read the newest file before the replay
+/// does:
+/// - the records verified, by place (large ones only): a snapshot image's
+///   parts have their CRC computed once; a record whose header bytes (its CRC
+///   among them) are those verified at the same place is taken as verified (a
+///   record written anew at that place — beside a reader, a writer's recovery
+///   cutting a torn tail and appending — has another CRC in its header);
+/// - the container file opened last: opened and mapped once per open, not
+///   three times. One file at a time, so an open holds no more descriptors
+///   than before (the folder's lock and one file).
 #[derive(Default)]
-struct Verified(
-    RefCell<HashMap<(u64, u64), [u8; HEADER_LEN]>>,
-    RefCell<Option<(u64, Mapped)>>,
-);
+struct OpenMemo {
+    /// Header bytes of the large records verified, by place.
+    verified: RefCell<HashMap<(u64, u64), [u8; HEADER_LEN]>>,
+    /// The container file opened last.
+    last: RefCell<Option<(u64, Mapped)>>,
+}
 
-impl Verified {
+impl OpenMemo {
     /// [`open_mapped`]; the file opened last is not opened again.
     fn open(&self, storage: &dyn Storage, root: &Path, no: u64, read_only: bool) -> Result<Mapped> {
-        let mut last = self.1.borrow_mut();
+        let mut last = self.last.borrow_mut();
         match &*last {
             Some((n, m)) if *n == no => return Ok(m.clone()),
             // Closed before the next one opens.
@@ -553,7 +554,7 @@ impl Verified {
     /// Hands file `no` and its length over to the replay if it was the file
     /// opened last; lets go of that file either way.
     fn opened(&self, no: u64) -> Option<(Arc<dyn StorageFile>, u64)> {
-        match self.1.borrow_mut().take() {
+        match self.last.borrow_mut().take() {
             Some((n, (_, _, f, len, _))) if n == no => Some((f, len)),
             _ => None,
         }
@@ -573,7 +574,7 @@ struct At {
 
 /// Reads and verifies the record at `at`; the one place recovery decodes a
 /// record's framing.
-fn read_record(view: &dyn ReadView, at: At, len: u64, memo: &Verified) -> std::io::Result<Found> {
+fn read_record(view: &dyn ReadView, at: At, len: u64, memo: &OpenMemo) -> std::io::Result<Found> {
     let pos = at.pos;
     if pos + HEADER_LEN as u64 > len {
         return Ok(Found::End);
@@ -607,13 +608,13 @@ fn read_record(view: &dyn ReadView, at: At, len: u64, memo: &Verified) -> std::i
     });
     let seen = remembered
         .as_ref()
-        .is_some_and(|(key, bytes)| memo.0.borrow().get(key) == Some(bytes));
+        .is_some_and(|(key, bytes)| memo.verified.borrow().get(key) == Some(bytes));
     if !seen {
         if let Err(e) = record::verify(rec.as_slice(), &header) {
             return Ok(Found::Bad(e));
         }
         if let Some((key, bytes)) = remembered {
-            memo.0.borrow_mut().insert(key, bytes);
+            memo.verified.borrow_mut().insert(key, bytes);
         }
     }
     Ok(Found::Record(header, rec, framed))
@@ -629,7 +630,7 @@ fn starts_with_checkpoint(view: &dyn ReadView, len: u64) -> bool {
                 pos: FILE_HEADER_LEN as u64
             },
             len,
-            &Verified::default()
+            &OpenMemo::default()
         ),
         Ok(Found::Record(h, _, _)) if h.kind == record::RecordKind::Checkpoint
     )
@@ -689,7 +690,7 @@ fn take_census(
     last: u64,
     present: &[u64],
     read_only: bool,
-    memo: &Verified,
+    memo: &OpenMemo,
 ) -> Result<Census> {
     let (_, path, file, len, view) = memo.open(storage, root, last, read_only)?;
     let mut expected: Option<BTreeSet<u64>> = None;
@@ -777,7 +778,7 @@ fn snapshot_start(
     files: &BTreeSet<u64>,
     read_only: bool,
     oldest: bool,
-    memo: &Verified,
+    memo: &OpenMemo,
 ) -> Result<Option<(u64, u64)>> {
     let mut order: Vec<u64> = files.iter().copied().collect();
     if !oldest {
@@ -854,7 +855,7 @@ fn scan(
     seq: &mut u64,
     base: bool,
     apply: &mut dyn FnMut(super::RecordRef<'_>) -> std::result::Result<(), String>,
-    memo: &Verified,
+    memo: &OpenMemo,
 ) -> Result<(u64, ScanEnd, Option<u64>, bool)> {
     let ScanFile {
         view,
@@ -1039,7 +1040,7 @@ pub(crate) fn check_all(storage: &dyn Storage, root: &Path) -> Result<Checked> {
         let mut pos = FILE_HEADER_LEN as u64;
         loop {
             let at = At { file_no: no, pos };
-            match read_record(&*view, at, len, &Verified::default())
+            match read_record(&*view, at, len, &OpenMemo::default())
                 .map_err(|e| Error::io(&path, e))?
             {
                 Found::End => break,
