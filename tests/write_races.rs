@@ -65,8 +65,12 @@ fn an_atomic_write_overtaken_by_a_create_and_delete_of_its_path_stays_dead() {
     // The log says: A, then B created, then B deleted — no P. So must the
     // live table, and the reopened one.
     assert!(!dir.exists(Path::new("p")).unwrap(), "live table");
+    // Replayed from what was written (a kill: no close snapshot of the live
+    // table to hide the log's records).
+    dir.sync_directory().unwrap();
+    let killed = sim.kill();
     drop((dir, store));
-    let store = store_on(&sim);
+    let store = store_on(&killed);
     assert!(!store
         .directory("t")
         .unwrap()
@@ -112,10 +116,14 @@ fn a_file_deleted_while_its_new_version_is_made_durable_stays_deleted() {
     dir.delete(Path::new("p")).unwrap();
     sim.stall_writes(false);
     b.join().unwrap().unwrap();
-    // Live: the delete came last, P is gone. The reopened table must agree.
+    // Live: the delete came last, P is gone. The log must agree: replayed
+    // from what was written (a kill, so no close writes a snapshot of the
+    // live table that would hide the log's records).
     assert!(!dir.exists(Path::new("p")).unwrap(), "live table");
+    dir.sync_directory().unwrap();
+    let killed = sim.kill();
     drop((dir, store));
-    let store = store_on(&sim);
+    let store = store_on(&killed);
     assert!(!store
         .directory("t")
         .unwrap()

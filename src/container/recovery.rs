@@ -166,6 +166,8 @@ pub(super) fn recover(
             // A new folder whose very first file was cut short: it held nothing.
             let name = container_file_name(0);
             log::warn!("removing {} (creation cut short by a crash)", name);
+            // Closed (and unmapped) before it goes.
+            memo.last.borrow_mut().take();
             storage
                 .remove(&name)
                 .map_err(|e| Error::io(root.join(&name), e))?;

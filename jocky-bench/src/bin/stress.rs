@@ -1254,8 +1254,9 @@ impl Parent {
 }
 
 /// Every tenant's `meta.json` names only segments whose doc store (and
-/// delete bitset, if it has deletes) the same table has: what any reader
-/// needs to open the commit. Cheap enough to run on every refresh.
+/// delete bitset, if it has deletes) the same table has — two of the files a
+/// reader needs to open the commit, enough to catch a commit whose segments'
+/// files are gone. Cheap enough to run on every refresh.
 fn commits_whole(store: &Store, tenants: usize) -> Res<()> {
     use tantivy::Directory;
     for t in 0..tenants {
@@ -1272,10 +1273,13 @@ fn commits_whole(store: &Store, tenants: usize) -> Res<()> {
             .into_iter()
             .map(|p| p.display().to_string())
             .collect();
-        for seg in meta["segments"].as_array().into_iter().flatten() {
+        let segments = meta["segments"]
+            .as_array()
+            .ok_or_else(|| format!("tenant {t}: meta.json without segments"))?;
+        for seg in segments {
             let id = seg["segment_id"]
                 .as_str()
-                .unwrap_or_default()
+                .ok_or_else(|| format!("tenant {t}: a segment without segment_id"))?
                 .replace('-', "");
             let mut need = vec![format!("{id}.store")];
             if let Some(opstamp) = seg["deletes"]["opstamp"].as_u64() {
