@@ -64,18 +64,31 @@ fn an_atomic_write_overtaken_by_a_create_and_delete_of_its_path_stays_dead() {
     a.join().unwrap().unwrap();
     // The log says: A, then B created, then B deleted — no P. So must the
     // live table, and the reopened one.
-    assert!(!dir.exists(Path::new("p")).unwrap(), "live table");
-    // Replayed from what was written (a kill: no close snapshot of the live
-    // table to hide the log's records).
+    assert_gone_live_and_replayed(&sim, store, dir, "p");
+}
+
+/// `path` is gone from tenant `t`'s live table and from the table replayed
+/// from what was written (a kill: no close writes a snapshot of the live table
+/// that would hide the log's records).
+fn assert_gone_live_and_replayed(
+    sim: &SimStorage,
+    store: Store,
+    dir: jocky::JockyDirectory,
+    path: &str,
+) {
+    assert!(!dir.exists(Path::new(path)).unwrap(), "live table");
     dir.sync_directory().unwrap();
     let killed = sim.kill();
     drop((dir, store));
     let store = store_on(&killed);
-    assert!(!store
-        .directory("t")
-        .unwrap()
-        .exists(Path::new("p"))
-        .unwrap());
+    assert!(
+        !store
+            .directory("t")
+            .unwrap()
+            .exists(Path::new(path))
+            .unwrap(),
+        "replayed table"
+    );
 }
 
 #[test]
@@ -116,17 +129,6 @@ fn a_file_deleted_while_its_new_version_is_made_durable_stays_deleted() {
     dir.delete(Path::new("p")).unwrap();
     sim.stall_writes(false);
     b.join().unwrap().unwrap();
-    // Live: the delete came last, P is gone. The log must agree: replayed
-    // from what was written (a kill, so no close writes a snapshot of the
-    // live table that would hide the log's records).
-    assert!(!dir.exists(Path::new("p")).unwrap(), "live table");
-    dir.sync_directory().unwrap();
-    let killed = sim.kill();
-    drop((dir, store));
-    let store = store_on(&killed);
-    assert!(!store
-        .directory("t")
-        .unwrap()
-        .exists(Path::new("p"))
-        .unwrap());
+    // Live: the delete came last, P is gone. The log must agree.
+    assert_gone_live_and_replayed(&sim, store, dir, "p");
 }
