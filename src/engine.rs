@@ -496,13 +496,17 @@ impl Engine {
     }
 
     /// Marks the pending atomic writes of `path` superseded: a record about
-    /// the same path is being logged after them. Call with `log_order` held.
-    fn supersede_pending(&self, ns: &str, path: &str) {
-        for p in lock(&self.pending).values_mut() {
+    /// the same path is being logged after them. Returns their ids. Call with
+    /// `log_order` held.
+    fn supersede_pending(&self, ns: &str, path: &str) -> Vec<u64> {
+        let mut ids = Vec::new();
+        for (id, p) in lock(&self.pending).iter_mut() {
             if p.ns == ns && p.path == path {
                 p.superseded = true;
+                ids.push(*id);
             }
         }
+        ids
     }
 
     /// Registers a new file and logs its creation.
@@ -660,13 +664,10 @@ impl Engine {
             // Newer versions of the path still being made durable are in the
             // log before this record, not in the table: deleted in the log
             // too, or a replay would bring the newest of them back.
-            let mut payloads = vec![Payload::Delete { file_id: id }];
-            for (pid, p) in lock(&self.pending).iter_mut() {
-                if p.ns == ns && p.path == path {
-                    p.superseded = true;
-                    payloads.push(Payload::Delete { file_id: *pid });
-                }
-            }
+            let payloads: Vec<Payload<'_>> = std::iter::once(id)
+                .chain(self.supersede_pending(ns, path))
+                .map(|file_id| Payload::Delete { file_id })
+                .collect();
             self.container.append(&payloads)?;
             self.table_mut().take_by_id(id)
         };
