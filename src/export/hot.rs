@@ -14,8 +14,12 @@
 //! would have anyway.
 //!
 //! Recording is best effort: a segment tantivy cannot open (it was merged away
-//! meanwhile, or is not a segment at all) simply has no hot ranges, and a panic
-//! inside tantivy is caught and logged.
+//! meanwhile, or is not a segment at all) simply has no hot ranges. Its files
+//! are checked against tantivy's own footer checksums first: bytes jocky
+//! vouches for can still be garbage to tantivy (damage that came in through
+//! the API, or crafted to pass jocky's CRCs), and tantivy asserts rather than
+//! errs on some of it — such a segment is not opened at all. A panic inside
+//! tantivy on what the checksums cannot see is caught and logged.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,7 +30,8 @@ use std::sync::{Arc, Mutex};
 
 use ownedbytes::OwnedBytes;
 use tantivy::directory::error::{DeleteError, OpenReadError, OpenWriteError};
-use tantivy::directory::{FileHandle, WatchCallback, WatchHandle, WritePtr};
+use tantivy::directory::footer::Footer;
+use tantivy::directory::{FileHandle, FileSlice, WatchCallback, WatchHandle, WritePtr};
 use tantivy::{Directory, HasLen, Index, SegmentReader};
 
 use crate::engine::Engine;
@@ -90,6 +95,10 @@ pub(crate) fn record(engine: &Engine, ns: &str, segment_id: &str, paths: &[&str]
     let Some(dir) = RecordingDirectory::capture(engine, ns, segment_id) else {
         return Vec::new();
     };
+    if let Err(why) = footers_match(&dir) {
+        log::warn!("hot ranges of segment {segment_id} in {ns:?}: not recorded: {why}");
+        return Vec::new();
+    }
     let reads = dir.reads.clone();
     let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         open_like_a_searcher(dir, segment_id)
@@ -107,6 +116,39 @@ pub(crate) fn record(engine: &Engine, ns: &str, segment_id: &str, paths: &[&str]
     }
     let reads = std::mem::take(&mut *lock(&reads));
     merge(reads, paths)
+}
+
+/// Whether each file of the segment matches the CRC in its tantivy footer
+/// (every file tantivy writes ends with one). Reads through the files' own
+/// handles, not the recording ones: the whole files are not hot. One CRC pass
+/// over bytes the export is about to copy, in the page cache.
+fn footers_match(dir: &RecordingDirectory) -> Result<(), String> {
+    // tantivy's footer reader slices 8 bytes from the end unchecked.
+    const FOOTER_TAIL: usize = 8;
+    for (path, handle) in dir.files.iter() {
+        let slice = FileSlice::new(handle.clone());
+        if slice.len() < FOOTER_TAIL {
+            return Err(format!(
+                "{}: {} bytes, too short for a tantivy footer",
+                path.display(),
+                slice.len()
+            ));
+        }
+        let (footer, body) =
+            Footer::extract_footer(slice).map_err(|e| format!("{}: {e}", path.display()))?;
+        let body = body
+            .read_bytes()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let crc = crc32fast::hash(body.as_slice());
+        if crc != footer.crc {
+            return Err(format!(
+                "{}: crc {crc:08x} of its bytes, its tantivy footer says {:08x}",
+                path.display(),
+                footer.crc
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a searcher's first query on any field reads before postings.
