@@ -148,9 +148,10 @@ pub enum ExportPolicy {
     /// Only when [`crate::JockyDirectory::export_committed`] and
     /// [`crate::JockyDirectory::reclaim`] are called.
     Manual,
-    /// After each commit (`meta.json` written), one background worker per
-    /// container exports every committed segment of at least `min_segment_bytes`
-    /// and then reclaims dead space. Smaller segments stay in the container,
+    /// After each commit (`meta.json` written), a background pass (on the
+    /// process-wide maintenance threads, two for all open indexes) exports
+    /// every committed segment of at least `min_segment_bytes` and then
+    /// reclaims dead space. Smaller segments stay in the container,
     /// where they cost no file descriptor and no mapping of their own.
     OnCommit {
         /// Segments smaller than this stay in the container.

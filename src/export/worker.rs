@@ -1,17 +1,28 @@
-//! The background worker: one thread per container, started at the first commit
-//! (or open) under an automatic [`crate::policy::ExportPolicy`], that exports
-//! committed segments and reclaims space. Commits only raise a flag (the queue is
-//! one bit deep: many commits while a pass runs cause one more pass, never a
-//! backlog). Under `WhenQuiet` a commit triggers reclamation at once and export
-//! once no commit has come for the quiet period — stretched to twice the recent
-//! gap between commits ([`quiet_period`]): a bulk load that commits every few
-//! seconds is not "quiet" between two of its commits, and exporting its fresh
-//! segments there would write most of them twice more (export, then the merge
-//! that replaces them). The thread holds the engine
-//! weakly and ends once the engine is dropped.
+//! The background work: exporting committed segments and reclaiming space,
+//! for every engine under an automatic [`crate::policy::ExportPolicy`], done
+//! by a process-wide pool of [`POOL_THREADS`] threads (started at the first
+//! commit or open in the process and kept). An engine is registered with the
+//! pool at its first commit (or open) and leaves it when it closes: opening an
+//! index starts no thread, and a process with thousands of open indexes has
+//! two maintenance threads, not thousands. Passes of one engine never overlap;
+//! passes of different engines run side by side on the pool's threads, taken
+//! in turn.
+//!
+//! Commits only raise a flag (the queue is one bit deep: many commits while a
+//! pass runs cause one more pass, never a backlog). Under `WhenQuiet` a commit
+//! triggers reclamation at once and export once no commit has come for the
+//! quiet period — stretched to twice the recent gap between commits
+//! ([`quiet_period`]): a bulk load that commits every few seconds is not
+//! "quiet" between two of its commits, and exporting its fresh segments there
+//! would write most of them twice more (export, then the merge that replaces
+//! them). The pool holds engines weakly: a pass keeps its engine alive only
+//! while it runs, and closing waits for that pass ([`Worker::stop_and_join`]).
+//!
+//! Locks: the pool's queue, then an engine's worker state (a thread holding
+//! the state never takes the queue); neither is held during a pass.
 
 use crate::sync::lock;
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 struct State {
@@ -26,10 +37,14 @@ struct State {
     gaps: std::collections::VecDeque<Duration>,
     /// A pass is under way.
     busy: bool,
-    /// The thread is alive.
-    running: bool,
-    /// The last handle is going: finish the pass under way and exit.
+    /// The engine is in the pool's queue.
+    registered: bool,
+    /// The last handle is going: finish the pass under way, take no other.
     stop: bool,
+    /// Minimum segment size to export and the quiet period (from the policy,
+    /// at registration).
+    min: u64,
+    quiet: Option<Duration>,
 }
 
 impl Default for State {
@@ -41,20 +56,27 @@ impl Default for State {
             commits: 0,
             gaps: std::collections::VecDeque::new(),
             busy: false,
-            running: false,
+            registered: false,
             stop: false,
+            min: 0,
+            quiet: None,
         }
     }
 }
 
+/// An engine's side of the background work: its state, shared with the pool.
 #[derive(Default)]
 pub(crate) struct Worker {
     state: Arc<(Mutex<State>, Condvar)>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// How many gaps between commits [`quiet_period`] looks at.
 const GAPS_KEPT: usize = 8;
+
+/// Threads of the process-wide pool: passes of two engines can run at once
+/// (an export of one does not hold back another's reclamation), no more (the
+/// passes are I/O and copies; indexing needs the cores).
+pub(crate) const POOL_THREADS: usize = 2;
 
 /// The quiet period `WhenQuiet` waits for: at least `quiet`, twice the median
 /// of the recent gaps between commits if that is longer, at most ten times
@@ -73,9 +95,6 @@ pub(crate) fn quiet_period(
     quiet.max(median * 2).min(quiet * 10)
 }
 
-/// How often an idle thread checks whether its engine is gone.
-const POLL: Duration = Duration::from_millis(500);
-
 /// What the worker keeps up (the engine). The worker knows nothing else of it,
 /// so the engine can own a worker without a dependency cycle.
 pub(crate) trait Maintained: Send + Sync + 'static {
@@ -92,60 +111,137 @@ pub(crate) trait Maintained: Send + Sync + 'static {
     fn maintain(&self, export_min: Option<u64>, idle: bool) -> bool;
 }
 
+/// One registered engine.
+struct Slot {
+    engine: Weak<dyn Maintained>,
+    state: Arc<(Mutex<State>, Condvar)>,
+}
+
+struct Queue {
+    slots: Vec<Slot>,
+    /// Where the next search for work starts (engines take turns).
+    next: usize,
+    /// Threads started.
+    threads: usize,
+}
+
+struct Pool {
+    queue: Mutex<Queue>,
+    /// Signalled when an engine is registered, kicked or stopped.
+    wake: Condvar,
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| Pool {
+        queue: Mutex::new(Queue {
+            slots: Vec::new(),
+            next: 0,
+            threads: 0,
+        }),
+        wake: Condvar::new(),
+    })
+}
+
+thread_local! {
+    /// Whether this thread is one of the pool's (it must not wait for a pass
+    /// to end: it may be running it).
+    static IN_POOL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl Worker {
-    /// Asks for a pass after a commit, starting the thread if needed.
+    /// Asks for a pass after a commit (or an open), registering the engine
+    /// with the pool and starting the pool's threads if needed.
     pub fn kick<T: Maintained>(engine: &Arc<T>) {
         let Some((min, quiet)) = engine.auto_export() else {
             return;
         };
         let shared = engine.worker().state.clone();
-        let (m, cv) = &*shared;
-        let mut s = lock(m);
-        if s.stop {
-            return;
-        }
-        s.pending = true;
-        if s.commits > 0 {
-            let gap = s.last_commit.elapsed();
-            if s.gaps.len() == GAPS_KEPT {
-                s.gaps.pop_front();
+        let register = {
+            let mut s = lock(&shared.0);
+            if s.stop {
+                return;
             }
-            s.gaps.push_back(gap);
+            s.pending = true;
+            if s.commits > 0 {
+                let gap = s.last_commit.elapsed();
+                if s.gaps.len() == GAPS_KEPT {
+                    s.gaps.pop_front();
+                }
+                s.gaps.push_back(gap);
+            }
+            s.commits += 1;
+            s.last_commit = Instant::now();
+            s.min = min;
+            s.quiet = quiet;
+            let register = !s.registered;
+            s.registered = true;
+            register
+        };
+        let the_pool = pool();
+        let mut q = lock(&the_pool.queue);
+        if register {
+            let weak: Weak<T> = Arc::downgrade(engine);
+            q.slots.push(Slot {
+                engine: weak,
+                state: shared.clone(),
+            });
         }
-        s.commits += 1;
-        s.last_commit = Instant::now();
-        if s.running {
+        while q.threads < POOL_THREADS {
+            let spawned = std::thread::Builder::new()
+                .name("jocky-maintain".into())
+                .spawn(|| {
+                    IN_POOL.with(|p| p.set(true));
+                    run(pool())
+                });
+            match spawned {
+                Ok(_) => q.threads += 1,
+                Err(e) => {
+                    log::warn!("could not start a maintenance thread: {e}");
+                    break;
+                }
+            }
+        }
+        if q.threads == 0 {
+            // No thread to do the work: none is pending.
+            drop(q);
+            let (m, cv) = &*shared;
+            let mut s = lock(m);
+            s.pending = false;
+            s.export_due = false;
+            s.registered = false;
+            drop(s);
             cv.notify_all();
+            lock(&the_pool.queue)
+                .slots
+                .retain(|slot| !Arc::ptr_eq(&slot.state, &shared));
             return;
         }
-        s.running = true;
-        drop(s);
-        let weak = Arc::downgrade(engine);
-        let spawned = std::thread::Builder::new()
-            .name("jocky-export".into())
-            .spawn(move || run(weak, shared, min, quiet));
-        match spawned {
-            Ok(h) => *lock(&engine.worker().thread) = Some(h),
-            Err(e) => {
-                log::warn!("could not start the export worker: {e}");
-                lock(&engine.worker().state.0).running = false;
-            }
-        }
+        drop(q);
+        the_pool.wake.notify_all();
     }
 
-    /// Stops the thread (after the pass under way) and joins it, so that the
-    /// engine it borrows for a pass is released on the caller's thread.
+    /// Takes no more passes for this engine and waits for the one under way,
+    /// so that the engine it holds for the pass is released before this
+    /// returns (the caller then closes it on its own thread).
     pub fn stop_and_join(&self) {
-        {
-            let (m, cv) = &*self.state;
-            lock(m).stop = true;
-            cv.notify_all();
-        }
-        let handle = lock(&self.thread).take();
-        if let Some(h) = handle {
-            if h.thread().id() != std::thread::current().id() {
-                let _ = h.join();
+        let (m, cv) = &*self.state;
+        let mut s = lock(m);
+        s.stop = true;
+        s.pending = false;
+        s.export_due = false;
+        if !IN_POOL.with(|p| p.get()) {
+            while s.busy {
+                s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
             }
+        }
+        let registered = std::mem::replace(&mut s.registered, false);
+        drop(s);
+        cv.notify_all();
+        if registered {
+            lock(&pool().queue)
+                .slots
+                .retain(|slot| !Arc::ptr_eq(&slot.state, &self.state));
         }
     }
 
@@ -154,12 +250,13 @@ impl Worker {
     pub fn wait_idle(&self) {
         let (m, cv) = &*self.state;
         let mut s = lock(m);
-        while s.running && (s.pending || s.busy || s.export_due) {
+        while s.registered && (s.pending || s.busy || s.export_due) {
             s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
 
+#[derive(Clone, Copy)]
 enum Pass {
     /// After a commit: reclaim (and export, without a quiet period).
     Commit,
@@ -167,73 +264,105 @@ enum Pass {
     Quiet,
 }
 
-fn run<T: Maintained>(
-    weak: Weak<T>,
-    shared: Arc<(Mutex<State>, Condvar)>,
-    min: u64,
-    quiet: Option<Duration>,
-) {
-    let (m, cv) = &*shared;
-    loop {
-        let pass = {
-            let mut s = lock(m);
-            loop {
-                if s.stop {
-                    // Closing: work not started waits for the next open.
-                    s.running = false;
-                    s.pending = false;
-                    s.export_due = false;
-                    cv.notify_all();
-                    return;
-                }
-                if s.pending {
-                    s.pending = false;
-                    s.export_due = quiet.is_some();
-                    break Pass::Commit;
-                }
-                let wait = match (s.export_due, quiet) {
-                    (true, Some(q)) => {
-                        let q = quiet_period(q, &s.gaps);
-                        let since = s.last_commit.elapsed();
-                        if since >= q {
-                            s.export_due = false;
-                            break Pass::Quiet;
-                        }
-                        (q - since).min(POLL)
-                    }
-                    _ => POLL,
-                };
-                let (g, _) = cv.wait_timeout(s, wait).unwrap_or_else(|e| e.into_inner());
-                s = g;
-                if !s.pending && weak.strong_count() == 0 {
-                    s.running = false;
-                    s.export_due = false;
-                    cv.notify_all();
-                    return;
-                }
-            }
-        };
-        let Some(engine) = weak.upgrade() else {
-            let mut s = lock(m);
-            s.running = false;
-            s.pending = false;
-            s.export_due = false;
+/// A pass to run now, or when the next one is due.
+enum Next {
+    Run(Weak<dyn Maintained>, Arc<(Mutex<State>, Condvar)>, Pass),
+    WaitUntil(Option<Instant>),
+}
+
+/// The first engine, from `q.next` on, with a pass to run now (marked busy),
+/// or the earliest time one will have one. Drops engines that are gone.
+fn take_work(q: &mut Queue) -> Next {
+    q.slots.retain(|slot| {
+        let gone = slot.engine.strong_count() == 0;
+        if gone {
+            let (m, cv) = &*slot.state;
+            lock(m).registered = false;
             cv.notify_all();
-            return;
+        }
+        !gone
+    });
+    let n = q.slots.len();
+    let now = Instant::now();
+    let mut earliest: Option<Instant> = None;
+    for k in 0..n {
+        let i = (q.next + k) % n;
+        let slot = &q.slots[i];
+        let mut s = lock(&slot.state.0);
+        if s.busy || s.stop {
+            continue;
+        }
+        let pass = if s.pending {
+            s.pending = false;
+            s.export_due = s.quiet.is_some();
+            Some(Pass::Commit)
+        } else if let (true, Some(quiet)) = (s.export_due, s.quiet) {
+            let due = s.last_commit + quiet_period(quiet, &s.gaps);
+            if due <= now {
+                s.export_due = false;
+                Some(Pass::Quiet)
+            } else {
+                earliest = Some(earliest.map_or(due, |e| e.min(due)));
+                None
+            }
+        } else {
+            None
         };
-        lock(m).busy = true;
-        let more = match (pass, quiet) {
-            (Pass::Commit, Some(_)) => engine.maintain(None, false),
-            (Pass::Quiet, _) => engine.maintain(Some(min), true),
-            (Pass::Commit, None) => engine.maintain(Some(min), false),
-        };
-        drop(engine);
-        let mut s = lock(m);
-        s.busy = false;
-        // Reclamation bounded its copies: go on without waiting for a commit.
-        s.pending |= more;
-        drop(s);
-        cv.notify_all();
+        if let Some(pass) = pass {
+            s.busy = true;
+            q.next = (i + 1) % n;
+            return Next::Run(slot.engine.clone(), slot.state.clone(), pass);
+        }
+    }
+    Next::WaitUntil(earliest)
+}
+
+fn run(pool: &'static Pool) {
+    let mut q = lock(&pool.queue);
+    loop {
+        match take_work(&mut q) {
+            Next::WaitUntil(None) => {
+                q = pool.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            Next::WaitUntil(Some(at)) => {
+                let wait = at.saturating_duration_since(Instant::now());
+                q = pool
+                    .wake
+                    .wait_timeout(q, wait)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            Next::Run(weak, state, pass) => {
+                drop(q);
+                let more = match weak.upgrade() {
+                    Some(engine) => {
+                        let (min, quiet) = {
+                            let s = lock(&state.0);
+                            (s.min, s.quiet)
+                        };
+                        let more = match (pass, quiet) {
+                            (Pass::Commit, Some(_)) => engine.maintain(None, false),
+                            (Pass::Quiet, _) => engine.maintain(Some(min), true),
+                            (Pass::Commit, None) => engine.maintain(Some(min), false),
+                        };
+                        drop(engine);
+                        more
+                    }
+                    None => false,
+                };
+                {
+                    let (m, cv) = &*state;
+                    let mut s = lock(m);
+                    s.busy = false;
+                    // Reclamation bounded its copies: go on without waiting
+                    // for a commit.
+                    s.pending |= more && !s.stop;
+                    drop(s);
+                    cv.notify_all();
+                }
+                q = lock(&pool.queue);
+            }
+        }
     }
 }
 
