@@ -14,6 +14,8 @@
 //! engine.table (read or write) → container.files / segments.map
 //! engine.writers (leaf: taken alone)
 //! container.group (leaf: a sync round runs without it)
+//! maintenance pool queue → an engine's worker state (neither held during a
+//!   pass, nor while calling into an engine)
 //! ```
 //!
 //! `engine.table` is a `RwLock` that prefers writers: a thread holding it for
