@@ -85,3 +85,42 @@ fn many_open_indexes_share_two_maintenance_threads_and_all_get_exported() {
         assert_eq!(searcher.num_docs(), 200);
     }
 }
+
+/// Under `WhenQuiet`, commits that keep coming hold the export back (the
+/// quiet period counts from the last one); once they stop, it comes.
+#[test]
+fn when_quiet_exports_once_commits_pause() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = JockyDirectory::builder(tmp.path())
+        .export_policy(ExportPolicy::WhenQuiet {
+            min_segment_bytes: 0,
+            quiet: std::time::Duration::from_secs(2),
+        })
+        .open()
+        .unwrap();
+    let mut b = Schema::builder();
+    let body = b.add_text_field("body", TEXT | STORED);
+    let index = Index::create(dir.clone(), b.build(), Default::default()).unwrap();
+    let mut w: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+    for round in 0..6 {
+        for i in 0..50 {
+            w.add_document(doc!(body => format!("round {round} document {i}")))
+                .unwrap();
+        }
+        w.commit().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        segment_files(tmp.path()),
+        0,
+        "exported while commits kept coming"
+    );
+    w.wait_merging_threads().unwrap();
+    dir.wait_for_background_work();
+    assert!(
+        segment_files(tmp.path()) > 0,
+        "nothing exported once commits stopped"
+    );
+    let searcher = index.reader().unwrap().searcher();
+    assert_eq!(searcher.num_docs(), 300);
+}

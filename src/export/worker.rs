@@ -1,12 +1,14 @@
 //! The background work: exporting committed segments and reclaiming space,
 //! for every engine under an automatic [`crate::policy::ExportPolicy`], done
 //! by a process-wide pool of [`POOL_THREADS`] threads (started at the first
-//! commit or open in the process and kept). An engine is registered with the
-//! pool at its first commit (or open) and leaves it when it closes: opening an
-//! index starts no thread, and a process with thousands of open indexes has
-//! two maintenance threads, not thousands. Passes of one engine never overlap;
-//! passes of different engines run side by side on the pool's threads, taken
-//! in turn.
+//! commit or open in the process, and kept). An engine with a pass to run
+//! waits in the pool's ready queue; one waiting for a quiet period has an
+//! entry among its timers; an idle engine is in neither and costs the pool
+//! nothing (no polling): opening an index starts no thread, a commit costs a
+//! lock or two, and a process with thousands of open indexes has two
+//! maintenance threads, not thousands. Passes of one engine never overlap;
+//! passes of different engines run side by side on the pool's threads, in
+//! the order they were asked for.
 //!
 //! Commits only raise a flag (the queue is one bit deep: many commits while a
 //! pass runs cause one more pass, never a backlog). Under `WhenQuiet` a commit
@@ -35,10 +37,14 @@ struct State {
     commits: u64,
     /// The last gaps between commits, oldest first.
     gaps: std::collections::VecDeque<Duration>,
+    /// The quiet period passed: an export pass is to run.
+    quiet_due: bool,
     /// A pass is under way.
     busy: bool,
-    /// The engine is in the pool's queue.
-    registered: bool,
+    /// The engine is in the pool's ready queue.
+    queued: bool,
+    /// The engine has an entry among the pool's timers.
+    timer: bool,
     /// The last handle is going: finish the pass under way, take no other.
     stop: bool,
     /// Minimum segment size to export and the quiet period (from the policy,
@@ -55,8 +61,10 @@ impl Default for State {
             last_commit: Instant::now(),
             commits: 0,
             gaps: std::collections::VecDeque::new(),
+            quiet_due: false,
             busy: false,
-            registered: false,
+            queued: false,
+            timer: false,
             stop: false,
             min: 0,
             quiet: None,
@@ -68,6 +76,8 @@ impl Default for State {
 #[derive(Default)]
 pub(crate) struct Worker {
     state: Arc<(Mutex<State>, Condvar)>,
+    /// What the pool's queues hold of this engine (made at the first kick).
+    slot: OnceLock<Arc<Slot>>,
 }
 
 /// How many gaps between commits [`quiet_period`] looks at.
@@ -111,23 +121,31 @@ pub(crate) trait Maintained: Send + Sync + 'static {
     fn maintain(&self, export_min: Option<u64>, idle: bool) -> bool;
 }
 
-/// One registered engine.
+/// An engine as the pool's queues hold it: weakly.
 struct Slot {
+    /// Orders timers that end at the same instant.
+    id: u64,
     engine: Weak<dyn Maintained>,
     state: Arc<(Mutex<State>, Condvar)>,
 }
 
 struct Queue {
-    slots: Vec<Slot>,
-    /// Where the next search for work starts (engines take turns).
-    next: usize,
+    /// Engines with a pass to run now, in the order they asked; each at most
+    /// once (`State::queued`), none while its pass runs.
+    ready: std::collections::VecDeque<Arc<Slot>>,
+    /// Engines waiting for the end of a quiet period, by when it ends (as
+    /// known when the entry was made: a later commit moves it, which the
+    /// entry finds out when it comes up); at most one per engine
+    /// (`State::timer`).
+    timers: std::collections::BTreeMap<(Instant, u64), Arc<Slot>>,
+    next_id: u64,
     /// Threads started.
     threads: usize,
 }
 
 struct Pool {
     queue: Mutex<Queue>,
-    /// Signalled when an engine is registered, kicked or stopped.
+    /// Signalled when an engine has a pass to run.
     wake: Condvar,
 }
 
@@ -135,8 +153,9 @@ fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| Pool {
         queue: Mutex::new(Queue {
-            slots: Vec::new(),
-            next: 0,
+            ready: std::collections::VecDeque::new(),
+            timers: std::collections::BTreeMap::new(),
+            next_id: 0,
             threads: 0,
         }),
         wake: Condvar::new(),
@@ -149,16 +168,56 @@ thread_local! {
     static IN_POOL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Starts the pool's threads that are not running yet; how many run.
+fn start_threads(q: &mut Queue) -> usize {
+    while q.threads < POOL_THREADS {
+        let spawned = std::thread::Builder::new()
+            .name("jocky-maintain".into())
+            .spawn(|| {
+                IN_POOL.with(|p| p.set(true));
+                run(pool())
+            });
+        match spawned {
+            Ok(_) => q.threads += 1,
+            Err(e) => {
+                log::warn!("could not start a maintenance thread: {e}");
+                break;
+            }
+        }
+    }
+    q.threads
+}
+
 impl Worker {
-    /// Asks for a pass after a commit (or an open), registering the engine
-    /// with the pool and starting the pool's threads if needed.
+    /// Asks for a pass after a commit (or an open), starting the pool's
+    /// threads if needed. Costs a lock or two: the engine joins the ready
+    /// queue unless it is in it already or its pass is under way (the pass's
+    /// end queues it again).
     pub fn kick<T: Maintained>(engine: &Arc<T>) {
         let Some((min, quiet)) = engine.auto_export() else {
             return;
         };
-        let shared = engine.worker().state.clone();
-        let register = {
-            let mut s = lock(&shared.0);
+        let worker = engine.worker();
+        let the_pool = pool();
+        let slot = worker
+            .slot
+            .get_or_init(|| {
+                let id = {
+                    let mut q = lock(&the_pool.queue);
+                    q.next_id += 1;
+                    q.next_id
+                };
+                let weak: Weak<T> = Arc::downgrade(engine);
+                Arc::new(Slot {
+                    id,
+                    engine: weak,
+                    state: worker.state.clone(),
+                })
+            })
+            .clone();
+        let (m, cv) = &*worker.state;
+        let push = {
+            let mut s = lock(m);
             if s.stop {
                 return;
             }
@@ -174,75 +233,48 @@ impl Worker {
             s.last_commit = Instant::now();
             s.min = min;
             s.quiet = quiet;
-            let register = !s.registered;
-            s.registered = true;
-            register
+            let push = !s.queued && !s.busy;
+            s.queued |= push;
+            push
         };
-        let the_pool = pool();
+        if !push {
+            return;
+        }
         let mut q = lock(&the_pool.queue);
-        if register {
-            let weak: Weak<T> = Arc::downgrade(engine);
-            q.slots.push(Slot {
-                engine: weak,
-                state: shared.clone(),
-            });
-        }
-        while q.threads < POOL_THREADS {
-            let spawned = std::thread::Builder::new()
-                .name("jocky-maintain".into())
-                .spawn(|| {
-                    IN_POOL.with(|p| p.set(true));
-                    run(pool())
-                });
-            match spawned {
-                Ok(_) => q.threads += 1,
-                Err(e) => {
-                    log::warn!("could not start a maintenance thread: {e}");
-                    break;
-                }
-            }
-        }
-        if q.threads == 0 {
+        if start_threads(&mut q) == 0 {
             // No thread to do the work: none is pending.
             drop(q);
-            let (m, cv) = &*shared;
             let mut s = lock(m);
             s.pending = false;
             s.export_due = false;
-            s.registered = false;
+            s.queued = false;
             drop(s);
             cv.notify_all();
-            lock(&the_pool.queue)
-                .slots
-                .retain(|slot| !Arc::ptr_eq(&slot.state, &shared));
             return;
         }
+        q.ready.push_back(slot);
         drop(q);
-        the_pool.wake.notify_all();
+        the_pool.wake.notify_one();
     }
 
     /// Takes no more passes for this engine and waits for the one under way,
     /// so that the engine it holds for the pass is released before this
-    /// returns (the caller then closes it on its own thread).
+    /// returns (the caller then closes it on its own thread). What the
+    /// pool's queues still hold of it is dropped when it comes up.
     pub fn stop_and_join(&self) {
         let (m, cv) = &*self.state;
         let mut s = lock(m);
         s.stop = true;
         s.pending = false;
         s.export_due = false;
+        s.quiet_due = false;
         if !IN_POOL.with(|p| p.get()) {
             while s.busy {
                 s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
             }
         }
-        let registered = std::mem::replace(&mut s.registered, false);
         drop(s);
         cv.notify_all();
-        if registered {
-            lock(&pool().queue)
-                .slots
-                .retain(|slot| !Arc::ptr_eq(&slot.state, &self.state));
-        }
     }
 
     /// Blocks until no pass is pending, waiting for quiet, or under way (tests,
@@ -250,7 +282,7 @@ impl Worker {
     pub fn wait_idle(&self) {
         let (m, cv) = &*self.state;
         let mut s = lock(m);
-        while s.registered && (s.pending || s.busy || s.export_due) {
+        while !s.stop && (s.pending || s.busy || s.export_due || s.quiet_due) {
             s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -264,104 +296,126 @@ enum Pass {
     Quiet,
 }
 
-/// A pass to run now, or when the next one is due.
-enum Next {
-    Run(Weak<dyn Maintained>, Arc<(Mutex<State>, Condvar)>, Pass),
-    WaitUntil(Option<Instant>),
+/// Moves the engines whose quiet period has ended to the ready queue; an
+/// engine committed to since its entry was made gets a new one.
+fn fire_timers(q: &mut Queue, now: Instant) {
+    while q.timers.first_key_value().is_some_and(|(k, _)| k.0 <= now) {
+        let Some((_, slot)) = q.timers.pop_first() else {
+            break;
+        };
+        let mut s = lock(&slot.state.0);
+        s.timer = false;
+        let (true, false, Some(quiet)) = (s.export_due, s.stop, s.quiet) else {
+            continue;
+        };
+        let due = s.last_commit + quiet_period(quiet, &s.gaps);
+        if due > now {
+            s.timer = true;
+            drop(s);
+            let id = slot.id;
+            q.timers.insert((due, id), slot);
+            continue;
+        }
+        s.export_due = false;
+        s.quiet_due = true;
+        if !s.queued && !s.busy {
+            s.queued = true;
+            drop(s);
+            q.ready.push_back(slot);
+        }
+    }
 }
 
-/// The first engine, from `q.next` on, with a pass to run now (marked busy),
-/// or the earliest time one will have one. Drops engines that are gone.
-fn take_work(q: &mut Queue) -> Next {
-    q.slots.retain(|slot| {
-        let gone = slot.engine.strong_count() == 0;
-        if gone {
-            let (m, cv) = &*slot.state;
-            lock(m).registered = false;
-            cv.notify_all();
-        }
-        !gone
-    });
-    let n = q.slots.len();
-    let now = Instant::now();
-    let mut earliest: Option<Instant> = None;
-    for k in 0..n {
-        let i = (q.next + k) % n;
-        let slot = &q.slots[i];
+/// The next pass to run, its engine marked busy; `None` if the ready queue
+/// has none (engines that stopped or are gone leave it here).
+fn take_ready(q: &mut Queue) -> Option<(Arc<Slot>, Pass)> {
+    while let Some(slot) = q.ready.pop_front() {
         let mut s = lock(&slot.state.0);
-        if s.busy || s.stop {
+        s.queued = false;
+        if s.stop || s.busy || slot.engine.strong_count() == 0 {
             continue;
         }
         let pass = if s.pending {
             s.pending = false;
-            s.export_due = s.quiet.is_some();
-            Some(Pass::Commit)
-        } else if let (true, Some(quiet)) = (s.export_due, s.quiet) {
-            let due = s.last_commit + quiet_period(quiet, &s.gaps);
-            if due <= now {
-                s.export_due = false;
-                Some(Pass::Quiet)
-            } else {
-                earliest = Some(earliest.map_or(due, |e| e.min(due)));
-                None
+            if let Some(quiet) = s.quiet {
+                s.export_due = true;
+                if !s.timer {
+                    s.timer = true;
+                    let due = s.last_commit + quiet_period(quiet, &s.gaps);
+                    q.timers.insert((due, slot.id), slot.clone());
+                }
             }
+            Pass::Commit
+        } else if s.quiet_due {
+            s.quiet_due = false;
+            Pass::Quiet
         } else {
-            None
+            continue;
         };
-        if let Some(pass) = pass {
-            s.busy = true;
-            q.next = (i + 1) % n;
-            return Next::Run(slot.engine.clone(), slot.state.clone(), pass);
-        }
+        s.busy = true;
+        drop(s);
+        return Some((slot, pass));
     }
-    Next::WaitUntil(earliest)
+    None
+}
+
+/// One pass of `slot`'s engine (a panic in it is caught and logged: the
+/// thread stays, the engine can close); whether more is to be done at once.
+fn run_pass(slot: &Slot, pass: Pass) -> bool {
+    let Some(engine) = slot.engine.upgrade() else {
+        return false;
+    };
+    let (min, quiet) = {
+        let s = lock(&slot.state.0);
+        (s.min, s.quiet)
+    };
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (pass, quiet) {
+        (Pass::Commit, Some(_)) => engine.maintain(None, false),
+        (Pass::Quiet, _) => engine.maintain(Some(min), true),
+        (Pass::Commit, None) => engine.maintain(Some(min), false),
+    }));
+    drop(engine);
+    ran.unwrap_or_else(|_| {
+        log::error!("a background export/reclaim pass panicked; the next commit tries again");
+        false
+    })
 }
 
 fn run(pool: &'static Pool) {
     let mut q = lock(&pool.queue);
     loop {
-        match take_work(&mut q) {
-            Next::WaitUntil(None) => {
-                q = pool.wake.wait(q).unwrap_or_else(|e| e.into_inner());
-            }
-            Next::WaitUntil(Some(at)) => {
-                let wait = at.saturating_duration_since(Instant::now());
-                q = pool
-                    .wake
-                    .wait_timeout(q, wait)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
-            Next::Run(weak, state, pass) => {
-                drop(q);
-                let more = match weak.upgrade() {
-                    Some(engine) => {
-                        let (min, quiet) = {
-                            let s = lock(&state.0);
-                            (s.min, s.quiet)
-                        };
-                        let more = match (pass, quiet) {
-                            (Pass::Commit, Some(_)) => engine.maintain(None, false),
-                            (Pass::Quiet, _) => engine.maintain(Some(min), true),
-                            (Pass::Commit, None) => engine.maintain(Some(min), false),
-                        };
-                        drop(engine);
-                        more
-                    }
-                    None => false,
-                };
-                {
-                    let (m, cv) = &*state;
-                    let mut s = lock(m);
-                    s.busy = false;
-                    // Reclamation bounded its copies: go on without waiting
-                    // for a commit.
-                    s.pending |= more && !s.stop;
-                    drop(s);
-                    cv.notify_all();
+        fire_timers(&mut q, Instant::now());
+        let Some((slot, pass)) = take_ready(&mut q) else {
+            q = match q.timers.first_key_value().map(|(k, _)| k.0) {
+                None => pool.wake.wait(q).unwrap_or_else(|e| e.into_inner()),
+                Some(at) => {
+                    let wait = at.saturating_duration_since(Instant::now());
+                    pool.wake
+                        .wait_timeout(q, wait)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
                 }
-                q = lock(&pool.queue);
-            }
+            };
+            continue;
+        };
+        drop(q);
+        let more = run_pass(&slot, pass);
+        let requeue = {
+            let (m, cv) = &*slot.state;
+            let mut s = lock(m);
+            s.busy = false;
+            // Reclamation bounded its copies: go on without waiting for a
+            // commit.
+            s.pending |= more && !s.stop;
+            let requeue = (s.pending || s.quiet_due) && !s.stop && !s.queued;
+            s.queued |= requeue;
+            drop(s);
+            cv.notify_all();
+            requeue
+        };
+        q = lock(&pool.queue);
+        if requeue {
+            q.ready.push_back(slot);
         }
     }
 }
@@ -370,6 +424,82 @@ fn run(pool: &'static Pool) {
 mod tests {
     use super::*;
     use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// An engine whose passes count themselves and may panic.
+    #[derive(Default)]
+    struct Fake {
+        worker: Worker,
+        passes: AtomicUsize,
+        panic_next: AtomicBool,
+        /// A pass of this engine is running (passes must never overlap).
+        inside: AtomicBool,
+        /// Two passes ran at once (a panic in the pass would be caught).
+        overlapped: AtomicBool,
+    }
+
+    impl Maintained for Fake {
+        fn worker(&self) -> &Worker {
+            &self.worker
+        }
+        fn auto_export(&self) -> Option<(u64, Option<Duration>)> {
+            Some((0, None))
+        }
+        fn maintain(&self, _: Option<u64>, _: bool) -> bool {
+            if self.inside.swap(true, Ordering::SeqCst) {
+                self.overlapped.store(true, Ordering::SeqCst);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            self.passes.fetch_add(1, Ordering::SeqCst);
+            self.inside.store(false, Ordering::SeqCst);
+            if self.panic_next.swap(false, Ordering::SeqCst) {
+                panic!("a bug in a pass");
+            }
+            false
+        }
+    }
+
+    #[test]
+    fn a_panicking_pass_leaves_the_pool_working_and_the_engine_closable() {
+        let f = Arc::new(Fake::default());
+        f.panic_next.store(true, Ordering::SeqCst);
+        Worker::kick(&f);
+        f.worker.wait_idle();
+        assert_eq!(f.passes.load(Ordering::SeqCst), 1);
+        Worker::kick(&f);
+        f.worker.wait_idle();
+        assert_eq!(f.passes.load(Ordering::SeqCst), 2);
+        f.worker.stop_and_join();
+        // Stopped: a kick runs nothing.
+        Worker::kick(&f);
+        f.worker.wait_idle();
+        assert_eq!(f.passes.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn kicks_during_a_pass_make_one_more_pass_never_an_overlapping_one() {
+        let engines: Vec<Arc<Fake>> = (0..8).map(|_| Arc::new(Fake::default())).collect();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        for e in &engines {
+                            Worker::kick(e);
+                        }
+                    }
+                });
+            }
+        });
+        for e in &engines {
+            e.worker.wait_idle();
+            let passes = e.passes.load(Ordering::SeqCst);
+            // At least one pass after the last kick; far fewer than the 200
+            // kicks (one bit of queue: kicks while queued or running merge).
+            assert!((1..200).contains(&passes), "{passes} passes");
+            assert!(!e.overlapped.load(Ordering::SeqCst), "two passes at once");
+            e.worker.stop_and_join();
+        }
+    }
 
     #[test]
     fn the_quiet_period_stretches_to_twice_the_gap_between_commits() {
