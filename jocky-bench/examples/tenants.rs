@@ -1,9 +1,13 @@
 //! Many small tenants: jocky's `Store` (one container for all) against one
-//! `MmapDirectory` per tenant, in the same run.
+//! `MmapDirectory` per tenant, in the same run, and jocky with one
+//! `JockyDirectory` (one folder) per tenant.
 //!
 //! Each tenant gets 3 commits of 5 documents and its reader is kept open, as a
 //! search server keeps them. Reported per side: wall time, file descriptors and
-//! kernel mappings (held at the end and peak), files and bytes on disk, RSS.
+//! kernel mappings (held at the end and peak), threads held at the end, the
+//! process's CPU time per second over 2 s with every reader open and nothing
+//! to do (3 s after the last commit: what idle tenants cost), files and bytes
+//! on disk, RSS.
 //!
 //! jocky runs twice: with the strict default `SyncPolicy::OnRequest` (every
 //! `sync_directory` and atomic write is an fdatasync) and with
@@ -42,12 +46,13 @@ struct Args {
     /// Skip MmapDirectory above this many tenants (it runs out of mappings near 3,600).
     #[arg(long)]
     mmap_max: Option<usize>,
-    /// Which sides to run, comma separated (mmap, jocky, jocky-oncommit, ram:
-    /// tantivy's RamDirectory, the floor for any directory).
+    /// Which sides to run, comma separated (mmap, jocky, jocky-oncommit,
+    /// jocky-dirs: one JockyDirectory per tenant, ram: tantivy's RamDirectory,
+    /// the floor for any directory).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "mmap,jocky,jocky-oncommit,ram"
+        default_value = "mmap,jocky,jocky-oncommit,jocky-dirs,ram"
     )]
     sides: Vec<String>,
 }
@@ -61,6 +66,8 @@ struct Outcome {
     fds_peak: usize,
     maps_held: usize,
     maps_peak: usize,
+    threads_held: usize,
+    idle_cpu_ms_per_s: f64,
     files: u64,
     bytes: u64,
     rss_mb: f64,
@@ -76,6 +83,23 @@ fn tenant(dir: Box<dyn Directory>, docs: &[Doc], args: &Args) -> BoxResult<(Inde
         .reload_policy(ReloadPolicy::Manual)
         .try_into()?;
     Ok((index, reader))
+}
+
+/// Threads of this process.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+/// CPU seconds (user + system) of every thread of this process so far.
+fn cpu_secs() -> f64 {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF is valid.
+    let u = unsafe {
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()), 0);
+        u.assume_init()
+    };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
 }
 
 fn files_and_bytes(path: &Path) -> (u64, u64) {
@@ -103,6 +127,8 @@ enum Kind {
     Mmap,
     /// jocky's `Store` with this sync policy.
     Jocky(jocky::SyncPolicy),
+    /// One `JockyDirectory` (one folder) per tenant, default policies.
+    JockyDirs,
     /// One tantivy `RamDirectory` per tenant: no disk at all, the floor that
     /// tantivy's own per-tenant work sets for any directory.
     Ram,
@@ -113,6 +139,7 @@ fn run_side(kind: Kind, n: usize, root: &Path, docs: &[Doc], args: &Args) -> Out
     let sampler = Sampler::start(Duration::from_millis(20)).expect("sampler");
     let base = sampler.baseline();
     let rss_before = procstats::rss_bytes();
+    let threads_before = threads();
     let start = Instant::now();
     let mut kept = Vec::with_capacity(n);
     let mut out = Outcome::default();
@@ -136,6 +163,11 @@ fn run_side(kind: Kind, n: usize, root: &Path, docs: &[Doc], args: &Args) -> Out
                 .map_err(Into::into),
             None if matches!(kind, Kind::Ram) => {
                 Ok(Box::new(tantivy::directory::RamDirectory::create()) as Box<dyn Directory>)
+            }
+            None if matches!(kind, Kind::JockyDirs) => {
+                jocky::JockyDirectory::open(root.join(format!("tenant-{t}")))
+                    .map(|d| Box::new(d) as Box<dyn Directory>)
+                    .map_err(Into::into)
             }
             None => {
                 let p = root.join(format!("tenant-{t}"));
@@ -163,6 +195,13 @@ fn run_side(kind: Kind, n: usize, root: &Path, docs: &[Doc], args: &Args) -> Out
     let report = sampler.stop();
     out.fds_peak = report.extra_fds();
     out.maps_peak = report.extra_mappings();
+    // Idle: every reader open, nothing to do (after jocky's default quiet
+    // period, 2 s, and the export pass it brings, so that it is not counted).
+    std::thread::sleep(Duration::from_secs(3));
+    out.threads_held = threads().saturating_sub(threads_before);
+    let (cpu0, t0) = (cpu_secs(), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    out.idle_cpu_ms_per_s = (cpu_secs() - cpu0) * 1e3 / t0.elapsed().as_secs_f64();
     // Readers must still answer.
     if let Some((_, reader)) = kept.last() {
         assert_eq!(reader.searcher().num_docs() as usize, per);
@@ -193,7 +232,7 @@ fn main() -> BoxResult<()> {
         out_root.display()
     );
     println!(
-        "{:>8} {:<14} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>10} {:>9} {:>12}",
+        "{:>8} {:<14} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>8} {:>12} {:>10} {:>9} {:>12}",
         "tenants",
         "side",
         "done",
@@ -202,18 +241,21 @@ fn main() -> BoxResult<()> {
         "fds peak",
         "maps held",
         "maps peak",
+        "threads",
+        "idle CPU ms/s",
         "files",
         "disk MB",
         "RSS/tenant KB"
     );
     for &n in &args.tenants {
         // Seconds per tenant done (a side may fail part-way).
-        let mut walls = [0.0f64; 4];
+        let mut walls = [0.0f64; 5];
         let sides = [
             ("mmap", Kind::Mmap),
             ("jocky", Kind::Jocky(jocky::SyncPolicy::OnRequest)),
             ("jocky-oncommit", Kind::Jocky(jocky::SyncPolicy::OnCommit)),
             ("ram", Kind::Ram),
+            ("jocky-dirs", Kind::JockyDirs),
         ];
         for (i, (name, kind)) in sides.into_iter().enumerate() {
             if !args.sides.iter().any(|s| s == name) {
@@ -228,7 +270,7 @@ fn main() -> BoxResult<()> {
             let o = run_side(kind, n, &root, &docs, &args);
             walls[i] = o.secs / o.tenants_done.max(1) as f64;
             println!(
-                "{:>8} {:<14} {:>9} {:>9.2} {:>9} {:>10} {:>10} {:>9} {:>10} {:>9.1} {:>12.1}",
+                "{:>8} {:<14} {:>9} {:>9.2} {:>9} {:>10} {:>10} {:>9} {:>8} {:>12.1} {:>10} {:>9.1} {:>12.1}",
                 n,
                 name,
                 o.tenants_done,
@@ -237,6 +279,8 @@ fn main() -> BoxResult<()> {
                 o.fds_peak,
                 o.maps_held,
                 o.maps_peak,
+                o.threads_held,
+                o.idle_cpu_ms_per_s,
                 o.files,
                 o.bytes as f64 / 1e6,
                 o.rss_mb * 1e3 / o.tenants_done.max(1) as f64
@@ -251,6 +295,12 @@ fn main() -> BoxResult<()> {
                 "{n:>8} time per tenant, mmap/jocky: jocky {:.1}x, jocky-oncommit {:.1}x",
                 walls[0] / walls[1],
                 walls[0] / walls[2]
+            );
+        }
+        if walls[0] > 0.0 && walls[4] > 0.0 {
+            println!(
+                "{n:>8} time per tenant, mmap/jocky-dirs: {:.1}x",
+                walls[0] / walls[4]
             );
         }
         if walls[0] > 0.0 && walls[3] > 0.0 {
