@@ -94,8 +94,10 @@ pub struct Stats {
     pub mappings: usize,
     /// Whether a failed write or fsync made the container refuse further writes.
     pub poisoned: bool,
-    /// The most bytes held at once in the container's write-behind buffers
-    /// since open (bounded by the write queue plus the largest single append).
+    /// The most bytes of capacity held at once by the container's
+    /// write-behind buffers since open (bounded by the write queue plus the
+    /// largest single append); a buffer allocates only what it has held, so
+    /// the memory they take can be less.
     pub write_buffer_bytes_peak: usize,
     /// Unterminated files dropped when the container was opened.
     pub files_dropped_on_open: usize,
@@ -219,7 +221,7 @@ impl Builder {
     /// When committed segments are exported and space reclaimed (default
     /// [`ExportPolicy::WhenQuiet`]: space is reclaimed after each commit, and
     /// committed segments of at least 4 MiB are exported once commits pause
-    /// for 2 s, in one background thread per folder).
+    /// for 2 s, on the process-wide pool of two maintenance threads).
     pub fn export_policy(mut self, policy: ExportPolicy) -> Self {
         self.engine.export = policy;
         self

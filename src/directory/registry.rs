@@ -6,8 +6,9 @@
 //! `flock` (which keeps *other* processes out).
 //!
 //! Users hold an [`Owner`]. When the last one goes, the engine is closed on
-//! that thread, before the drop returns: the background worker is stopped and
-//! joined (it borrows the engine only for a pass), then the engine drops (the
+//! that thread, before the drop returns: the maintenance pool takes no more
+//! passes for it and the pass under way (which holds the engine) is waited
+//! for, then the engine drops (the
 //! container seals its tail, closes its files and releases the lock). An open
 //! of the same folder that races such a close waits for it in the folder's own
 //! slot; opens of other folders never wait for it, nor for each other's
@@ -59,7 +60,7 @@ impl Owner {
         })
     }
 
-    /// The engine's `Arc`, for the background worker's weak reference.
+    /// The engine's `Arc`, for the maintenance pool's weak reference.
     pub fn engine_arc(&self) -> &Arc<Engine> {
         self.engine
             .as_ref()

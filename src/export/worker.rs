@@ -7,8 +7,9 @@
 //! nothing (no polling): opening an index starts no thread, a commit costs a
 //! lock or two, and a process with thousands of open indexes has two
 //! maintenance threads, not thousands. Passes of one engine never overlap;
-//! passes of different engines run side by side on the pool's threads, in
-//! the order they were asked for.
+//! passes of different engines run on either of the pool's threads, in the
+//! order they were asked for (a thread that takes a pass wakes the other if
+//! more is waiting).
 //!
 //! Commits only raise a flag (the queue is one bit deep: many commits while a
 //! pass runs cause one more pass, never a backlog). Under `WhenQuiet` a commit
@@ -48,7 +49,7 @@ struct State {
     /// The last handle is going: finish the pass under way, take no other.
     stop: bool,
     /// Minimum segment size to export and the quiet period (from the policy,
-    /// at registration).
+    /// at the last kick).
     min: u64,
     quiet: Option<Duration>,
 }
@@ -102,7 +103,15 @@ pub(crate) fn quiet_period(
     let mut sorted: Vec<Duration> = gaps.iter().copied().collect();
     sorted.sort();
     let median = sorted[sorted.len() / 2];
-    quiet.max(median * 2).min(quiet * 10)
+    quiet
+        .max(median.saturating_mul(2))
+        .min(quiet.saturating_mul(10))
+}
+
+/// When the quiet period after the last commit ends; `None` if never (a
+/// period too long to add to an instant: export is then never due).
+fn quiet_end(s: &State, quiet: Duration) -> Option<Instant> {
+    s.last_commit.checked_add(quiet_period(quiet, &s.gaps))
 }
 
 /// What the worker keeps up (the engine). The worker knows nothing else of it,
@@ -163,9 +172,9 @@ fn pool() -> &'static Pool {
 }
 
 thread_local! {
-    /// Whether this thread is one of the pool's (it must not wait for a pass
-    /// to end: it may be running it).
-    static IN_POOL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The state of the engine whose pass this thread runs, if any: closing
+    /// that engine from inside its own pass must not wait for the pass.
+    static RUNNING: std::cell::Cell<*const ()> = const { std::cell::Cell::new(std::ptr::null()) };
 }
 
 /// Starts the pool's threads that are not running yet; how many run.
@@ -173,10 +182,7 @@ fn start_threads(q: &mut Queue) -> usize {
     while q.threads < POOL_THREADS {
         let spawned = std::thread::Builder::new()
             .name("jocky-maintain".into())
-            .spawn(|| {
-                IN_POOL.with(|p| p.set(true));
-                run(pool())
-            });
+            .spawn(|| run(pool()));
         match spawned {
             Ok(_) => q.threads += 1,
             Err(e) => {
@@ -222,6 +228,9 @@ impl Worker {
                 return;
             }
             s.pending = true;
+            // A commit restarts the quiet period, also one that just ended
+            // and whose export pass has not started yet.
+            s.quiet_due = false;
             if s.commits > 0 {
                 let gap = s.last_commit.elapsed();
                 if s.gaps.len() == GAPS_KEPT {
@@ -268,7 +277,8 @@ impl Worker {
         s.pending = false;
         s.export_due = false;
         s.quiet_due = false;
-        if !IN_POOL.with(|p| p.get()) {
+        let own = Arc::as_ptr(&self.state) as *const ();
+        if RUNNING.with(|r| r.get()) != own {
             while s.busy {
                 s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
             }
@@ -308,7 +318,10 @@ fn fire_timers(q: &mut Queue, now: Instant) {
         let (true, false, Some(quiet)) = (s.export_due, s.stop, s.quiet) else {
             continue;
         };
-        let due = s.last_commit + quiet_period(quiet, &s.gaps);
+        let Some(due) = quiet_end(&s, quiet) else {
+            s.export_due = false;
+            continue;
+        };
         if due > now {
             s.timer = true;
             drop(s);
@@ -338,11 +351,15 @@ fn take_ready(q: &mut Queue) -> Option<(Arc<Slot>, Pass)> {
         let pass = if s.pending {
             s.pending = false;
             if let Some(quiet) = s.quiet {
-                s.export_due = true;
-                if !s.timer {
-                    s.timer = true;
-                    let due = s.last_commit + quiet_period(quiet, &s.gaps);
-                    q.timers.insert((due, slot.id), slot.clone());
+                match quiet_end(&s, quiet) {
+                    Some(due) => {
+                        s.export_due = true;
+                        if !s.timer {
+                            s.timer = true;
+                            q.timers.insert((due, slot.id), slot.clone());
+                        }
+                    }
+                    None => s.export_due = false,
                 }
             }
             Pass::Commit
@@ -369,12 +386,14 @@ fn run_pass(slot: &Slot, pass: Pass) -> bool {
         let s = lock(&slot.state.0);
         (s.min, s.quiet)
     };
+    RUNNING.with(|r| r.set(Arc::as_ptr(&slot.state) as *const ()));
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (pass, quiet) {
         (Pass::Commit, Some(_)) => engine.maintain(None, false),
         (Pass::Quiet, _) => engine.maintain(Some(min), true),
         (Pass::Commit, None) => engine.maintain(Some(min), false),
     }));
     drop(engine);
+    RUNNING.with(|r| r.set(std::ptr::null()));
     ran.unwrap_or_else(|_| {
         log::error!("a background export/reclaim pass panicked; the next commit tries again");
         false
@@ -398,8 +417,14 @@ fn run(pool: &'static Pool) {
             };
             continue;
         };
+        // More work, or a new timer the other thread may be asleep without:
+        // let it look.
+        if !q.ready.is_empty() || !q.timers.is_empty() {
+            pool.wake.notify_all();
+        }
         drop(q);
-        let more = run_pass(&slot, pass);
+        let more = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_pass(&slot, pass)))
+            .unwrap_or(false);
         let requeue = {
             let (m, cv) = &*slot.state;
             let mut s = lock(m);
@@ -436,6 +461,12 @@ mod tests {
         inside: AtomicBool,
         /// Two passes ran at once (a panic in the pass would be caught).
         overlapped: AtomicBool,
+        /// The quiet period (`None`: export at each commit).
+        quiet: Option<Duration>,
+        /// How long the first pass takes.
+        first_pass: Duration,
+        /// When each pass started, and whether it was the quiet one.
+        log: Mutex<Vec<(Instant, bool)>>,
     }
 
     impl Maintained for Fake {
@@ -443,13 +474,22 @@ mod tests {
             &self.worker
         }
         fn auto_export(&self) -> Option<(u64, Option<Duration>)> {
-            Some((0, None))
+            Some((0, self.quiet))
         }
-        fn maintain(&self, _: Option<u64>, _: bool) -> bool {
+        fn maintain(&self, _: Option<u64>, idle: bool) -> bool {
             if self.inside.swap(true, Ordering::SeqCst) {
                 self.overlapped.store(true, Ordering::SeqCst);
             }
-            std::thread::sleep(Duration::from_millis(2));
+            let first = {
+                let mut log = lock(&self.log);
+                log.push((Instant::now(), idle));
+                log.len() == 1
+            };
+            std::thread::sleep(if first {
+                self.first_pass
+            } else {
+                Duration::from_millis(2)
+            });
             self.passes.fetch_add(1, Ordering::SeqCst);
             self.inside.store(false, Ordering::SeqCst);
             if self.panic_next.swap(false, Ordering::SeqCst) {
@@ -474,6 +514,48 @@ mod tests {
         Worker::kick(&f);
         f.worker.wait_idle();
         assert_eq!(f.passes.load(Ordering::SeqCst), 2);
+    }
+
+    /// A commit that comes after a quiet period ended but before its export
+    /// pass started restarts the period: the export waits for a new one.
+    #[test]
+    fn a_commit_restarts_a_quiet_period_whose_export_has_not_started() {
+        let quiet = Duration::from_millis(300);
+        let f = Arc::new(Fake {
+            quiet: Some(quiet),
+            first_pass: Duration::from_millis(450),
+            ..Fake::default()
+        });
+        Worker::kick(&f);
+        // The quiet period ends during the first (long) pass; a commit
+        // comes before the pass ends, so before any export could start.
+        std::thread::sleep(Duration::from_millis(350));
+        let last_kick = Instant::now();
+        Worker::kick(&f);
+        f.worker.wait_idle();
+        let log = lock(&f.log).clone();
+        let quiet_passes: Vec<Instant> = log.iter().filter(|p| p.1).map(|p| p.0).collect();
+        assert_eq!(quiet_passes.len(), 1, "{} quiet passes", quiet_passes.len());
+        let after = quiet_passes[0].duration_since(last_kick);
+        assert!(
+            after >= quiet - Duration::from_millis(5),
+            "exported {after:?} after the last commit, quiet period {quiet:?}"
+        );
+        f.worker.stop_and_join();
+    }
+
+    #[test]
+    fn a_quiet_period_too_long_to_end_never_exports_nor_blocks() {
+        let f = Arc::new(Fake {
+            quiet: Some(Duration::MAX),
+            ..Fake::default()
+        });
+        Worker::kick(&f);
+        Worker::kick(&f);
+        f.worker.wait_idle();
+        let log = lock(&f.log).clone();
+        assert!(!log.is_empty() && log.iter().all(|p| !p.1), "{log:?}");
+        f.worker.stop_and_join();
     }
 
     #[test]
