@@ -403,7 +403,7 @@ impl Engine {
         &self.counters
     }
 
-    /// The background export worker's state.
+    /// This engine's state in the process-wide maintenance pool.
     pub fn worker(&self) -> &Worker {
         &self.worker
     }

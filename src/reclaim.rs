@@ -109,7 +109,7 @@ pub struct ReclaimReport {
     pub out_of_order: usize,
     /// The pass stopped at its bound on bytes copied forward (64 MiB) with
     /// more to copy: the next pass goes on (under an automatic export
-    /// policy the background worker runs it at once, not at the next commit).
+    /// policy the maintenance pool runs it at once, not at the next commit).
     pub more: bool,
 }
 

@@ -152,7 +152,8 @@ impl Store {
         crate::reclaim::Reclaimer(&self.engine).reclaim()
     }
 
-    /// Waits until the background worker is idle.
+    /// Waits until no background pass (export, reclamation) of this store is
+    /// pending, waiting for a quiet period, or under way.
     pub fn wait_for_background_work(&self) {
         self.engine.worker().wait_idle();
     }

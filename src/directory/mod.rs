@@ -272,9 +272,9 @@ impl Builder {
         JockyDirectory::over(engine, opts, "")
     }
 
-    // Both opens (this and `Builder::open_store` in `store.rs`) start the
-    // background worker unless the export policy is `Manual`: exports a crash
-    // or a close interrupted are picked up again.
+    // Both opens (this and `Builder::open_store` in `store.rs`) ask the
+    // maintenance pool for a pass unless the export policy is `Manual`:
+    // exports a crash or a close interrupted are picked up again.
 
     pub(crate) fn open_engine(self) -> Result<(Arc<Owner>, Arc<WriteOptions>)> {
         if !(1 << 20..=MAX_CAPACITY).contains(&self.file_capacity) {
@@ -470,7 +470,8 @@ impl JockyDirectory {
         Ok(numbers.len())
     }
 
-    /// Waits until the background worker has nothing pending or under way.
+    /// Waits until no background pass (export, reclamation) of this folder is
+    /// pending, waiting for a quiet period, or under way.
     pub fn wait_for_background_work(&self) {
         self.engine.worker().wait_idle();
     }

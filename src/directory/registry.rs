@@ -87,7 +87,7 @@ impl Drop for Owner {
         if let Err(e) = engine.write_snapshot(crate::policy::SNAPSHOT_ON_CLOSE_AFTER) {
             log::warn!("no snapshot on close: {e}");
         }
-        // The worker's pass (if any) is over: this is the last reference, and
+        // Its pass on the maintenance pool (if any) is over: this is the last reference, and
         // the engine closes here.
         drop(engine);
         if let Some(slot) = &self.slot {
