@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use jocky::{ExportPolicy, JockyDirectory};
+use jocky_bench::procstats;
 use tantivy::directory::{MmapDirectory, TerminatingWrite};
 use tantivy::Directory;
 
@@ -55,22 +56,10 @@ fn args() -> Args {
     a
 }
 
-/// CPU seconds (user + system) of every thread of this process so far.
-fn cpu_s() -> f64 {
-    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF is valid.
-    let u = unsafe {
-        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()), 0);
-        u.assume_init()
-    };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
-}
-
 /// Writes `mb` MB per thread as files of `file_mb` MB; (wall s, CPU s).
 fn run(dir: &dyn Directory, a: &Args) -> (f64, f64) {
     let piece = vec![0x5au8; 8 << 10];
-    let (t0, c0) = (Instant::now(), cpu_s());
+    let (t0, c0) = (Instant::now(), procstats::process_cpu_secs());
     std::thread::scope(|s| {
         for t in 0..a.threads {
             let piece = &piece;
@@ -90,7 +79,10 @@ fn run(dir: &dyn Directory, a: &Args) -> (f64, f64) {
         }
     });
     dir.sync_directory().unwrap();
-    (t0.elapsed().as_secs_f64(), cpu_s() - c0)
+    (
+        t0.elapsed().as_secs_f64(),
+        procstats::process_cpu_secs() - c0,
+    )
 }
 
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {

@@ -85,23 +85,6 @@ fn tenant(dir: Box<dyn Directory>, docs: &[Doc], args: &Args) -> BoxResult<(Inde
     Ok((index, reader))
 }
 
-/// Threads of this process.
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
-}
-
-/// CPU seconds (user + system) of every thread of this process so far.
-fn cpu_secs() -> f64 {
-    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF is valid.
-    let u = unsafe {
-        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()), 0);
-        u.assume_init()
-    };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
-}
-
 fn files_and_bytes(path: &Path) -> (u64, u64) {
     fn walk(p: &Path, acc: &mut (u64, u64)) {
         let Ok(rd) = std::fs::read_dir(p) else { return };
@@ -139,7 +122,7 @@ fn run_side(kind: Kind, n: usize, root: &Path, docs: &[Doc], args: &Args) -> Out
     let sampler = Sampler::start(Duration::from_millis(20)).expect("sampler");
     let base = sampler.baseline();
     let rss_before = procstats::rss_bytes();
-    let threads_before = threads();
+    let threads_before = procstats::threads();
     let start = Instant::now();
     let mut kept = Vec::with_capacity(n);
     let mut out = Outcome::default();
@@ -198,10 +181,11 @@ fn run_side(kind: Kind, n: usize, root: &Path, docs: &[Doc], args: &Args) -> Out
     // Idle: every reader open, nothing to do (after jocky's default quiet
     // period, 2 s, and the export pass it brings, so that it is not counted).
     std::thread::sleep(Duration::from_secs(3));
-    out.threads_held = threads().saturating_sub(threads_before);
-    let (cpu0, t0) = (cpu_secs(), Instant::now());
+    out.threads_held = procstats::threads().saturating_sub(threads_before);
+    let (cpu0, t0) = (procstats::process_cpu_secs(), Instant::now());
     std::thread::sleep(Duration::from_secs(2));
-    out.idle_cpu_ms_per_s = (cpu_secs() - cpu0) * 1e3 / t0.elapsed().as_secs_f64();
+    out.idle_cpu_ms_per_s =
+        (procstats::process_cpu_secs() - cpu0) * 1e3 / t0.elapsed().as_secs_f64();
     // Readers must still answer.
     if let Some((_, reader)) = kept.last() {
         assert_eq!(reader.searcher().num_docs() as usize, per);

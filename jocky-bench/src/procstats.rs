@@ -60,6 +60,24 @@ pub fn io_read_bytes() -> u64 {
     proc_io_field("read_bytes")
 }
 
+/// CPU seconds (user + system) of every thread of this process so far
+/// (`getrusage`; not the kernel's write-back threads).
+pub fn process_cpu_secs() -> f64 {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF is valid.
+    let u = unsafe {
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()), 0);
+        u.assume_init()
+    };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// Threads of this process.
+pub fn threads() -> usize {
+    fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
 /// CPU time the whole machine has spent busy (user, nice, system, irq, softirq and
 /// steal of `/proc/stat`'s first line), in seconds: this process and the kernel
 /// threads that work for it (journal commits, write-back, block I/O).
