@@ -14,6 +14,7 @@ use tantivy::directory::{WatchCallback, WatchCallbackList, WatchHandle};
 
 use crate::container::{Container, ContainerOptions, Extent};
 use crate::error::{Error, Result};
+use crate::export::build::{Builds, Plan, SegKey};
 use crate::export::segments::SegmentSet;
 use crate::export::worker::Worker;
 use crate::format::record::Payload;
@@ -21,7 +22,7 @@ use crate::format::segment_file::segment_file_name;
 use crate::io::Storage;
 use crate::lock::LockTable;
 use crate::policy::{AdvicePolicy, ExportPolicy};
-use crate::table::{Entry, FileTable, Location};
+use crate::table::{Chunk, Entry, FileTable, Location};
 
 pub(crate) struct Engine {
     /// This engine's own `Arc` (weak), for what outlives a call: a mapping
@@ -70,6 +71,12 @@ pub(crate) struct Engine {
     /// What the next open would replay: `(bytes carried from before, bytes
     /// appended when counting started)`; reset by each snapshot.
     replay_debt: Mutex<(u64, u64)>,
+    /// Segments being built in place (`export::build`).
+    builds: Builds,
+    /// From how many bytes a segment is built in place (`None`: never).
+    build_min: Option<u64>,
+    /// Tests: any `<name>.<ext>` file is a segment's (`EngineOptions::build_any`).
+    build_any: bool,
 }
 
 /// What export and reclamation did since open.
@@ -84,6 +91,10 @@ pub(crate) struct MaintenanceCounters {
     /// where the file system can).
     pub bytes_copied_in_kernel: AtomicU64,
     pub background_errors: AtomicU64,
+    /// Segment files created to build a segment in place, and the bytes of
+    /// chunks written into them.
+    pub segments_built_in_place: AtomicU64,
+    pub bytes_built_in_place: AtomicU64,
     /// What reads that span container extents cost.
     pub reads: Arc<crate::directory::ReadCounters>,
 }
@@ -101,6 +112,10 @@ pub(crate) struct EngineOptions {
     pub advice: AdvicePolicy,
     pub verify: crate::policy::VerifyPolicy,
     pub export_copy: crate::policy::ExportCopy,
+    pub build_in_place: bool,
+    /// Tests: build any file `<name>.<ext>` in place (as a file of segment
+    /// `<name>`) from this many bytes.
+    pub build_any: Option<u64>,
 }
 
 /// An atomic write between its append and its publication in the table.
@@ -293,12 +308,26 @@ impl Engine {
             }
             segments.open_existing(&*storage, *no)?;
         }
+        // Segment files being built in place (chunks of live files, no
+        // table yet): present, and read only where the chunks are.
+        let building = table.building_segments();
+        for no in &building {
+            if !found.contains(no) {
+                return Err(Error::Incomplete {
+                    path: root.join(segment_file_name(*no)),
+                    reason: format!(
+                        "is missing: the log places chunks of {} live file(s) in it",
+                        table.building_use(*no)
+                    ),
+                });
+            }
+        }
         // Beside a writer (read-only) an unreferenced file is an export in
         // progress or a dead file being removed: none of the reader's business.
         let unreferenced: Vec<u64> = found
             .iter()
             .copied()
-            .filter(|n| !read_only && !live.contains(n))
+            .filter(|n| !read_only && !live.contains(n) && !building.contains(n))
             .collect();
         // Segment files the log has a record of: begun, exported or dropped.
         // Only those may be removed when nothing live is in them.
@@ -313,7 +342,7 @@ impl Engine {
             container.finish_open(plan)?;
             // Evidence is kept (in later snapshots) only for segment files
             // still here; the unreferenced ones go right below.
-            table.retain_logged_segments(|n| live.contains(n));
+            table.retain_logged_segments(|n| live.contains(n) || building.contains(n));
         }
         container.note_file_id_floor(table.next_id());
         for no in &unreferenced {
@@ -333,6 +362,21 @@ impl Engine {
             .max()
             .map_or(0, |n| n + 1);
         let replayed = container.replayed_on_open();
+        // Built in place only where every durable commit syncs what it names
+        // (not on a timer, which syncs the container alone).
+        let build_min = ((eopts.build_in_place || eopts.build_any.is_some())
+            && !read_only
+            && container.sync_policy().interval().is_none())
+        .then(|| match (eopts.build_any, eopts.export) {
+            (Some(min), _) => min.max(1),
+            (None, export) => match export {
+                ExportPolicy::OnCommit { min_segment_bytes }
+                | ExportPolicy::WhenQuiet {
+                    min_segment_bytes, ..
+                } => min_segment_bytes.max(1),
+                _ => crate::policy::DEFAULT_MIN_EXPORT_BYTES,
+            },
+        });
         Ok(Engine {
             me: Weak::new(),
             replay_debt: Mutex::new((replayed, 0)),
@@ -353,6 +397,9 @@ impl Engine {
             pending: Mutex::new(HashMap::new()),
             worker: Worker::default(),
             counters: MaintenanceCounters::default(),
+            builds: Builds::default(),
+            build_min,
+            build_any: eopts.build_any.is_some(),
         })
     }
 
@@ -585,6 +632,210 @@ impl Engine {
         Ok(())
     }
 
+    /// The segment file `path` of namespace `ns` belongs to, if segments are
+    /// built in place here and it is one of a segment's files.
+    pub fn segment_key(&self, ns: &Arc<str>, path: &str) -> Option<SegKey> {
+        self.build_min?;
+        let id = match self.build_any {
+            // Tests: the name up to its first dot is the segment.
+            true => path.split_once('.')?.0,
+            false => crate::export::build::segment_of(path)?,
+        };
+        Some((ns.clone(), Arc::from(id)))
+    }
+
+    pub fn builds(&self) -> &Builds {
+        &self.builds
+    }
+
+    /// As [`Self::write_chunk`], for a file of segment `seg`: once the
+    /// segment is large enough, into the segment file it is built in.
+    pub fn write_chunk_of(
+        &self,
+        seg: Option<&SegKey>,
+        id: u64,
+        file_offset: u64,
+        bytes: &[u8],
+        finish_len: Option<u64>,
+        align: bool,
+    ) -> Result<()> {
+        let (Some(key), Some(min), true, false) = (seg, self.build_min, align, bytes.is_empty())
+        else {
+            return self.write_chunk(id, file_offset, bytes, finish_len, align);
+        };
+        let whole = file_offset == 0 && finish_len.is_some();
+        let len = bytes.len() as u64;
+        let mut plan = self.builds.plan(key, id, file_offset, len, whole, min);
+        if plan == Plan::Create {
+            self.begin_build(key)?;
+            plan = self.builds.plan(key, id, file_offset, len, whole, min);
+        }
+        match plan {
+            Plan::Place { no, offset } => {
+                let placed = self.place(no, offset, id, file_offset, bytes, finish_len);
+                match placed {
+                    Ok(()) => self.builds.done(no),
+                    Err(_) => self.builds.abandon(no),
+                }
+                placed
+            }
+            Plan::Container | Plan::Create => {
+                self.write_chunk(id, file_offset, bytes, finish_len, align)
+            }
+        }
+    }
+
+    /// Creates the segment file segment `key` is to be built in: its
+    /// `ExportBegin` record durable first (the evidence that lets an open
+    /// remove it), then the file, then the folder synced (so the file is
+    /// there whenever a record naming it is).
+    fn begin_build(&self, key: &SegKey) -> Result<u64> {
+        let _one = lock(&self.builds.creating);
+        if let Some(no) = self.builds.file_of(key) {
+            return Ok(no);
+        }
+        let no = self.take_export_no();
+        let name = segment_file_name(no);
+        let path = self.container.root().join(&name);
+        if no > crate::format::record::MAX_FILE_NO {
+            return Err(Error::TooLarge(format!(
+                "segment file number {no} has more than ten digits"
+            )));
+        }
+        {
+            let appended = self
+                .container
+                .append(&[Payload::ExportBegin { export_no: no }])?;
+            self.table_mut().note_segment(no);
+            drop(appended);
+        }
+        let sync = self.container.sync_policy() != crate::policy::SyncPolicy::Never;
+        if sync {
+            self.container.sync()?;
+        }
+        let storage = self.container.storage();
+        drop(storage.create(&name).map_err(|e| Error::io(&path, e))?);
+        if sync {
+            storage.sync_dir().map_err(|e| Error::io(&path, e))?;
+        }
+        self.builds.created(key, no);
+        MaintenanceCounters::add(&self.counters.segments_built_in_place, 1);
+        Ok(no)
+    }
+
+    /// Writes a chunk of file `id` at `offset` of segment file `no` (being
+    /// built) and logs where it is; with `finish_len`, the file is terminated
+    /// in the same append.
+    fn place(
+        &self,
+        no: u64,
+        offset: u64,
+        id: u64,
+        file_offset: u64,
+        bytes: &[u8],
+        finish_len: Option<u64>,
+    ) -> Result<()> {
+        let name = segment_file_name(no);
+        self.container
+            .storage()
+            .open(&name)
+            .and_then(|f| f.write_at(offset, bytes))
+            .map_err(|e| Error::io(self.container.root().join(&name), e))?;
+        let chunk = Chunk {
+            seg_offset: offset,
+            len: bytes.len() as u64,
+            crc: crc32fast::hash(bytes),
+        };
+        let mut payloads = vec![Payload::Placed {
+            file_id: id,
+            file_offset,
+            export_no: no,
+            seg_offset: offset,
+            len: chunk.len,
+            crc: chunk.crc,
+        }];
+        if let Some(len) = finish_len {
+            payloads.push(Payload::Finish { file_id: id, len });
+        }
+        let _gate = crate::sync::read(&self.data_gate);
+        let appended = self.container.append(&payloads)?;
+        let mut table = self.table_mut();
+        table.add_placed(id, no, chunk, true, appended.file_no);
+        if finish_len.is_some() {
+            table.terminate(id, appended.file_no);
+        }
+        drop(table);
+        drop(appended);
+        MaintenanceCounters::add(&self.counters.bytes_built_in_place, chunk.len);
+        Ok(())
+    }
+
+    /// Makes the chunks written into segment files being built durable (before
+    /// a sync of the container makes records naming them durable).
+    pub fn sync_builds(&self) -> Result<()> {
+        if self.build_min.is_none()
+            || self.container.sync_policy() == crate::policy::SyncPolicy::Never
+        {
+            return Ok(());
+        }
+        let storage = self.container.storage();
+        for no in self.builds.take_dirty() {
+            let name = segment_file_name(no);
+            if let Err(e) = storage.open(&name).and_then(|f| f.sync_data()) {
+                self.builds.mark_dirty(no);
+                return Err(Error::io(self.container.root().join(name), e));
+            }
+        }
+        Ok(())
+    }
+
+    /// The parts of a file being built in place, zero-copy: its bytes in the
+    /// container, then one part per run of its chunks in segment file `no`
+    /// (mapped for this handle; the descriptor closes at once). Chunks this
+    /// process did not write are checked by the first read touching them.
+    fn placed_parts(
+        &self,
+        prefix: &[Extent],
+        no: u64,
+        chunks: &[Chunk],
+        fresh: bool,
+    ) -> std::io::Result<Vec<(OwnedBytes, Option<crate::directory::Check>)>> {
+        let mut parts = Vec::with_capacity(prefix.len() + 1);
+        for x in prefix {
+            let (bytes, check) = self.container.read_deferring(*x)?;
+            let check = check.map(|c| Box::new(move || c.run()) as crate::directory::Check);
+            parts.push((bytes, check));
+        }
+        let name = segment_file_name(no);
+        let end = chunks
+            .iter()
+            .map(|c| c.seg_offset + c.len)
+            .max()
+            .unwrap_or(0);
+        let file = self.container.storage().open(&name)?;
+        let have = file.len()?;
+        if have < end {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{name}: {have} bytes, but chunks placed in it reach {end} (lost or damaged)"
+                ),
+            ));
+        }
+        let view = file.view(end)?;
+        drop(file);
+        for (a, b, range) in crate::table::runs(chunks) {
+            let bytes = view.read(range.clone())?;
+            let check = (!fresh).then(|| {
+                let (run, chunks, name) = (bytes.clone(), chunks[a..b].to_vec(), name.clone());
+                Box::new(move || check_chunks(&name, &run, range.start, &chunks))
+                    as crate::directory::Check
+            });
+            parts.push((bytes, check));
+        }
+        Ok(parts)
+    }
+
     /// Makes sure namespace `ns`'s files are decoded from the snapshot the
     /// table was loaded from (a short write lock, once per namespace). Every
     /// path that looks a namespace up calls this first: a directory when it
@@ -642,7 +893,11 @@ impl Engine {
                 std::thread::sleep(std::time::Duration::from_micros(200 << attempt.min(5)));
                 continue;
             }
-            let image = self.table().image();
+            // None while a segment is being built in place: its export
+            // (soon, when the segment is committed) lets a later pass write one.
+            let Some(image) = self.table().image() else {
+                return Ok(false);
+            };
             let written = self.container.rotate_with_snapshot(&image)?;
             if written {
                 *lock(&self.replay_debt) = (0, self.container.bytes_appended());
@@ -681,7 +936,9 @@ impl Engine {
     /// range takes a while). See [`crate::io::ReadView::release`].
     fn release(&self, e: &Entry) {
         match &e.loc {
-            Location::Container(x) => self.container.release(x),
+            Location::Container(x) | Location::Placed { prefix: x, .. } => {
+                self.container.release(x)
+            }
             Location::Segment { export_no, offset } => {
                 self.segments.release(*export_no, *offset..*offset + e.len)
             }
@@ -782,7 +1039,9 @@ impl Engine {
             .flatten()
             .expect("an atomic write record carries bytes");
         let synced = if durable {
-            self.container.sync()
+            // Chunks placed in segment files first: a commit point made durable
+            // here may name them.
+            self.sync_builds().and_then(|()| self.container.sync())
         } else {
             self.container.sync_deferred()
         };
@@ -869,6 +1128,20 @@ impl Engine {
                 Location::Segment { export_no, offset } => self
                     .segments
                     .handle(*export_no, *offset..*offset + entry.len),
+                Location::Placed {
+                    prefix,
+                    export_no,
+                    chunks,
+                    fresh,
+                } => self
+                    .placed_parts(prefix, *export_no, chunks, *fresh)
+                    .map(|parts| {
+                        Arc::new(crate::directory::ExtentsHandle::counted(
+                            parts,
+                            self.counters.reads.clone(),
+                            None,
+                        )) as Arc<dyn tantivy::directory::FileHandle>
+                    }),
             };
             if read.is_ok() {
                 return Some(read);
@@ -900,6 +1173,22 @@ impl Engine {
             Location::Segment { export_no, offset } => Ok(vec![self
                 .segments
                 .read(*export_no, *offset..*offset + entry.len)?]),
+            // Checked here (an export or a copy reads it whole), not deferred.
+            Location::Placed {
+                prefix,
+                export_no,
+                chunks,
+                fresh,
+            } => self
+                .placed_parts(prefix, *export_no, chunks, *fresh)?
+                .into_iter()
+                .map(|(bytes, check)| {
+                    if let Some(check) = check {
+                        check()?;
+                    }
+                    Ok(bytes)
+                })
+                .collect(),
         }
     }
 
@@ -917,4 +1206,28 @@ impl Engine {
     pub fn watch(&self, ns: &str, cb: WatchCallback) -> WatchHandle {
         self.watchers(ns).subscribe(cb)
     }
+}
+
+/// Checks the chunks of a run of a segment file being built in place (`run`:
+/// its bytes, from offset `start` of file `name`) against their CRCs.
+pub(crate) fn check_chunks(
+    name: &str,
+    run: &[u8],
+    start: u64,
+    chunks: &[Chunk],
+) -> std::io::Result<()> {
+    for c in chunks {
+        let at = (c.seg_offset - start) as usize;
+        let got = crc32fast::hash(&run[at..at + c.len as usize]);
+        if got != c.crc {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{name}: checksum mismatch in the {} bytes at offset {} (expected {:08x}, got {got:08x}): damaged, or lost by a crash before they were synced",
+                    c.len, c.seg_offset, c.crc
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -153,7 +153,9 @@ pub(crate) fn inspect_engine(path: &Path, engine: &Engine) -> Inspection {
                 path: p,
                 len: e.len,
                 segment_file: match e.loc {
-                    Location::Segment { export_no, .. } => Some(export_no),
+                    Location::Segment { export_no, .. } | Location::Placed { export_no, .. } => {
+                        Some(export_no)
+                    }
                     Location::Container(_) => None,
                 },
                 complete: e.state != crate::table::FileState::Writing,
@@ -296,6 +298,20 @@ fn describe(p: &Payload<'_>) -> (&'static str, String) {
         Payload::Snapshot { part, parts, bytes } => (
             "Snapshot",
             format!("part={part} parts={parts} bytes={}", bytes.len()),
+        ),
+        Payload::Placed {
+            file_id,
+            file_offset,
+            export_no,
+            seg_offset,
+            len,
+            crc,
+        } => (
+            "Placed",
+            format!(
+                "file_id={file_id} file_offset={file_offset} segment_file={export_no} \
+                 segment_offset={seg_offset} len={len} crc={crc:08x}"
+            ),
         ),
     }
 }

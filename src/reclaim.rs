@@ -209,12 +209,21 @@ impl Reclaimer<'_> {
         }
         let dead_segments: Vec<u64> = {
             let table = self.0.table();
-            self.0
+            let mut dead: Vec<u64> = self
+                .0
                 .segments()
                 .numbers()
                 .into_iter()
-                .filter(|no| table.segment_use(*no) == 0)
-                .collect()
+                .filter(|no| table.segment_use(*no) == 0 && table.building_use(*no) == 0)
+                .collect();
+            // Segment files being built whose files were all deleted before
+            // their export (merged away), with no chunk on its way.
+            dead.extend(
+                self.0
+                    .builds()
+                    .dead(|no| table.building_use(no) == 0 && table.segment_use(no) == 0),
+            );
+            dead
         };
         // Copies count even when this pass removes nothing (it stopped at
         // its bound).
@@ -244,6 +253,7 @@ impl Reclaimer<'_> {
         }
         let storage = self.0.container().storage().clone();
         for no in &dead_segments {
+            self.0.builds().finish(*no);
             self.0.segments().forget(*no);
             self.0.table_mut().retain_logged_segments(|n| n != no);
             let name = segment_file_name(*no);
@@ -297,8 +307,11 @@ impl Reclaimer<'_> {
             if e.state == FileState::Writing {
                 return None;
             }
-            if !matches!(e.loc, Location::Container(_)) {
-                continue;
+            match e.loc {
+                Location::Container(_) => {}
+                // Anchored here until its export: not moved.
+                Location::Placed { .. } => return None,
+                Location::Segment { .. } => continue,
             }
             let fits = e.len <= self.0.max_atomic_len(ns, path) as u64
                 && (e.len <= RELOCATE_MAX || self.stays_in_container(ns, path));
@@ -381,7 +394,9 @@ impl Reclaimer<'_> {
                         file_id: e.id,
                         offset: match e.loc {
                             Location::Segment { offset, .. } => offset,
-                            Location::Container(_) => unreachable!("grouped by segment"),
+                            Location::Container(_) | Location::Placed { .. } => {
+                                unreachable!("grouped by segment")
+                            }
                         },
                         len: e.len,
                         path: path.to_string(),

@@ -39,6 +39,41 @@ pub(crate) enum Location {
     Container(Vec<Extent>),
     /// One range of an exported segment file.
     Segment { export_no: u64, offset: u64 },
+    /// In a segment file being built in place (`Placed` records): the first
+    /// bytes (written before the segment was large enough) in container
+    /// files, the rest in chunks of segment file `export_no`.
+    Placed {
+        prefix: Vec<Extent>,
+        export_no: u64,
+        chunks: Vec<Chunk>,
+        /// Written by this process (not replayed): its bytes need no check.
+        fresh: bool,
+    },
+}
+
+/// A chunk of a file in a segment file being built in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Chunk {
+    pub seg_offset: u64,
+    pub len: u64,
+    /// CRC-32 of its bytes (from its `Placed` record).
+    pub crc: u32,
+}
+
+/// The runs of contiguous bytes `chunks` make in their segment file, each as
+/// (its first chunk's index, one past its last, its range in the file).
+pub(crate) fn runs(chunks: &[Chunk]) -> Vec<(usize, usize, std::ops::Range<u64>)> {
+    let mut out: Vec<(usize, usize, std::ops::Range<u64>)> = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        match out.last_mut() {
+            Some(last) if last.2.end == c.seg_offset => {
+                last.1 = i + 1;
+                last.2.end += c.len;
+            }
+            _ => out.push((i, i + 1, c.seg_offset..c.seg_offset + c.len)),
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +90,7 @@ impl Entry {
     fn extents(&self) -> &[Extent] {
         match &self.loc {
             Location::Container(x) => x,
+            Location::Placed { prefix, .. } => prefix,
             Location::Segment { .. } => &[],
         }
     }
@@ -105,6 +141,8 @@ pub(crate) struct FileTable {
     /// Container file number to the ids of the live files anchored in it.
     anchored: HashMap<u64, HashSet<u64>>,
     segment_use: HashMap<u64, usize>,
+    /// Segment files being built in place to the files with chunks in them.
+    building_use: HashMap<u64, usize>,
     ns_use: HashMap<Arc<str>, NamespaceUse>,
     live_bytes: u64,
     /// Segment files the log has a record of (`ExportBegin`, `Export`,
@@ -153,6 +191,7 @@ impl FileTable {
                 | Payload::AtomicWrite { namespace, .. }
                 | Payload::Export { namespace, .. } => self.ensure_loaded(namespace)?,
                 Payload::Data { file_id, .. }
+                | Payload::Placed { file_id, .. }
                 | Payload::Finish { file_id, .. }
                 | Payload::Delete { file_id }
                     if !self.entries.contains_key(file_id) =>
@@ -200,9 +239,48 @@ impl FileTable {
                             e.len
                         ))
                     }
+                    Some(e) if matches!(e.loc, Location::Placed { .. }) => {
+                        return Err(format!(
+                            "data for file id {file_id} in the log after chunks placed in a segment file"
+                        ))
+                    }
                     Some(_) => self.add_extent(file_id, extent),
                 }
             }
+            Payload::Placed {
+                file_id,
+                file_offset,
+                export_no,
+                seg_offset,
+                len,
+                crc,
+            } => match self.known(file_id)? {
+                None => {}
+                Some(e) if e.state != FileState::Writing => {
+                    return Err(format!("data for file id {file_id} after it was finished"))
+                }
+                Some(e) if e.len != file_offset => {
+                    return Err(format!(
+                        "data for file id {file_id} at offset {file_offset}, expected {}",
+                        e.len
+                    ))
+                }
+                Some(e) => {
+                    if let Location::Placed { export_no: n, .. } = e.loc {
+                        if n != export_no {
+                            return Err(format!(
+                                "file id {file_id} placed in segment files {n} and {export_no}"
+                            ));
+                        }
+                    }
+                    let chunk = Chunk {
+                        seg_offset,
+                        len,
+                        crc,
+                    };
+                    self.add_placed(file_id, export_no, chunk, false, at);
+                }
+            },
             Payload::Finish { file_id, len } => match self.known(file_id)? {
                 None => {}
                 Some(e) if e.len != len => {
@@ -504,7 +582,13 @@ impl FileTable {
     /// The table as an image for a `Snapshot` record (see
     /// `format::snapshot`): the books, then namespaces and paths in sorted
     /// order; a namespace not decoded yet keeps its section as it was.
-    pub fn image(&self) -> Vec<u8> {
+    /// `None` while a file is being built in place: an image has no place
+    /// for its chunks (the export that ends the building lets the next one
+    /// be written).
+    pub fn image(&self) -> Option<Vec<u8>> {
+        if !self.building_use.is_empty() {
+            return None;
+        }
         let logged: Vec<u64> = self.logged_segments.iter().copied().collect();
         let mut containers: Vec<(u64, u64, u64)> = self
             .container_use
@@ -569,11 +653,12 @@ impl FileTable {
                         Ok(&extents[..])
                     }
                     Location::Segment { export_no, offset } => Err((*export_no, *offset)),
+                    Location::Placed { .. } => return None,
                 };
                 w.file(path, e.id, state, e.len, place, &e.anchors);
             }
         }
-        w.finish()
+        Some(w.finish())
     }
 
     /// Segment files the log has a record of.
@@ -744,15 +829,18 @@ impl FileTable {
                 }
             }
         }
-        if let Location::Segment { export_no, .. } = e.loc {
-            let n = self.segment_use.entry(export_no).or_default();
-            if add {
-                *n += 1;
-            } else {
-                *n -= 1;
-                if *n == 0 {
-                    self.segment_use.remove(&export_no);
-                }
+        let (books, no) = match e.loc {
+            Location::Segment { export_no, .. } => (&mut self.segment_use, export_no),
+            Location::Placed { export_no, .. } => (&mut self.building_use, export_no),
+            Location::Container(_) => return,
+        };
+        let n = books.entry(no).or_default();
+        if add {
+            *n += 1;
+        } else {
+            *n -= 1;
+            if *n == 0 {
+                books.remove(&no);
             }
         }
     }
@@ -858,7 +946,9 @@ impl FileTable {
                 push_extent(x, extent);
                 true
             }
-            Location::Segment { .. } => false,
+            // Never: a file's chunks after its first placed one are placed too
+            // (replay refuses a `Data` record after a `Placed` one).
+            Location::Segment { .. } | Location::Placed { .. } => false,
         };
         let u = self.container_use.entry(extent.file_no).or_default();
         u.files += usize::from(new_anchor);
@@ -874,6 +964,31 @@ impl FileTable {
                 n.segment_bytes += extent.len;
             }
         }
+    }
+
+    /// Records a chunk of file `id` placed in segment file `export_no` (being
+    /// built in place) by a `Placed` record in container file `at` (ignored if
+    /// the file was deleted meanwhile). `fresh`: written by this process.
+    pub fn add_placed(&mut self, id: u64, export_no: u64, chunk: Chunk, fresh: bool, at: u64) {
+        self.update(id, |e| {
+            e.len += chunk.len;
+            add_anchor(&mut e.anchors, at);
+            match &mut e.loc {
+                Location::Placed { chunks, .. } => chunks.push(chunk),
+                loc => {
+                    let prefix = match loc {
+                        Location::Container(x) => std::mem::take(x),
+                        _ => Vec::new(),
+                    };
+                    *loc = Location::Placed {
+                        prefix,
+                        export_no,
+                        chunks: vec![chunk],
+                        fresh,
+                    };
+                }
+            }
+        });
     }
 
     /// Marks file `id` finished by a record in container file `at`.
@@ -973,6 +1088,17 @@ impl FileTable {
         self.segment_use.get(&export_no).copied().unwrap_or(0)
     }
 
+    /// How many live files have chunks in segment file `export_no`, being
+    /// built in place.
+    pub fn building_use(&self, export_no: u64) -> usize {
+        self.building_use.get(&export_no).copied().unwrap_or(0)
+    }
+
+    /// Segment files being built in place that hold chunks of live files.
+    pub fn building_segments(&self) -> Vec<u64> {
+        self.building_use.keys().copied().collect()
+    }
+
     /// Segment files that serve at least one live file.
     pub fn live_segments(&self) -> Vec<u64> {
         self.segment_use.keys().copied().collect()
@@ -1057,7 +1183,9 @@ impl FileTable {
 
 /// What one entry (at `path`) adds to its namespace's books.
 fn ns_share(path: &str, e: &Entry) -> NamespaceUse {
-    let in_container = matches!(e.loc, Location::Container(_));
+    // A file being built in place waits for its export as one in the
+    // container does.
+    let in_container = matches!(e.loc, Location::Container(_) | Location::Placed { .. });
     NamespaceUse {
         files: 1,
         bytes: e.len,

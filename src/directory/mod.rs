@@ -107,8 +107,14 @@ pub struct Stats {
     pub segment_bytes: u64,
     /// Segments exported since open.
     pub segments_exported: u64,
-    /// Bytes copied into segment files since open.
+    /// Bytes copied into segment files since open (a segment built in place
+    /// counts only what its export copied).
     pub bytes_exported: u64,
+    /// Segment files created since open to build a segment in place
+    /// ([`Builder::build_in_place`]).
+    pub segments_built_in_place: u64,
+    /// Bytes written into them as the segments' files were written.
+    pub bytes_built_in_place: u64,
     /// Of those, bytes copied inside the kernel (`copy_file_range`; shared
     /// blocks instead of copies on XFS and btrfs), not through this process.
     pub bytes_exported_in_kernel: u64,
@@ -239,6 +245,28 @@ impl Builder {
     /// [`ExportCopy`](crate::ExportCopy) for what `AnyFile` costs and buys).
     pub fn export_copy(mut self, copy: crate::policy::ExportCopy) -> Self {
         self.engine.export_copy = copy;
+        self
+    }
+
+    /// Build large segments in place (default off): once the files of a
+    /// segment have written the export policy's minimum (4 MiB by
+    /// default), the rest of their bytes go straight into the segment file
+    /// the segment will be exported as, not into the container first, so
+    /// that the export copies only what the segment had in the container
+    /// before and the files tantivy wrote side by side. On ext4 that writes
+    /// the final index once instead of twice. Ignored under
+    /// [`SyncPolicy::Interval`], whose timer syncs the container alone.
+    pub fn build_in_place(mut self, yes: bool) -> Self {
+        self.engine.build_in_place = yes;
+        self
+    }
+
+    /// Build every file named `<name>.<ext>` in place, as a file of segment
+    /// `<name>`, once its segment's files wrote `min_bytes` (for tests that
+    /// do not name files as tantivy does). Only with the `testing` feature.
+    #[cfg(feature = "testing")]
+    pub fn build_any_file_in_place(mut self, min_bytes: u64) -> Self {
+        self.engine.build_any = Some(min_bytes);
         self
     }
 
@@ -512,6 +540,8 @@ pub(crate) fn stats_of(engine: &Engine) -> Stats {
         segments_exported: m.segments_exported.load(Relaxed),
         bytes_exported: m.bytes_exported.load(Relaxed),
         bytes_exported_in_kernel: m.bytes_copied_in_kernel.load(Relaxed),
+        segments_built_in_place: m.segments_built_in_place.load(Relaxed),
+        bytes_built_in_place: m.bytes_built_in_place.load(Relaxed),
         container_files_reclaimed: m.container_files_reclaimed.load(Relaxed),
         segment_files_removed: m.segment_files_removed.load(Relaxed),
         bytes_copied_forward: m.bytes_copied_forward.load(Relaxed),
@@ -623,6 +653,8 @@ impl Directory for JockyDirectory {
 
     fn sync_directory(&self) -> io::Result<()> {
         if self.engine.sync_policy().on_sync_directory() {
+            // The chunks of segments being built in place, then the log.
+            self.engine.sync_builds()?;
             self.engine.container().sync()?;
         } else {
             self.engine.container().sync_deferred()?;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tantivy::directory::{AntiCallToken, TerminatingWrite};
 
 use super::registry::Owner;
+use crate::export::build::SegKey;
 
 pub(crate) struct FileWriter {
     engine: Arc<Owner>,
@@ -28,6 +29,8 @@ pub(crate) struct FileWriter {
     align: bool,
     written: u64,
     terminated: bool,
+    /// The segment it is a file of, where segments are built in place.
+    seg: Option<SegKey>,
 }
 
 impl FileWriter {
@@ -40,6 +43,10 @@ impl FileWriter {
         max_chunk: usize,
     ) -> FileWriter {
         engine.writer_opened(&ns);
+        let seg = path.to_str().and_then(|p| engine.segment_key(&ns, p));
+        if let Some(key) = &seg {
+            engine.builds().writer_opened(key);
+        }
         FileWriter {
             engine,
             ns,
@@ -52,6 +59,7 @@ impl FileWriter {
                 && (max_chunk as u64).is_multiple_of(crate::container::PAGE),
             written: 0,
             terminated: false,
+            seg,
         }
     }
 
@@ -59,7 +67,14 @@ impl FileWriter {
         let len = self.buf.len() as u64;
         let finish_len = finish.then_some(self.written + len);
         self.engine
-            .write_chunk(self.id, self.written, &self.buf, finish_len, self.align)
+            .write_chunk_of(
+                self.seg.as_ref(),
+                self.id,
+                self.written,
+                &self.buf,
+                finish_len,
+                self.align,
+            )
             .map_err(|e| {
                 let e = io::Error::from(e);
                 io::Error::new(e.kind(), format!("writing {:?}: {e}", self.path))
@@ -120,6 +135,9 @@ impl Drop for FileWriter {
             if let Err(e) = self.flush_chunk(false) {
                 log::warn!("dropping unterminated {:?}: {e}", self.path);
             }
+        }
+        if let Some(key) = &self.seg {
+            self.engine.builds().writer_closed(key);
         }
         self.engine.writer_closed(&self.ns);
     }

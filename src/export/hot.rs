@@ -69,7 +69,10 @@ pub(crate) fn prefetch(engine: &Engine, ns: &str) -> crate::Result<PrefetchRepor
             Location::Segment { export_no, .. } => {
                 segment_files.insert(*export_no);
             }
-            Location::Container(extents) => {
+            Location::Container(extents)
+            | Location::Placed {
+                prefix: extents, ..
+            } => {
                 engine.container().prefetch(extents);
                 report.container_files += 1;
                 report.container_bytes += e.len;

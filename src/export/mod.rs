@@ -18,6 +18,7 @@
 //! are deleted, so exporting them would rewrite the segment or scatter it.
 //! Files that arrive after a segment was exported stay in the container too.
 
+pub(crate) mod build;
 mod handle;
 pub(crate) mod hot;
 pub(crate) mod segments;
@@ -154,7 +155,13 @@ impl Exporter<'_> {
             return Ok(());
         }
         group.files.sort_by(|a, b| a.0.cmp(&b.0));
-        let no = self.0.take_export_no();
+        // A segment built in place is finished in its own file.
+        let built = build_target(&group)
+            .filter(|no| placed_in(&group, *no) == self.0.table().building_use(*no));
+        let no = match built {
+            Some(no) => no,
+            None => self.0.take_export_no(),
+        };
         if no > crate::format::record::MAX_FILE_NO {
             return Err(Error::TooLarge(format!(
                 "segment file number {no} has more than ten digits"
@@ -165,8 +172,9 @@ impl Exporter<'_> {
         let name = segment_file_name(no);
         let path = self.0.container().root().join(&name);
         // The evidence that lets the next open remove this file if a crash cuts
-        // the export short: durable before the file exists.
-        {
+        // the export short: durable before the file exists (for a file being
+        // built, since its creation).
+        if built.is_none() {
             // Into the table's books before the append's guard goes (a
             // snapshot waits for that): a snapshot written after this record
             // carries the evidence.
@@ -187,8 +195,20 @@ impl Exporter<'_> {
                 _ => Vec::new(),
             }
         };
-        let (file, len, table) = write_segment_file(self.0, &*storage, no, &group, hot, sync)
-            .map_err(|e| Error::io(&path, e))?;
+        let (file, len, table, copied) = match built {
+            Some(_) => {
+                // No chunk goes there any more (its files are all terminated).
+                self.0.builds().finish(no);
+                build::finish_in_place(self.0, &*storage, no, &group, hot, sync)
+                    .map_err(|e| Error::io(&path, e))?
+            }
+            None => write_segment_file(self.0, &*storage, no, &group, hot, sync)
+                .map(|(f, len, t)| {
+                    let copied = t.entries.iter().map(|e| e.len).sum();
+                    (f, len, t, copied)
+                })
+                .map_err(|e| Error::io(&path, e))?,
+        };
         if sync {
             storage.sync_dir().map_err(|e| Error::io(&path, e))?;
         }
@@ -216,7 +236,11 @@ impl Exporter<'_> {
                     .iter()
                     .filter(|e| {
                         t.get(&group.ns, &e.path).is_some_and(|cur| {
-                            cur.id == e.file_id && matches!(cur.loc, Location::Container(_))
+                            cur.id == e.file_id
+                                && matches!(
+                                    cur.loc,
+                                    Location::Container(_) | Location::Placed { .. }
+                                )
                         })
                     })
                     .collect()
@@ -241,7 +265,7 @@ impl Exporter<'_> {
                 }])?;
                 let mut t = self.0.table_mut();
                 for e in &live {
-                    if let Some(Location::Container(x)) =
+                    if let Some(Location::Container(x) | Location::Placed { prefix: x, .. }) =
                         t.get(&group.ns, &e.path).map(|cur| cur.loc.clone())
                     {
                         old_extents.extend(x);
@@ -263,12 +287,11 @@ impl Exporter<'_> {
         // Served from the segment file now: the copy in the container (read
         // for the export) leaves memory and, unless mapped elsewhere, the cache.
         self.0.container().release(&old_extents);
-        let bytes: u64 = moved.iter().map(|e| e.len).sum();
         report.segment_files += 1;
         report.files += moved.len();
-        report.bytes += bytes;
+        report.bytes += copied;
         MaintenanceCounters::add(&self.0.counters().segments_exported, 1);
-        MaintenanceCounters::add(&self.0.counters().bytes_exported, bytes);
+        MaintenanceCounters::add(&self.0.counters().bytes_exported, copied);
         Ok(())
     }
 }
@@ -318,9 +341,35 @@ impl worker::Maintained for Engine {
 /// Whether a file can move into a segment file.
 fn exportable(path: &str, e: &Entry) -> bool {
     e.state != FileState::Writing
-        && matches!(e.loc, Location::Container(_))
+        && matches!(e.loc, Location::Container(_) | Location::Placed { .. })
         && (1..=MAX_PATH_LEN).contains(&path.len())
         && path != COMMIT_FILE
+}
+
+/// The segment file a group is being built in, if all of its files built in
+/// place are in one (the others, in the container, are copied into it).
+fn build_target(group: &Group) -> Option<u64> {
+    let mut target = None;
+    for (_, e) in &group.files {
+        if let Location::Placed { export_no, .. } = e.loc {
+            match target {
+                None => target = Some(export_no),
+                Some(n) if n != export_no => return None,
+                Some(_) => {}
+            }
+        }
+    }
+    target
+}
+
+/// How many of `group`'s files are being built in segment file `no`: it is
+/// finished in place only with all of them.
+fn placed_in(group: &Group, no: u64) -> usize {
+    group
+        .files
+        .iter()
+        .filter(|(_, e)| matches!(e.loc, Location::Placed { export_no, .. } if export_no == no))
+        .count()
 }
 
 /// The segment ids (as in file names: 32 hex digits) a `meta.json` lists.
@@ -365,8 +414,34 @@ fn write_segment_file(
         let mut smooth = crate::container::Smoother::default();
         let mut entries = Vec::with_capacity(group.files.len());
         for ((path, entry), offset) in group.files.iter().zip(&offsets) {
-            let Location::Container(extents) = &entry.loc else {
-                return Err(std::io::Error::other("only container files are exported"));
+            let extents = match &entry.loc {
+                Location::Container(extents) => extents,
+                Location::Placed { .. } => {
+                    // Built in place in another segment file (a segment
+                    // whose files were spread by a crash): copied.
+                    let mut crc = BlockHasher::new(BLOCK_LOG2);
+                    let mut at = *offset;
+                    for part in engine.read_entry(entry)? {
+                        file.write_at(at, part.as_slice())?;
+                        crc.update(part.as_slice());
+                        at += part.len() as u64;
+                    }
+                    let (crc, block_crcs) = crc.finish();
+                    entries.push(SegEntry {
+                        file_id: entry.id,
+                        path: path.clone(),
+                        offset: *offset,
+                        len: entry.len,
+                        crc,
+                        block_crcs,
+                    });
+                    continue;
+                }
+                Location::Segment { .. } => {
+                    return Err(std::io::Error::other(
+                        "an exported file is not exported again",
+                    ))
+                }
             };
             let mut crc = BlockHasher::new(BLOCK_LOG2);
             let mut at = *offset;

@@ -16,12 +16,14 @@ use crate::error::DecodeError;
 use crate::format::record::{u32_at, u64_at};
 
 pub const FILE_MAGIC: &[u8; 8] = b"JOCKYLOG";
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// The oldest version this code reads. Version 1 files have no `Checkpoint`
 /// record at their start; version 2 files always do; version 3 adds the
 /// `ExportBegin`, `SegmentDrop` and `Continued` records (the evidence open needs
 /// before it removes anything) and the `Seal` record; version 4 the `Snapshot`
-/// record (a file-table image, so an open need not replay older files).
+/// record (a file-table image, so an open need not replay older files);
+/// version 5 the `Placed` record (a chunk written into a segment file being
+/// built in place).
 pub const MIN_FORMAT_VERSION: u32 = 1;
 pub const FILE_HEADER_LEN: usize = 64;
 /// Container files are at most 1 TiB; log positions pack `(file_no, offset)` in a u64.

@@ -51,11 +51,16 @@
 //!              file-table image (`format::snapshot`); the parts follow the
 //!              `Checkpoint` of a file in one write, and together stand for
 //!              every record of the files before it
+//! Placed       file_id u64, file_offset u64, export_no u64, seg_offset u64,
+//!              len u64, crc u32: a chunk of a file was written at
+//!              `seg_offset` of segment file `export_no` (one being built in
+//!              place, named by an `ExportBegin` before), not into the log;
+//!              `crc` is the CRC-32 of its `len` bytes
 //! ```
 //!
 //! Kinds 7..=9 (Export, Checkpoint, Reclaim) appear from format version 2 on,
 //! kinds 10..=13 (ExportBegin, SegmentDrop, Continued, Seal) from version 3 on,
-//! kind 14 (Snapshot) from version 4 on.
+//! kind 14 (Snapshot) from version 4 on, kind 15 (Placed) from version 5 on.
 
 use crate::error::DecodeError;
 use crate::format::reader::Reader;
@@ -76,6 +81,13 @@ pub const ATOMIC_NAMES_IN_PAYLOAD: usize = 8 + 2 + 2;
 pub const ATOMIC_BYTES_AT_LEAST: usize = HEADER_LEN + ATOMIC_NAMES_IN_PAYLOAD;
 pub const RECORD_MAGIC: u16 = 0x4A4B; // "JK"
 pub const RECORD_VERSION: u8 = 1;
+/// Size of a `Placed` payload.
+pub const PLACED_LEN: usize = 5 * 8 + 4;
+/// Upper bound on the chunk a `Placed` record names (a write buffer is far
+/// smaller): a length read from disk above this is corruption.
+pub const MAX_PLACED_LEN: u64 = 1 << 30;
+/// Upper bound on a place in a segment file (ext4's largest file).
+pub const MAX_SEGMENT_FILE: u64 = 16 << 40;
 /// Upper bound on a payload: a length read from disk above this is corruption.
 pub const MAX_PAYLOAD_LEN: u32 = 256 << 20;
 /// Upper bound on a namespace or path in a record.
@@ -117,6 +129,7 @@ pub enum RecordKind {
     Continued = 12,
     Seal = 13,
     Snapshot = 14,
+    Placed = 15,
 }
 
 impl RecordKind {
@@ -136,6 +149,7 @@ impl RecordKind {
             12 => RecordKind::Continued,
             13 => RecordKind::Seal,
             14 => RecordKind::Snapshot,
+            15 => RecordKind::Placed,
             _ => return None,
         })
     }
@@ -208,6 +222,16 @@ pub enum Payload<'a> {
         part: u32,
         parts: u32,
         bytes: &'a [u8],
+    },
+    /// A chunk of file `file_id` (at `file_offset` in it) lies at
+    /// `seg_offset` of segment file `export_no`, being built in place.
+    Placed {
+        file_id: u64,
+        file_offset: u64,
+        export_no: u64,
+        seg_offset: u64,
+        len: u64,
+        crc: u32,
     },
 }
 
@@ -294,6 +318,7 @@ impl Payload<'_> {
             Payload::Continued { .. } => RecordKind::Continued,
             Payload::Seal => RecordKind::Seal,
             Payload::Snapshot { .. } => RecordKind::Snapshot,
+            Payload::Placed { .. } => RecordKind::Placed,
         }
     }
 
@@ -323,6 +348,7 @@ impl Payload<'_> {
             | Payload::Continued { .. } => 8,
             Payload::Seal => 0,
             Payload::Snapshot { bytes, .. } => 8 + bytes.len(),
+            Payload::Placed { .. } => PLACED_LEN,
         }
     }
 
@@ -414,6 +440,19 @@ pub fn encode(out: &mut Vec<u8>, payload: &Payload<'_>, sequence: u64, durable: 
             out.extend_from_slice(&part.to_le_bytes());
             out.extend_from_slice(&parts.to_le_bytes());
             out.extend_from_slice(bytes);
+        }
+        Payload::Placed {
+            file_id,
+            file_offset,
+            export_no,
+            seg_offset,
+            len,
+            crc,
+        } => {
+            for n in [file_id, file_offset, export_no, seg_offset, len] {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            out.extend_from_slice(&crc.to_le_bytes());
         }
     }
     debug_assert_eq!(out.len() - start - HEADER_LEN, payload_len);
@@ -549,6 +588,30 @@ pub fn decode_payload<'a>(kind: RecordKind, p: &'a [u8]) -> Result<Payload<'a>, 
                 bytes: r.rest(),
             }
         }
+        RecordKind::Placed => {
+            let file_id = r.u64()?;
+            let file_offset = r.u64()?;
+            let export_no = file_no(r.u64()?)?;
+            let seg_offset = r.u64()?;
+            let len = r.u64()?;
+            // A chunk is at most one write buffer; its place must fit a file.
+            if len > MAX_PLACED_LEN
+                || seg_offset
+                    .checked_add(len)
+                    .is_none_or(|end| end > MAX_SEGMENT_FILE)
+                || file_offset.checked_add(len).is_none()
+            {
+                return Err(DecodeError::LengthOutOfBounds(len));
+            }
+            Payload::Placed {
+                file_id,
+                file_offset,
+                export_no,
+                seg_offset,
+                len,
+                crc: r.u32()?,
+            }
+        }
     };
     // A payload is read to its end (kinds with trailing bytes take the rest):
     // bytes left over are not something this version wrote.
@@ -682,6 +745,14 @@ mod tests {
             parts: 3,
             bytes: b"JSNP...",
         });
+        roundtrip(Payload::Placed {
+            file_id: 7,
+            file_offset: 1 << 20,
+            export_no: 12,
+            seg_offset: 8192,
+            len: 1 << 20,
+            crc: 0xDEAD_BEEF,
+        });
         // Counts larger than the bytes present are refused before allocating.
         assert!(decode_export_entries(&u32::MAX.to_le_bytes()).is_err());
         assert!(decode_file_numbers(&u32::MAX.to_le_bytes()).is_err());
@@ -723,6 +794,31 @@ mod tests {
         // A name length pointing past the payload.
         let p = [0u8, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0x0F];
         assert!(decode_payload(RecordKind::Create, &p).is_err());
+    }
+
+    #[test]
+    fn placed_places_are_bounded() {
+        for (seg_offset, len) in [
+            (0, MAX_PLACED_LEN + 1),
+            (MAX_SEGMENT_FILE, 1),
+            (u64::MAX, 2),
+        ] {
+            let mut buf = Vec::new();
+            let p = Payload::Placed {
+                file_id: 1,
+                file_offset: 0,
+                export_no: 1,
+                seg_offset,
+                len,
+                crc: 0,
+            };
+            encode(&mut buf, &p, 1, 0);
+            let h = decode_header(&buf).unwrap();
+            assert!(
+                decode_payload(h.kind, &buf[HEADER_LEN..HEADER_LEN + h.len as usize]).is_err(),
+                "{p:?} accepted"
+            );
+        }
     }
 
     #[test]

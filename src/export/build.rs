@@ -1,0 +1,480 @@
+//! Segments built in place: the bytes of a large segment's files go straight
+//! into the segment file that will hold the segment, instead of into the
+//! container first and into a segment file again at export. On a file system
+//! without shared blocks (ext4) that is the difference between writing the
+//! final index twice and once.
+//!
+//! A segment (the `<uuid>.<ext>` files of one namespace) is built in place
+//! once the bytes its files wrote reach the export policy's minimum: from
+//! then on every chunk a writer hands over (a whole number of pages, but the
+//! last) is written into segment file N with `pwrite`, through a descriptor
+//! opened for that write, and a `Placed` record in the container says where
+//! it is. The chunks of a file written alone follow each other, so the file
+//! is one range of N; the bytes it wrote before the switch (in the container)
+//! get a hole of their size in front of it, which the export fills. Files
+//! written side by side (tantivy writes a segment's postings, positions and
+//! terms together) interleave: the export copies those to the end of N.
+//!
+//! Order, so that a crash at any point leaves nothing an open trusts half
+//! made: `ExportBegin(N)` appended and synced, N created and the folder
+//! synced, then chunks and their records. `sync_directory` (and a durable
+//! atomic write) syncs every segment file being built that has unsynced
+//! chunks before it syncs the container, so a record it makes durable never
+//! names bytes that are not. A record made durable otherwise (by a sync for
+//! another file) may name bytes a power loss then took: such a file was
+//! never synced through tantivy, so no commit names it; reading it fails its
+//! chunk's CRC (reported, never served), and tantivy deletes it.
+//!
+//! The export of such a segment writes into N (the holes, the interleaved
+//! files at its end, then table and trailer) and logs the `Export` record as
+//! any export does. A segment whose files are all deleted first (merged
+//! away) leaves N dead, and reclamation drops it (`SegmentDrop`). While a
+//! file is being built in place no snapshot is written (its image has no
+//! place for chunks), and the container files holding its records are not
+//! reclaimed.
+//!
+//! Lock order: `creating` → the container's (append, sync); `state` is
+//! taken alone, for in-memory updates only.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::engine::Engine;
+use crate::format::segment_file::{
+    encode_table, encode_trailer, segment_file_name, BlockHasher, HotRange, SegEntry, SegTable,
+    BLOCK_LOG2, PAGE,
+};
+use crate::io::{Storage, StorageFile};
+use crate::sync::lock;
+use crate::table::{runs, Location};
+
+/// The file types of a segment tantivy writes once and that are exported;
+/// delete bitsets (`.del`) and temporary files stay in the container.
+const BUILT_TYPES: [&str; 6] = ["idx", "pos", "term", "store", "fast", "fieldnorm"];
+
+/// A segment of a namespace: `(namespace, segment id)`.
+pub(crate) type SegKey = (Arc<str>, Arc<str>);
+
+/// The segment a file belongs to, if it is a file a segment is built of:
+/// `<32 hex digits>.<type>`.
+pub(crate) fn segment_of(path: &str) -> Option<&str> {
+    let (id, ext) = path.split_once('.')?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && BUILT_TYPES.contains(&ext))
+        .then_some(id)
+}
+
+/// Where a chunk goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Into the container, as always.
+    Container,
+    /// The segment just became large enough: its segment file is to be
+    /// created first, then the chunk planned again.
+    Create,
+    /// At `offset` of segment file `no` (reserved; [`Builds::done`] or
+    /// [`Builds::abandon`] must follow).
+    Place { no: u64, offset: u64 },
+}
+
+/// The segments being built in place.
+#[derive(Default)]
+pub(crate) struct Builds {
+    state: Mutex<State>,
+    /// Held while a segment file is created (its `ExportBegin` appended and
+    /// synced, the file made): creations one at a time, placements go on.
+    pub creating: Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Segments with a writer open, by key.
+    segments: HashMap<SegKey, Seg>,
+    /// Segment files being built, by number.
+    files: HashMap<u64, Build>,
+}
+
+#[derive(Default)]
+struct Seg {
+    writers: usize,
+    /// Bytes its files handed over so far.
+    bytes: u64,
+    /// The segment file it is built in, once it is.
+    no: Option<u64>,
+}
+
+struct Build {
+    /// Where the next run starts (past every reserved byte).
+    end: u64,
+    /// Chunks reserved and not yet in the table.
+    pending: usize,
+    /// Written since the last sync.
+    dirty: bool,
+    /// Whether a writer of its segment is still open (more chunks may come).
+    open: bool,
+    /// File id to the end of its last chunk: a chunk that starts there
+    /// continues the file's run.
+    last_end: HashMap<u64, u64>,
+}
+
+impl Builds {
+    /// A writer of a file of segment `key` opened.
+    pub fn writer_opened(&self, key: &SegKey) {
+        lock(&self.state)
+            .segments
+            .entry(key.clone())
+            .or_default()
+            .writers += 1;
+    }
+
+    /// A writer of a file of segment `key` went: with the last one, no more
+    /// chunks come for the segment's file.
+    pub fn writer_closed(&self, key: &SegKey) {
+        let mut s = lock(&self.state);
+        let Some(seg) = s.segments.get_mut(key) else {
+            return;
+        };
+        seg.writers -= 1;
+        if seg.writers > 0 {
+            return;
+        }
+        let no = seg.no;
+        s.segments.remove(key);
+        if let Some(b) = no.and_then(|no| s.files.get_mut(&no)) {
+            b.open = false;
+            b.last_end.clear();
+        }
+    }
+
+    /// Where chunk `file_offset..+len` of file `id` of segment `key` goes,
+    /// when the segment is built in place once its files handed over
+    /// `min_bytes`. `whole`: the chunk is the whole file (it stays in the
+    /// container: one record, nothing to place).
+    pub fn plan(
+        &self,
+        key: &SegKey,
+        id: u64,
+        file_offset: u64,
+        len: u64,
+        whole: bool,
+        min_bytes: u64,
+    ) -> Plan {
+        let mut s = lock(&self.state);
+        let State { segments, files } = &mut *s;
+        let Some(seg) = segments.get_mut(key) else {
+            return Plan::Container;
+        };
+        let build = seg.no.and_then(|no| Some((no, files.get_mut(&no)?)));
+        let Some((no, b)) = build else {
+            if seg.no.is_some() {
+                // Its file was exported or dropped meanwhile.
+                return Plan::Container;
+            }
+            seg.bytes += len;
+            if whole || seg.bytes < min_bytes || !file_offset.is_multiple_of(PAGE) {
+                return Plan::Container;
+            }
+            // Counted again when planned after the creation.
+            seg.bytes -= len;
+            return Plan::Create;
+        };
+        let offset = match b.last_end.get(&id) {
+            // The file's next chunk: right after its last one if nothing
+            // came between, else on the next page.
+            Some(&last) if last == b.end => last,
+            Some(_) => b.end.next_multiple_of(PAGE),
+            None if whole || !file_offset.is_multiple_of(PAGE) => return Plan::Container,
+            // Its first chunk here: a hole in front for the bytes it has in
+            // the container, so that the export can make it one range.
+            None => b.end.next_multiple_of(PAGE) + file_offset,
+        };
+        b.end = offset + len;
+        b.last_end.insert(id, b.end);
+        b.pending += 1;
+        seg.bytes += len;
+        Plan::Place { no, offset }
+    }
+
+    /// The segment file of segment `key`, if it has one being built.
+    pub fn file_of(&self, key: &SegKey) -> Option<u64> {
+        lock(&self.state).segments.get(key)?.no
+    }
+
+    /// Segment file `no` was created for segment `key`.
+    pub fn created(&self, key: &SegKey, no: u64) {
+        let mut s = lock(&self.state);
+        let open = match s.segments.get_mut(key) {
+            Some(seg) => {
+                seg.no = Some(no);
+                true
+            }
+            None => false,
+        };
+        s.files.insert(
+            no,
+            Build {
+                end: 0,
+                pending: 0,
+                dirty: false,
+                open,
+                last_end: HashMap::new(),
+            },
+        );
+    }
+
+    /// A chunk reserved in `no` is written and in the table.
+    pub fn done(&self, no: u64) {
+        if let Some(b) = lock(&self.state).files.get_mut(&no) {
+            b.pending -= 1;
+            b.dirty = true;
+        }
+    }
+
+    /// A chunk reserved in `no` failed: its bytes were not (all) written.
+    /// The file stays dirty (a sync covers whatever did reach it).
+    pub fn abandon(&self, no: u64) {
+        if let Some(b) = lock(&self.state).files.get_mut(&no) {
+            b.pending -= 1;
+            b.dirty = true;
+        }
+    }
+
+    /// The segment files with chunks written since their last sync, now
+    /// counted as synced (put back with [`Self::mark_dirty`] if that fails).
+    pub fn take_dirty(&self) -> Vec<u64> {
+        let mut s = lock(&self.state);
+        let mut v = Vec::new();
+        for (no, b) in s.files.iter_mut() {
+            if std::mem::take(&mut b.dirty) {
+                v.push(*no);
+            }
+        }
+        v
+    }
+
+    pub fn mark_dirty(&self, no: u64) {
+        if let Some(b) = lock(&self.state).files.get_mut(&no) {
+            b.dirty = true;
+        }
+    }
+
+    /// Segment file `no` is no longer being built (its export wrote its
+    /// table, or it is dropped): no chunk goes there any more.
+    pub fn finish(&self, no: u64) {
+        let mut s = lock(&self.state);
+        s.files.remove(&no);
+        for seg in s.segments.values_mut() {
+            if seg.no == Some(no) {
+                // Any later chunk of the segment goes to the container.
+                seg.bytes = 0;
+            }
+        }
+    }
+
+    /// The segment files being built that no chunk can reach any more and
+    /// `is_dead` says hold no live file: no writer of their segment is open
+    /// and no chunk is on its way to the table.
+    pub fn dead(&self, is_dead: impl Fn(u64) -> bool) -> Vec<u64> {
+        let s = lock(&self.state);
+        let mut v: Vec<u64> = s
+            .files
+            .iter()
+            .filter(|(no, b)| !b.open && b.pending == 0 && is_dead(**no))
+            .map(|(no, _)| *no)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Finishes segment file `no`, in which `group`'s segment was built in
+/// place: each file that is one run of chunks stays where it is, its bytes
+/// from the container written into the hole left for them in front; the
+/// others (files written side by side, files all in the container) are
+/// copied to the end; then the table (entries in offset order) and the
+/// trailer, synced. Returns the open file, its length, its table and the
+/// bytes it copied.
+/// A failure leaves the file as it is: chunks of live files are in it.
+///
+/// The chunks of copied files stay in the file as dead bytes until it goes:
+/// a handle opened before the export may still read them through its own
+/// mapping (a hole punched there would change bytes it serves).
+pub(super) fn finish_in_place(
+    engine: &Engine,
+    storage: &dyn Storage,
+    no: u64,
+    group: &super::Group,
+    mut hot: Vec<HotRange>,
+    sync: bool,
+) -> std::io::Result<(Arc<dyn StorageFile>, u64, SegTable, u64)> {
+    let file = storage.open(&segment_file_name(no))?;
+    // Past every chunk (all were written: the files are terminated), and past
+    // whatever an export a crash cut short left.
+    let mut tail = file.len()?.next_multiple_of(PAGE);
+    let mut smooth = crate::container::Smoother::default();
+    let mut entries = Vec::with_capacity(group.files.len());
+    let mut copied = 0;
+    for (path, entry) in &group.files {
+        let (prefix_parts, stays) = match &entry.loc {
+            Location::Placed {
+                prefix,
+                export_no,
+                chunks,
+                ..
+            } if *export_no == no => {
+                let before: u64 = prefix.iter().map(|x| x.len).sum();
+                let one_run = runs(chunks).len() == 1;
+                let start = chunks
+                    .first()
+                    .and_then(|c| c.seg_offset.checked_sub(before))
+                    .filter(|s| one_run && s.is_multiple_of(PAGE));
+                (prefix.len(), start)
+            }
+            _ => (0, None),
+        };
+        // Chunks this process did not write are checked as they are read:
+        // damaged bytes never get a fresh checksum.
+        let parts = engine.read_entry(entry)?;
+        let mut crc = BlockHasher::new(BLOCK_LOG2);
+        let offset = stays.unwrap_or(tail);
+        let mut at = offset;
+        for (i, part) in parts.iter().enumerate() {
+            if stays.is_none() || i < prefix_parts {
+                file.write_at(at, part.as_slice())?;
+                smooth.wrote(&*file, no, at, at + part.len() as u64);
+                copied += part.len() as u64;
+            }
+            crc.update(part.as_slice());
+            at += part.len() as u64;
+        }
+        if stays.is_none() {
+            tail = at.next_multiple_of(PAGE);
+        }
+        let (crc, block_crcs) = crc.finish();
+        entries.push(SegEntry {
+            file_id: entry.id,
+            path: path.clone(),
+            offset,
+            len: entry.len,
+            crc,
+            block_crcs,
+        });
+    }
+    // The table lists files in offset order; hot ranges name entries by
+    // their index in it.
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| (entries[i].offset, entries[i].len));
+    let mut new_index = vec![0u32; entries.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_index[old] = new as u32;
+    }
+    for h in &mut hot {
+        h.entry = new_index[h.entry as usize];
+    }
+    hot.sort_by_key(|h| (h.entry, h.offset));
+    let mut slots: Vec<Option<SegEntry>> = entries.into_iter().map(Some).collect();
+    let entries: Vec<SegEntry> = order.iter().filter_map(|&i| slots[i].take()).collect();
+    let table = SegTable {
+        export_no: no,
+        namespace: group.ns.clone(),
+        block_log2: BLOCK_LOG2,
+        entries,
+        hot,
+    };
+    let mut bytes = encode_table(&table);
+    let trailer = encode_trailer(tail, &bytes);
+    bytes.extend_from_slice(&trailer);
+    file.write_at(tail, &bytes)?;
+    if sync {
+        file.sync_data()?;
+    }
+    Ok((file, tail + bytes.len() as u64, table, copied))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> SegKey {
+        (Arc::from(""), Arc::from(s))
+    }
+
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn only_segment_files_are_built() {
+        assert_eq!(segment_of(&format!("{ID}.store")), Some(ID));
+        assert_eq!(segment_of(&format!("{ID}.pos")), Some(ID));
+        assert_eq!(segment_of(&format!("{ID}.12.del")), None);
+        assert_eq!(segment_of(&format!("{ID}.store.temp")), None);
+        assert_eq!(segment_of("meta.json"), None);
+        assert_eq!(segment_of("0123.idx"), None);
+    }
+
+    #[test]
+    fn a_segment_is_built_in_place_once_large_enough() {
+        let b = Builds::default();
+        let k = key(ID);
+        b.writer_opened(&k);
+        b.writer_opened(&k);
+        // Below the minimum: the container.
+        assert_eq!(b.plan(&k, 1, 0, 64 << 10, false, 1 << 20), Plan::Container);
+        // A whole small file never is placed.
+        assert_eq!(b.plan(&k, 2, 0, 2 << 20, true, 1 << 20), Plan::Container);
+        assert_eq!(
+            b.plan(&k, 1, 64 << 10, 1 << 20, false, 1 << 20),
+            Plan::Create
+        );
+        b.created(&k, 7);
+        // The first placed chunk leaves a hole for the 64 KiB in the container.
+        let p = b.plan(&k, 1, 64 << 10, 1 << 20, false, 1 << 20);
+        assert_eq!(
+            p,
+            Plan::Place {
+                no: 7,
+                offset: 64 << 10
+            }
+        );
+        b.done(7);
+        // The next chunk of the same file follows it.
+        let next = (64 << 10) + (1 << 20);
+        assert_eq!(
+            b.plan(&k, 1, next, 1 << 20, false, 1 << 20),
+            Plan::Place {
+                no: 7,
+                offset: next
+            }
+        );
+        b.done(7);
+        // Another file starts on the next page after everything reserved.
+        let after = next + (1 << 20);
+        assert_eq!(
+            b.plan(&k, 3, 0, 100, false, 1 << 20),
+            Plan::Place {
+                no: 7,
+                offset: after
+            }
+        );
+        // File 1 again: interleaved now, on a page of its own.
+        let p = b.plan(&k, 1, next + (1 << 20), 4096, false, 1 << 20);
+        assert_eq!(
+            p,
+            Plan::Place {
+                no: 7,
+                offset: (after + 100).next_multiple_of(PAGE)
+            }
+        );
+        assert_eq!(b.take_dirty(), vec![7]);
+        assert!(b.take_dirty().is_empty());
+        // Not dead while chunks are pending or a writer is open.
+        assert!(b.dead(|_| true).is_empty());
+        b.done(7);
+        b.done(7);
+        b.writer_closed(&k);
+        assert!(b.dead(|_| true).is_empty(), "one writer still open");
+        b.writer_closed(&k);
+        assert_eq!(b.dead(|_| true), vec![7]);
+        assert!(b.dead(|_| false).is_empty());
+        b.finish(7);
+        assert!(b.dead(|_| true).is_empty());
+    }
+}
