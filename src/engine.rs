@@ -736,11 +736,15 @@ impl Engine {
         finish_len: Option<u64>,
     ) -> Result<()> {
         let name = segment_file_name(no);
-        self.container
-            .storage()
-            .open(&name)
-            .and_then(|f| f.write_at(offset, bytes))
-            .map_err(|e| Error::io(self.container.root().join(&name), e))?;
+        {
+            // One descriptor for building at a time (the fd bound).
+            let _io = lock(&self.builds.io);
+            self.container
+                .storage()
+                .open(&name)
+                .and_then(|f| f.write_at(offset, bytes))
+                .map_err(|e| Error::io(self.container.root().join(&name), e))?;
+        }
         let chunk = Chunk {
             seg_offset: offset,
             len: bytes.len() as u64,
@@ -781,6 +785,7 @@ impl Engine {
         let storage = self.container.storage();
         for no in self.builds.take_dirty() {
             let name = segment_file_name(no);
+            let _io = lock(&self.builds.io);
             if let Err(e) = storage.open(&name).and_then(|f| f.sync_data()) {
                 self.builds.mark_dirty(no);
                 return Err(Error::io(self.container.root().join(name), e));
@@ -789,17 +794,41 @@ impl Engine {
         Ok(())
     }
 
+    /// Frees the blocks of chunks exports copied elsewhere, where no mapping
+    /// made before the export is left (see `export::build`).
+    pub fn punch_dead(&self) {
+        let storage = self.container.storage();
+        for (no, ranges) in self.builds.take_punchable() {
+            let _io = lock(&self.builds.io);
+            match storage.open(&segment_file_name(no)) {
+                Ok(f) => {
+                    for r in ranges {
+                        f.punch_hole(r);
+                    }
+                }
+                Err(e) => log::debug!("freeing dead chunks of segment file {no}: {e}"),
+            }
+        }
+    }
+
     /// The parts of a file being built in place, zero-copy: its bytes in the
     /// container, then one part per run of its chunks in segment file `no`
-    /// (mapped for this handle; the descriptor closes at once). Chunks this
-    /// process did not write are checked by the first read touching them.
+    /// (mapped for this handle; the descriptor closes at once), and what to
+    /// run once a mapping of them all as one range (`io::stitch`) is gone.
+    /// Chunks this process did not write are checked by the first read
+    /// touching them. Until every byte of the mapping is unreachable, chunks
+    /// the export copies elsewhere keep their blocks.
+    #[allow(clippy::type_complexity)]
     fn placed_parts(
         &self,
         prefix: &[Extent],
         no: u64,
         chunks: &[Chunk],
         fresh: bool,
-    ) -> std::io::Result<Vec<(OwnedBytes, Option<crate::directory::Check>)>> {
+    ) -> std::io::Result<(
+        Vec<(OwnedBytes, Option<crate::directory::Check>)>,
+        crate::io::stitch::OnUnmap,
+    )> {
         let mut parts = Vec::with_capacity(prefix.len() + 1);
         for x in prefix {
             let (bytes, check) = self.container.read_deferring(*x)?;
@@ -824,8 +853,16 @@ impl Engine {
         }
         let view = file.view(end)?;
         drop(file);
+        let mapping = view.read(0..end)?;
+        drop(view);
+        self.builds.view_opened(no);
+        let guard: Arc<dyn Send + Sync> = Arc::new(ViewGuard {
+            engine: self.me.clone(),
+            no,
+        });
+        let mapping = crate::io::stitch::guarded(mapping, guard.clone());
         for (a, b, range) in crate::table::runs(chunks) {
-            let bytes = view.read(range.clone())?;
+            let bytes = mapping.slice(range.start as usize..range.end as usize);
             let check = (!fresh).then(|| {
                 let (run, chunks, name) = (bytes.clone(), chunks[a..b].to_vec(), name.clone());
                 Box::new(move || check_chunks(&name, &run, range.start, &chunks))
@@ -833,7 +870,7 @@ impl Engine {
             });
             parts.push((bytes, check));
         }
-        Ok(parts)
+        Ok((parts, Box::new(move || drop(guard))))
     }
 
     /// Makes sure namespace `ns`'s files are decoded from the snapshot the
@@ -1133,15 +1170,18 @@ impl Engine {
                     export_no,
                     chunks,
                     fresh,
-                } => self
-                    .placed_parts(prefix, *export_no, chunks, *fresh)
-                    .map(|parts| {
+                } => self.placed_parts(prefix, *export_no, chunks, *fresh).map(
+                    |(parts, on_unmap)| {
+                        // A file of several runs is mapped as one range on
+                        // its first read across them, as a container file is.
+                        let stitch = (parts.len() > 1).then_some(on_unmap);
                         Arc::new(crate::directory::ExtentsHandle::counted(
                             parts,
                             self.counters.reads.clone(),
-                            None,
+                            stitch,
                         )) as Arc<dyn tantivy::directory::FileHandle>
-                    }),
+                    },
+                ),
             };
             if read.is_ok() {
                 return Some(read);
@@ -1181,6 +1221,7 @@ impl Engine {
                 fresh,
             } => self
                 .placed_parts(prefix, *export_no, chunks, *fresh)?
+                .0
                 .into_iter()
                 .map(|(bytes, check)| {
                     if let Some(check) = check {
@@ -1230,4 +1271,19 @@ pub(crate) fn check_chunks(
         }
     }
     Ok(())
+}
+
+/// Held by every slice of a mapping of a segment file made for reads of its
+/// chunks before its export; its drop says none is left.
+struct ViewGuard {
+    engine: Weak<Engine>,
+    no: u64,
+}
+
+impl Drop for ViewGuard {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.upgrade() {
+            engine.builds.view_closed(self.no);
+        }
+    }
 }

@@ -90,6 +90,9 @@ fn open_candidate(path: &Path, indexing: bool) -> BoxResult<Box<dyn Directory>> 
     if EXPORT_ANY_FILE.get().copied().unwrap_or(false) {
         builder = builder.export_copy(jocky::ExportCopy::AnyFile);
     }
+    if BUILD_IN_PLACE.get().copied().unwrap_or(false) {
+        builder = builder.build_in_place(true);
+    }
     if NO_EXPORT.get().copied().unwrap_or(false) {
         builder = builder.export_policy(jocky::ExportPolicy::WhenQuiet {
             min_segment_bytes: u64::MAX,
@@ -124,6 +127,7 @@ static WRITE_QUEUE_MB: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock:
 
 /// `--export-copy-any-file`.
 static EXPORT_ANY_FILE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+static BUILD_IN_PLACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// `--no-export`.
 static NO_EXPORT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -203,6 +207,10 @@ struct Args {
     /// (`ExportCopy::AnyFile`: reflinks on XFS/btrfs), not only the active one.
     #[arg(long)]
     export_copy_any_file: bool,
+    /// jocky builds large segments in place (`Builder::build_in_place`): their
+    /// files' bytes go straight into their segment file.
+    #[arg(long)]
+    build_in_place: bool,
     /// Leave out the RamDirectory side (the floor no directory can beat).
     #[arg(long)]
     no_ram: bool,
@@ -566,6 +574,7 @@ fn run(args: &Args) -> BoxResult<()> {
     let _ = WRITE_QUEUE_MB.set(args.write_queue_mb);
     let _ = WRITE_MODE.set(args.write_mode);
     let _ = EXPORT_ANY_FILE.set(args.export_copy_any_file);
+    let _ = BUILD_IN_PLACE.set(args.build_in_place);
     if args.rounds == 0 || args.threads == 0 || args.query_repeats == 0 {
         return Err("--rounds, --threads and --query-repeats must be at least 1".into());
     }
@@ -618,7 +627,7 @@ fn run(args: &Args) -> BoxResult<()> {
         args.rounds
     );
     println!(
-        "jocky: write mode {:?}, export {}{}, write buffer {}, write queue {}",
+        "jocky: write mode {:?}, export {}{}{}, write buffer {}, write queue {}",
         args.write_mode.unwrap_or_default(),
         match (args.no_export, args.export_min_mb) {
             (true, _) => "never (dead space still reclaimed)".into(),
@@ -627,6 +636,11 @@ fn run(args: &Args) -> BoxResult<()> {
         },
         if args.export_copy_any_file {
             ", copies in the kernel from any container file"
+        } else {
+            ""
+        },
+        if args.build_in_place {
+            ", large segments built in place"
         } else {
             ""
         },
@@ -900,9 +914,11 @@ fn index_side(
         dir.wait_for_background_work();
         let st = dir.stats();
         background = format!(
-            "exported {} segment files ({:.0} MB, {:.0} MB of it copied in the kernel), copied \
-             {:.0} MB forward, {:.0} MB copied to serve reads across extents, {} files mapped \
-             as one range",
+            "built {} segments in place ({:.0} MB), exported {} segment files ({:.0} MB copied, \
+             {:.0} MB of it in the kernel), copied {:.0} MB forward, {:.0} MB copied to serve \
+             reads across extents, {} files mapped as one range",
+            st.segments_built_in_place,
+            mb(st.bytes_built_in_place),
             st.segments_exported,
             mb(st.bytes_exported),
             mb(st.bytes_exported_in_kernel),

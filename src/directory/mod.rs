@@ -110,6 +110,9 @@ pub struct Stats {
     /// Bytes copied into segment files since open (a segment built in place
     /// counts only what its export copied).
     pub bytes_exported: u64,
+    /// Segment files being built in place now (chunks of live files, no
+    /// table yet; not mapped, not counted in `segment_files`).
+    pub segment_files_being_built: usize,
     /// Segment files created since open to build a segment in place
     /// ([`Builder::build_in_place`]).
     pub segments_built_in_place: u64,
@@ -541,6 +544,7 @@ pub(crate) fn stats_of(engine: &Engine) -> Stats {
         bytes_exported: m.bytes_exported.load(Relaxed),
         bytes_exported_in_kernel: m.bytes_copied_in_kernel.load(Relaxed),
         segments_built_in_place: m.segments_built_in_place.load(Relaxed),
+        segment_files_being_built: table.building_segments().len(),
         bytes_built_in_place: m.bytes_built_in_place.load(Relaxed),
         container_files_reclaimed: m.container_files_reclaimed.load(Relaxed),
         segment_files_removed: m.segment_files_removed.load(Relaxed),

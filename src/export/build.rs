@@ -37,6 +37,7 @@
 //! taken alone, for in-memory updates only.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use crate::engine::Engine;
@@ -83,6 +84,9 @@ pub(crate) struct Builds {
     /// Held while a segment file is created (its `ExportBegin` appended and
     /// synced, the file made): creations one at a time, placements go on.
     pub creating: Mutex<()>,
+    /// Held around each write or sync of a segment file being built (with
+    /// the descriptor it opens): at most one such descriptor at a time.
+    pub io: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -91,6 +95,13 @@ struct State {
     segments: HashMap<SegKey, Seg>,
     /// Segment files being built, by number.
     files: HashMap<u64, Build>,
+    /// Live mappings of segment files made for reads before their export,
+    /// by number (see [`Builds::view_opened`]).
+    views: HashMap<u64, usize>,
+    /// Ranges of finished segment files whose chunks their export copied
+    /// elsewhere: their blocks are freed once no mapping made before the
+    /// export is left.
+    dead: HashMap<u64, Vec<Range<u64>>>,
 }
 
 #[derive(Default)]
@@ -109,8 +120,8 @@ struct Build {
     pending: usize,
     /// Written since the last sync.
     dirty: bool,
-    /// Whether a writer of its segment is still open (more chunks may come).
-    open: bool,
+    /// The segment built in it.
+    key: SegKey,
     /// File id to the end of its last chunk: a chunk that starts there
     /// continues the file's run.
     last_end: HashMap<u64, u64>,
@@ -126,22 +137,18 @@ impl Builds {
             .writers += 1;
     }
 
-    /// A writer of a file of segment `key` went: with the last one, no more
-    /// chunks come for the segment's file.
+    /// A writer of a file of segment `key` went. A segment that is not
+    /// being built is forgotten with its last writer; one that is stays
+    /// known (so that a file opened later joins the same segment file) until
+    /// its file is finished or dropped.
     pub fn writer_closed(&self, key: &SegKey) {
         let mut s = lock(&self.state);
         let Some(seg) = s.segments.get_mut(key) else {
             return;
         };
         seg.writers -= 1;
-        if seg.writers > 0 {
-            return;
-        }
-        let no = seg.no;
-        s.segments.remove(key);
-        if let Some(b) = no.and_then(|no| s.files.get_mut(&no)) {
-            b.open = false;
-            b.last_end.clear();
+        if seg.writers == 0 && seg.no.is_none() {
+            s.segments.remove(key);
         }
     }
 
@@ -159,16 +166,14 @@ impl Builds {
         min_bytes: u64,
     ) -> Plan {
         let mut s = lock(&self.state);
-        let State { segments, files } = &mut *s;
+        let State {
+            segments, files, ..
+        } = &mut *s;
         let Some(seg) = segments.get_mut(key) else {
             return Plan::Container;
         };
         let build = seg.no.and_then(|no| Some((no, files.get_mut(&no)?)));
         let Some((no, b)) = build else {
-            if seg.no.is_some() {
-                // Its file was exported or dropped meanwhile.
-                return Plan::Container;
-            }
             seg.bytes += len;
             if whole || seg.bytes < min_bytes || !file_offset.is_multiple_of(PAGE) {
                 return Plan::Container;
@@ -202,20 +207,14 @@ impl Builds {
     /// Segment file `no` was created for segment `key`.
     pub fn created(&self, key: &SegKey, no: u64) {
         let mut s = lock(&self.state);
-        let open = match s.segments.get_mut(key) {
-            Some(seg) => {
-                seg.no = Some(no);
-                true
-            }
-            None => false,
-        };
+        s.segments.entry(key.clone()).or_default().no = Some(no);
         s.files.insert(
             no,
             Build {
                 end: 0,
                 pending: 0,
                 dirty: false,
-                open,
+                key: key.clone(),
                 last_end: HashMap::new(),
             },
         );
@@ -261,13 +260,62 @@ impl Builds {
     /// table, or it is dropped): no chunk goes there any more.
     pub fn finish(&self, no: u64) {
         let mut s = lock(&self.state);
-        s.files.remove(&no);
-        for seg in s.segments.values_mut() {
-            if seg.no == Some(no) {
-                // Any later chunk of the segment goes to the container.
+        let Some(b) = s.files.remove(&no) else {
+            return;
+        };
+        if let Some(seg) = s.segments.get_mut(&b.key) {
+            if seg.writers == 0 {
+                s.segments.remove(&b.key);
+            } else {
+                // A later chunk of the segment starts over (in the container).
+                seg.no = None;
                 seg.bytes = 0;
             }
         }
+    }
+
+    /// A mapping of segment file `no` for reads of chunks was made; it stays
+    /// until [`Self::view_closed`] (when no byte of it is reachable).
+    pub fn view_opened(&self, no: u64) {
+        *lock(&self.state).views.entry(no).or_default() += 1;
+    }
+
+    pub fn view_closed(&self, no: u64) {
+        let mut s = lock(&self.state);
+        if let Some(n) = s.views.get_mut(&no) {
+            *n -= 1;
+            if *n == 0 {
+                s.views.remove(&no);
+            }
+        }
+    }
+
+    /// Chunks of finished segment file `no` that its export copied elsewhere.
+    pub fn add_dead(&self, no: u64, ranges: Vec<Range<u64>>) {
+        if !ranges.is_empty() {
+            lock(&self.state).dead.entry(no).or_default().extend(ranges);
+        }
+    }
+
+    /// The dead ranges no mapping made before their file's export can read
+    /// any more, taken.
+    pub fn take_punchable(&self) -> Vec<(u64, Vec<Range<u64>>)> {
+        let mut s = lock(&self.state);
+        let ready: Vec<u64> = s
+            .dead
+            .keys()
+            .copied()
+            .filter(|no| !s.views.contains_key(no))
+            .collect();
+        ready
+            .into_iter()
+            .filter_map(|no| Some((no, s.dead.remove(&no)?)))
+            .collect()
+    }
+
+    /// Segment file `no` is gone: nothing of it is to be freed.
+    pub fn forget_dead(&self, no: u64) {
+        lock(&self.state).dead.remove(&no);
     }
 
     /// The segment files being built that no chunk can reach any more and
@@ -278,7 +326,11 @@ impl Builds {
         let mut v: Vec<u64> = s
             .files
             .iter()
-            .filter(|(no, b)| !b.open && b.pending == 0 && is_dead(**no))
+            .filter(|(no, b)| {
+                b.pending == 0
+                    && s.segments.get(&b.key).is_none_or(|seg| seg.writers == 0)
+                    && is_dead(**no)
+            })
             .map(|(no, _)| *no)
             .collect();
         v.sort_unstable();
@@ -286,18 +338,29 @@ impl Builds {
     }
 }
 
+/// A segment file an export wrote: the open file, its length, its table, the
+/// bytes copied into it, and ranges of it that are dead (chunks copied
+/// elsewhere in it).
+pub(super) struct Finished {
+    pub file: Arc<dyn StorageFile>,
+    pub len: u64,
+    pub table: SegTable,
+    pub copied: u64,
+    pub dead: Vec<Range<u64>>,
+}
+
 /// Finishes segment file `no`, in which `group`'s segment was built in
 /// place: each file that is one run of chunks stays where it is, its bytes
 /// from the container written into the hole left for them in front; the
 /// others (files written side by side, files all in the container) are
 /// copied to the end; then the table (entries in offset order) and the
-/// trailer, synced. Returns the open file, its length, its table and the
-/// bytes it copied.
+/// trailer, synced. Returns the open file, its length, its table, the bytes
+/// it copied, and the ranges of chunks it copied elsewhere.
 /// A failure leaves the file as it is: chunks of live files are in it.
 ///
-/// The chunks of copied files stay in the file as dead bytes until it goes:
-/// a handle opened before the export may still read them through its own
-/// mapping (a hole punched there would change bytes it serves).
+/// The chunks of copied files are dead once the export is logged; their
+/// blocks are freed when no mapping made before the export is left (a
+/// hole punched under a live one would change bytes it serves).
 pub(super) fn finish_in_place(
     engine: &Engine,
     storage: &dyn Storage,
@@ -305,7 +368,7 @@ pub(super) fn finish_in_place(
     group: &super::Group,
     mut hot: Vec<HotRange>,
     sync: bool,
-) -> std::io::Result<(Arc<dyn StorageFile>, u64, SegTable, u64)> {
+) -> std::io::Result<Finished> {
     let file = storage.open(&segment_file_name(no))?;
     // Past every chunk (all were written: the files are terminated), and past
     // whatever an export a crash cut short left.
@@ -313,6 +376,7 @@ pub(super) fn finish_in_place(
     let mut smooth = crate::container::Smoother::default();
     let mut entries = Vec::with_capacity(group.files.len());
     let mut copied = 0;
+    let mut dead = Vec::new();
     for (path, entry) in &group.files {
         let (prefix_parts, stays) = match &entry.loc {
             Location::Placed {
@@ -327,6 +391,9 @@ pub(super) fn finish_in_place(
                     .first()
                     .and_then(|c| c.seg_offset.checked_sub(before))
                     .filter(|s| one_run && s.is_multiple_of(PAGE));
+                if start.is_none() {
+                    dead.extend(runs(chunks).into_iter().map(|(_, _, r)| r));
+                }
                 (prefix.len(), start)
             }
             _ => (0, None),
@@ -387,7 +454,13 @@ pub(super) fn finish_in_place(
     if sync {
         file.sync_data()?;
     }
-    Ok((file, tail + bytes.len() as u64, table, copied))
+    Ok(Finished {
+        file,
+        len: tail + bytes.len() as u64,
+        table,
+        copied,
+        dead,
+    })
 }
 
 #[cfg(test)]
@@ -472,9 +545,21 @@ mod tests {
         b.writer_closed(&k);
         assert!(b.dead(|_| true).is_empty(), "one writer still open");
         b.writer_closed(&k);
+        // A file of the segment opened after every writer went joins it.
+        b.writer_opened(&k);
+        assert!(matches!(
+            b.plan(&k, 4, 0, 4096, false, 1 << 20),
+            Plan::Place { no: 7, .. }
+        ));
+        b.done(7);
+        b.writer_closed(&k);
         assert_eq!(b.dead(|_| true), vec![7]);
         assert!(b.dead(|_| false).is_empty());
         b.finish(7);
         assert!(b.dead(|_| true).is_empty());
+        assert!(
+            lock(&b.state).segments.is_empty(),
+            "forgotten with its file"
+        );
     }
 }

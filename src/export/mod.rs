@@ -195,7 +195,13 @@ impl Exporter<'_> {
                 _ => Vec::new(),
             }
         };
-        let (file, len, table, copied) = match built {
+        let build::Finished {
+            file,
+            len,
+            table,
+            copied,
+            dead,
+        } = match built {
             Some(_) => {
                 // No chunk goes there any more (its files are all terminated).
                 self.0.builds().finish(no);
@@ -205,7 +211,13 @@ impl Exporter<'_> {
             None => write_segment_file(self.0, &*storage, no, &group, hot, sync)
                 .map(|(f, len, t)| {
                     let copied = t.entries.iter().map(|e| e.len).sum();
-                    (f, len, t, copied)
+                    build::Finished {
+                        file: f,
+                        len,
+                        table: t,
+                        copied,
+                        dead: Vec::new(),
+                    }
                 })
                 .map_err(|e| Error::io(&path, e))?,
         };
@@ -284,6 +296,11 @@ impl Exporter<'_> {
             return Ok(());
         }
         self.0.container().sync()?;
+        // Chunks the export copied elsewhere are dead now that the move is
+        // durable: freed at once, or when the last mapping made for reads
+        // before the export goes.
+        self.0.builds().add_dead(no, dead);
+        self.0.punch_dead();
         // Served from the segment file now: the copy in the container (read
         // for the export) leaves memory and, unless mapped elsewhere, the cache.
         self.0.container().release(&old_extents);
