@@ -742,7 +742,13 @@ impl Engine {
             self.container
                 .storage()
                 .open(&name)
-                .and_then(|f| f.write_at(offset, bytes))
+                .and_then(|f| {
+                    f.write_at(offset, bytes)?;
+                    // Write-back starts now, as the container's does: the
+                    // commit's sync then finds little left to write.
+                    f.start_write_back(offset..offset + bytes.len() as u64);
+                    Ok(())
+                })
                 .map_err(|e| Error::io(self.container.root().join(&name), e))?;
         }
         let chunk = Chunk {

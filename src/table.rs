@@ -143,6 +143,8 @@ pub(crate) struct FileTable {
     segment_use: HashMap<u64, usize>,
     /// Segment files being built in place to the files with chunks in them.
     building_use: HashMap<u64, usize>,
+    /// Bytes of live files' chunks in them.
+    building_bytes: u64,
     ns_use: HashMap<Arc<str>, NamespaceUse>,
     live_bytes: u64,
     /// Segment files the log has a record of (`ExportBegin`, `Export`,
@@ -829,9 +831,19 @@ impl FileTable {
                 }
             }
         }
-        let (books, no) = match e.loc {
-            Location::Segment { export_no, .. } => (&mut self.segment_use, export_no),
-            Location::Placed { export_no, .. } => (&mut self.building_use, export_no),
+        let (books, no) = match &e.loc {
+            Location::Segment { export_no, .. } => (&mut self.segment_use, *export_no),
+            Location::Placed {
+                export_no, chunks, ..
+            } => {
+                let bytes: u64 = chunks.iter().map(|c| c.len).sum();
+                if add {
+                    self.building_bytes += bytes;
+                } else {
+                    self.building_bytes -= bytes;
+                }
+                (&mut self.building_use, *export_no)
+            }
             Location::Container(_) => return,
         };
         let n = books.entry(no).or_default();
@@ -1092,6 +1104,11 @@ impl FileTable {
     /// built in place.
     pub fn building_use(&self, export_no: u64) -> usize {
         self.building_use.get(&export_no).copied().unwrap_or(0)
+    }
+
+    /// Bytes of live files' chunks in segment files being built.
+    pub fn building_bytes(&self) -> u64 {
+        self.building_bytes
     }
 
     /// Segment files being built in place that hold chunks of live files.

@@ -90,8 +90,8 @@ fn open_candidate(path: &Path, indexing: bool) -> BoxResult<Box<dyn Directory>> 
     if EXPORT_ANY_FILE.get().copied().unwrap_or(false) {
         builder = builder.export_copy(jocky::ExportCopy::AnyFile);
     }
-    if BUILD_IN_PLACE.get().copied().unwrap_or(false) {
-        builder = builder.build_in_place(true);
+    if NO_BUILD_IN_PLACE.get().copied().unwrap_or(false) {
+        builder = builder.build_in_place(false);
     }
     if NO_EXPORT.get().copied().unwrap_or(false) {
         builder = builder.export_policy(jocky::ExportPolicy::WhenQuiet {
@@ -127,7 +127,7 @@ static WRITE_QUEUE_MB: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock:
 
 /// `--export-copy-any-file`.
 static EXPORT_ANY_FILE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-static BUILD_IN_PLACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+static NO_BUILD_IN_PLACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// `--no-export`.
 static NO_EXPORT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -207,10 +207,11 @@ struct Args {
     /// (`ExportCopy::AnyFile`: reflinks on XFS/btrfs), not only the active one.
     #[arg(long)]
     export_copy_any_file: bool,
-    /// jocky builds large segments in place (`Builder::build_in_place`): their
-    /// files' bytes go straight into their segment file.
+    /// jocky does not build large segments in place (`Builder::build_in_place`,
+    /// on by default): every byte goes to the container first, and the final
+    /// segments are copied out by their export.
     #[arg(long)]
-    build_in_place: bool,
+    no_build_in_place: bool,
     /// Leave out the RamDirectory side (the floor no directory can beat).
     #[arg(long)]
     no_ram: bool,
@@ -574,7 +575,7 @@ fn run(args: &Args) -> BoxResult<()> {
     let _ = WRITE_QUEUE_MB.set(args.write_queue_mb);
     let _ = WRITE_MODE.set(args.write_mode);
     let _ = EXPORT_ANY_FILE.set(args.export_copy_any_file);
-    let _ = BUILD_IN_PLACE.set(args.build_in_place);
+    let _ = NO_BUILD_IN_PLACE.set(args.no_build_in_place);
     if args.rounds == 0 || args.threads == 0 || args.query_repeats == 0 {
         return Err("--rounds, --threads and --query-repeats must be at least 1".into());
     }
@@ -639,8 +640,8 @@ fn run(args: &Args) -> BoxResult<()> {
         } else {
             ""
         },
-        if args.build_in_place {
-            ", large segments built in place"
+        if args.no_build_in_place {
+            ", nothing built in place"
         } else {
             ""
         },

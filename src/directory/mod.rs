@@ -113,6 +113,8 @@ pub struct Stats {
     /// Segment files being built in place now (chunks of live files, no
     /// table yet; not mapped, not counted in `segment_files`).
     pub segment_files_being_built: usize,
+    /// Bytes of live files' chunks in them.
+    pub segment_bytes_being_built: u64,
     /// Segment files created since open to build a segment in place
     /// ([`Builder::build_in_place`]).
     pub segments_built_in_place: u64,
@@ -251,14 +253,17 @@ impl Builder {
         self
     }
 
-    /// Build large segments in place (default off): once the files of a
+    /// Build large segments in place (default on): once the files of a
     /// segment have written the export policy's minimum (4 MiB by
     /// default), the rest of their bytes go straight into the segment file
     /// the segment will be exported as, not into the container first, so
     /// that the export copies only what the segment had in the container
     /// before and the files tantivy wrote side by side. On ext4 that writes
-    /// the final index once instead of twice. Ignored under
-    /// [`SyncPolicy::Interval`], whose timer syncs the container alone.
+    /// the final index once instead of twice (bytes written 1.18x / 1.22x
+    /// `MmapDirectory`'s on the generated corpus / the Linux tree, against
+    /// 1.49x / 1.50x with `false`). Ignored under [`SyncPolicy::Interval`],
+    /// whose timer syncs the container alone. See `docs/format.md`,
+    /// "Building in place", for what it changes on disk.
     pub fn build_in_place(mut self, yes: bool) -> Self {
         self.engine.build_in_place = yes;
         self
@@ -415,7 +420,10 @@ impl JockyDirectory {
             write_buffer: None,
             write_mode: WriteMode::default(),
             write_queue: DEFAULT_WRITE_QUEUE,
-            engine: EngineOptions::default(),
+            engine: EngineOptions {
+                build_in_place: true,
+                ..EngineOptions::default()
+            },
             full_replay: false,
         }
     }
@@ -545,6 +553,7 @@ pub(crate) fn stats_of(engine: &Engine) -> Stats {
         bytes_exported_in_kernel: m.bytes_copied_in_kernel.load(Relaxed),
         segments_built_in_place: m.segments_built_in_place.load(Relaxed),
         segment_files_being_built: table.building_segments().len(),
+        segment_bytes_being_built: table.building_bytes(),
         bytes_built_in_place: m.bytes_built_in_place.load(Relaxed),
         container_files_reclaimed: m.container_files_reclaimed.load(Relaxed),
         segment_files_removed: m.segment_files_removed.load(Relaxed),
