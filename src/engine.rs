@@ -663,12 +663,17 @@ impl Engine {
         else {
             return self.write_chunk(id, file_offset, bytes, finish_len, align);
         };
-        let whole = file_offset == 0 && finish_len.is_some();
+        let last = finish_len.is_some();
+        let whole = file_offset == 0 && last;
         let len = bytes.len() as u64;
-        let mut plan = self.builds.plan(key, id, file_offset, len, whole, min);
+        let mut plan = self
+            .builds
+            .plan(key, id, file_offset, len, whole, last, min);
         if plan == Plan::Create {
             self.begin_build(key)?;
-            plan = self.builds.plan(key, id, file_offset, len, whole, min);
+            plan = self
+                .builds
+                .plan(key, id, file_offset, len, whole, last, min);
         }
         match plan {
             Plan::Place { no, offset } => {
@@ -800,30 +805,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Frees the blocks of chunks exports copied elsewhere, where no mapping
-    /// made before the export is left (see `export::build`).
-    pub fn punch_dead(&self) {
-        let storage = self.container.storage();
-        for (no, ranges) in self.builds.take_punchable() {
-            let _io = lock(&self.builds.io);
-            match storage.open(&segment_file_name(no)) {
-                Ok(f) => {
-                    for r in ranges {
-                        f.punch_hole(r);
-                    }
-                }
-                Err(e) => log::debug!("freeing dead chunks of segment file {no}: {e}"),
-            }
-        }
-    }
-
     /// The parts of a file being built in place, zero-copy: its bytes in the
     /// container, then one part per run of its chunks in segment file `no`
     /// (mapped for this handle; the descriptor closes at once), and what to
     /// run once a mapping of them all as one range (`io::stitch`) is gone.
     /// Chunks this process did not write are checked by the first read
-    /// touching them. Until every byte of the mapping is unreachable, chunks
-    /// the export copies elsewhere keep their blocks.
+    /// touching them.
     #[allow(clippy::type_complexity)]
     fn placed_parts(
         &self,
@@ -861,12 +848,6 @@ impl Engine {
         drop(file);
         let mapping = view.read(0..end)?;
         drop(view);
-        self.builds.view_opened(no);
-        let guard: Arc<dyn Send + Sync> = Arc::new(ViewGuard {
-            engine: self.me.clone(),
-            no,
-        });
-        let mapping = crate::io::stitch::guarded(mapping, guard.clone());
         for (a, b, range) in crate::table::runs(chunks) {
             let bytes = mapping.slice(range.start as usize..range.end as usize);
             let check = (!fresh).then(|| {
@@ -876,7 +857,7 @@ impl Engine {
             });
             parts.push((bytes, check));
         }
-        Ok((parts, Box::new(move || drop(guard))))
+        Ok((parts, Box::new(|| {})))
     }
 
     /// Makes sure namespace `ns`'s files are decoded from the snapshot the
@@ -1277,19 +1258,4 @@ pub(crate) fn check_chunks(
         }
     }
     Ok(())
-}
-
-/// Held by every slice of a mapping of a segment file made for reads of its
-/// chunks before its export; its drop says none is left.
-struct ViewGuard {
-    engine: Weak<Engine>,
-    no: u64,
-}
-
-impl Drop for ViewGuard {
-    fn drop(&mut self) {
-        if let Some(engine) = self.engine.upgrade() {
-            engine.builds.view_closed(self.no);
-        }
-    }
 }

@@ -120,8 +120,6 @@ impl Reclaimer<'_> {
     /// One reclamation pass.
     pub fn reclaim(&self) -> Result<ReclaimReport> {
         let _pass = self.0.maintenance_pass();
-        // Chunks exports copied elsewhere, once nothing maps them.
-        self.0.punch_dead();
         let mut report = ReclaimReport::default();
         let active = self.0.container().active_no();
         if let Some((_, size)) = self
@@ -256,7 +254,6 @@ impl Reclaimer<'_> {
         let storage = self.0.container().storage().clone();
         for no in &dead_segments {
             self.0.builds().finish(*no);
-            self.0.builds().forget_dead(*no);
             self.0.segments().forget(*no);
             self.0.table_mut().retain_logged_segments(|n| n != no);
             let name = segment_file_name(*no);

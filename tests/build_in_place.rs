@@ -308,3 +308,35 @@ fn a_tantivy_index_built_in_place_searches_as_on_mmap_and_reopens() {
         assert!(name.starts_with("jocky-"), "{name}");
     }
 }
+
+/// `jocky::verify` checks the chunks of files being built too: a flipped byte
+/// in one is reported with the file's name.
+#[test]
+fn verify_reports_damage_in_a_file_being_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(8, 500_000);
+    {
+        let dir = JockyDirectory::builder(tmp.path())
+            .export_policy(ExportPolicy::Manual)
+            .build_any_file_in_place(64 << 10)
+            .open()
+            .unwrap();
+        write_file(&dir, "v.pos", &data);
+        dir.sync_directory().unwrap();
+    }
+    let report = jocky::verify::verify(tmp.path()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.files_being_built, 1, "{report:?}");
+    let seg = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".seg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() - 1000;
+    bytes[at] ^= 1;
+    std::fs::write(&seg, bytes).unwrap();
+    let report = jocky::verify::verify(tmp.path()).unwrap();
+    assert_eq!(report.damage.len(), 1, "{report:?}");
+    assert_eq!(report.damage[0].file, Path::new("v.pos"));
+}

@@ -137,6 +137,7 @@ impl Drop for FileWriter {
             }
         }
         if let Some(key) = &self.seg {
+            self.engine.builds().file_closed(key, self.id);
             self.engine.builds().writer_closed(key);
         }
         self.engine.writer_closed(&self.ns);

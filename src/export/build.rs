@@ -6,14 +6,19 @@
 //!
 //! A segment (the `<uuid>.<ext>` files of one namespace) is built in place
 //! once the bytes its files wrote reach the export policy's minimum: from
-//! then on every chunk a writer hands over (a whole number of pages, but the
-//! last) is written into segment file N with `pwrite`, through a descriptor
-//! opened for that write, and a `Placed` record in the container says where
-//! it is. The chunks of a file written alone follow each other, so the file
-//! is one range of N; the bytes it wrote before the switch (in the container)
-//! get a hole of their size in front of it, which the export fills. Files
-//! written side by side (tantivy writes a segment's postings, positions and
-//! terms together) interleave: the export copies those to the end of N.
+//! then on chunks a writer hands over (a whole number of pages, but the last)
+//! are written into segment file N with `pwrite`, through a descriptor opened
+//! for that write, and a `Placed` record in the container says where each is.
+//! One file at a time owns the end of N, from its first chunk there to its
+//! last: its chunks follow each other, so it is one range of N, and the bytes
+//! it wrote before (in the container) get a hole of their size in front of
+//! it, which the export fills. A chunk of another file while the end is owned
+//! goes to the container as before (tantivy writes a segment's postings,
+//! positions and terms side by side: one of them is built in place, the
+//! others are copied by the export, as every file was before). So no file in
+//! N is ever in pieces, the export never moves a byte of N, and no byte of N
+//! is rewritten while anyone — this process or a read-only one beside it —
+//! may have it mapped.
 //!
 //! Order, so that a crash at any point leaves nothing an open trusts half
 //! made: `ExportBegin(N)` appended and synced, N created and the folder
@@ -25,19 +30,18 @@
 //! never synced through tantivy, so no commit names it; reading it fails its
 //! chunk's CRC (reported, never served), and tantivy deletes it.
 //!
-//! The export of such a segment writes into N (the holes, the interleaved
-//! files at its end, then table and trailer) and logs the `Export` record as
-//! any export does. A segment whose files are all deleted first (merged
-//! away) leaves N dead, and reclamation drops it (`SegmentDrop`). While a
-//! file is being built in place no snapshot is written (its image has no
-//! place for chunks), and the container files holding its records are not
-//! reclaimed.
+//! The export of such a segment writes into N (the holes, the files that
+//! are in the container at its end, then table and trailer) and logs the
+//! `Export` record as any export does. A segment whose files are all deleted
+//! first (merged away) leaves N dead, and reclamation drops it
+//! (`SegmentDrop`). While a file is being built in place no snapshot is
+//! written (its image has no place for chunks), and the container files
+//! holding its records are not reclaimed.
 //!
 //! Lock order: `creating` → the container's (append, sync); `state` is
 //! taken alone, for in-memory updates only.
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use crate::engine::Engine;
@@ -95,13 +99,6 @@ struct State {
     segments: HashMap<SegKey, Seg>,
     /// Segment files being built, by number.
     files: HashMap<u64, Build>,
-    /// Live mappings of segment files made for reads before their export,
-    /// by number (see [`Builds::view_opened`]).
-    views: HashMap<u64, usize>,
-    /// Ranges of finished segment files whose chunks their export copied
-    /// elsewhere: their blocks are freed once no mapping made before the
-    /// export is left.
-    dead: HashMap<u64, Vec<Range<u64>>>,
 }
 
 #[derive(Default)]
@@ -116,6 +113,9 @@ struct Seg {
 struct Build {
     /// Where the next run starts (past every reserved byte).
     end: u64,
+    /// The file whose run ends at `end` and that is still being written:
+    /// only it may place chunks (its next one goes right after its last).
+    owner: Option<u64>,
     /// Chunks reserved and not yet in the table.
     pending: usize,
     /// Written since the last sync.
@@ -155,7 +155,8 @@ impl Builds {
     /// Where chunk `file_offset..+len` of file `id` of segment `key` goes,
     /// when the segment is built in place once its files handed over
     /// `min_bytes`. `whole`: the chunk is the whole file (it stays in the
-    /// container: one record, nothing to place).
+    /// container: one record, nothing to place); `last`: the file ends with it.
+    #[allow(clippy::too_many_arguments)]
     pub fn plan(
         &self,
         key: &SegKey,
@@ -163,6 +164,7 @@ impl Builds {
         file_offset: u64,
         len: u64,
         whole: bool,
+        last: bool,
         min_bytes: u64,
     ) -> Plan {
         let mut s = lock(&self.state);
@@ -182,21 +184,40 @@ impl Builds {
             seg.bytes -= len;
             return Plan::Create;
         };
-        let offset = match b.last_end.get(&id) {
-            // The file's next chunk: right after its last one if nothing
-            // came between, else on the next page.
-            Some(&last) if last == b.end => last,
-            Some(_) => b.end.next_multiple_of(PAGE),
-            None if whole || !file_offset.is_multiple_of(PAGE) => return Plan::Container,
+        seg.bytes += len;
+        let offset = match (b.owner, b.last_end.get(&id)) {
+            // The owner's next chunk, right after its last one.
+            (Some(owner), Some(&last)) if owner == id && last == b.end => last,
+            // A file that was built here and lost the end (it cannot: it
+            // owns it until its last chunk) would be in pieces: never.
+            (_, Some(_)) => return Plan::Container,
+            // The end is someone else's, or this chunk cannot follow a hole:
+            // the container, as before.
+            (Some(_), None) => return Plan::Container,
+            (None, None) if whole || !file_offset.is_multiple_of(PAGE) => return Plan::Container,
             // Its first chunk here: a hole in front for the bytes it has in
             // the container, so that the export can make it one range.
-            None => b.end.next_multiple_of(PAGE) + file_offset,
+            (None, None) => b.end.next_multiple_of(PAGE) + file_offset,
         };
         b.end = offset + len;
         b.last_end.insert(id, b.end);
+        b.owner = (!last).then_some(id);
         b.pending += 1;
-        seg.bytes += len;
         Plan::Place { no, offset }
+    }
+
+    /// The writer of file `id` of segment `key` went (terminated or not): if
+    /// it owned the end of its segment file, another file may take it.
+    pub fn file_closed(&self, key: &SegKey, id: u64) {
+        let mut s = lock(&self.state);
+        let Some(no) = s.segments.get(key).and_then(|seg| seg.no) else {
+            return;
+        };
+        if let Some(b) = s.files.get_mut(&no) {
+            if b.owner == Some(id) {
+                b.owner = None;
+            }
+        }
     }
 
     /// The segment file of segment `key`, if it has one being built.
@@ -212,6 +233,7 @@ impl Builds {
             no,
             Build {
                 end: 0,
+                owner: None,
                 pending: 0,
                 dirty: false,
                 key: key.clone(),
@@ -274,50 +296,6 @@ impl Builds {
         }
     }
 
-    /// A mapping of segment file `no` for reads of chunks was made; it stays
-    /// until [`Self::view_closed`] (when no byte of it is reachable).
-    pub fn view_opened(&self, no: u64) {
-        *lock(&self.state).views.entry(no).or_default() += 1;
-    }
-
-    pub fn view_closed(&self, no: u64) {
-        let mut s = lock(&self.state);
-        if let Some(n) = s.views.get_mut(&no) {
-            *n -= 1;
-            if *n == 0 {
-                s.views.remove(&no);
-            }
-        }
-    }
-
-    /// Chunks of finished segment file `no` that its export copied elsewhere.
-    pub fn add_dead(&self, no: u64, ranges: Vec<Range<u64>>) {
-        if !ranges.is_empty() {
-            lock(&self.state).dead.entry(no).or_default().extend(ranges);
-        }
-    }
-
-    /// The dead ranges no mapping made before their file's export can read
-    /// any more, taken.
-    pub fn take_punchable(&self) -> Vec<(u64, Vec<Range<u64>>)> {
-        let mut s = lock(&self.state);
-        let ready: Vec<u64> = s
-            .dead
-            .keys()
-            .copied()
-            .filter(|no| !s.views.contains_key(no))
-            .collect();
-        ready
-            .into_iter()
-            .filter_map(|no| Some((no, s.dead.remove(&no)?)))
-            .collect()
-    }
-
-    /// Segment file `no` is gone: nothing of it is to be freed.
-    pub fn forget_dead(&self, no: u64) {
-        lock(&self.state).dead.remove(&no);
-    }
-
     /// The segment files being built that no chunk can reach any more and
     /// `is_dead` says hold no live file: no writer of their segment is open
     /// and no chunk is on its way to the table.
@@ -338,15 +316,13 @@ impl Builds {
     }
 }
 
-/// A segment file an export wrote: the open file, its length, its table, the
-/// bytes copied into it, and ranges of it that are dead (chunks copied
-/// elsewhere in it).
+/// A segment file an export wrote: the open file, its length, its table and
+/// the bytes copied into it.
 pub(super) struct Finished {
     pub file: Arc<dyn StorageFile>,
     pub len: u64,
     pub table: SegTable,
     pub copied: u64,
-    pub dead: Vec<Range<u64>>,
 }
 
 /// Finishes segment file `no`, in which `group`'s segment was built in
@@ -354,13 +330,12 @@ pub(super) struct Finished {
 /// from the container written into the hole left for them in front; the
 /// others (files written side by side, files all in the container) are
 /// copied to the end; then the table (entries in offset order) and the
-/// trailer, synced. Returns the open file, its length, its table, the bytes
-/// it copied, and the ranges of chunks it copied elsewhere.
+/// trailer, synced.
 /// A failure leaves the file as it is: chunks of live files are in it.
 ///
-/// The chunks of copied files are dead once the export is logged; their
-/// blocks are freed when no mapping made before the export is left (a
-/// hole punched under a live one would change bytes it serves).
+/// A file in pieces (which building never makes: one file owns the end of
+/// the file at a time) would be copied to the end, its pieces left as dead
+/// bytes: nothing here rewrites a byte someone may have mapped.
 pub(super) fn finish_in_place(
     engine: &Engine,
     storage: &dyn Storage,
@@ -376,7 +351,6 @@ pub(super) fn finish_in_place(
     let mut smooth = crate::container::Smoother::default();
     let mut entries = Vec::with_capacity(group.files.len());
     let mut copied = 0;
-    let mut dead = Vec::new();
     for (path, entry) in &group.files {
         let (prefix_parts, stays) = match &entry.loc {
             Location::Placed {
@@ -391,9 +365,6 @@ pub(super) fn finish_in_place(
                     .first()
                     .and_then(|c| c.seg_offset.checked_sub(before))
                     .filter(|s| one_run && s.is_multiple_of(PAGE));
-                if start.is_none() {
-                    dead.extend(runs(chunks).into_iter().map(|(_, _, r)| r));
-                }
                 (prefix.len(), start)
             }
             _ => (0, None),
@@ -459,7 +430,6 @@ pub(super) fn finish_in_place(
         len: tail + bytes.len() as u64,
         table,
         copied,
-        dead,
     })
 }
 
@@ -487,19 +457,23 @@ mod tests {
     fn a_segment_is_built_in_place_once_large_enough() {
         let b = Builds::default();
         let k = key(ID);
+        const MIN: u64 = 1 << 20;
         b.writer_opened(&k);
         b.writer_opened(&k);
         // Below the minimum: the container.
-        assert_eq!(b.plan(&k, 1, 0, 64 << 10, false, 1 << 20), Plan::Container);
-        // A whole small file never is placed.
-        assert_eq!(b.plan(&k, 2, 0, 2 << 20, true, 1 << 20), Plan::Container);
         assert_eq!(
-            b.plan(&k, 1, 64 << 10, 1 << 20, false, 1 << 20),
+            b.plan(&k, 1, 0, 64 << 10, false, false, MIN),
+            Plan::Container
+        );
+        // A whole small file never is placed.
+        assert_eq!(b.plan(&k, 2, 0, 2 << 20, true, true, MIN), Plan::Container);
+        assert_eq!(
+            b.plan(&k, 1, 64 << 10, 1 << 20, false, false, MIN),
             Plan::Create
         );
         b.created(&k, 7);
         // The first placed chunk leaves a hole for the 64 KiB in the container.
-        let p = b.plan(&k, 1, 64 << 10, 1 << 20, false, 1 << 20);
+        let p = b.plan(&k, 1, 64 << 10, 1 << 20, false, false, MIN);
         assert_eq!(
             p,
             Plan::Place {
@@ -508,49 +482,55 @@ mod tests {
             }
         );
         b.done(7);
-        // The next chunk of the same file follows it.
+        // While file 1 owns the end, another file's chunks go to the container.
+        assert_eq!(b.plan(&k, 3, 0, 4096, false, false, MIN), Plan::Container);
+        // File 1's next chunk follows its last; its last one frees the end.
         let next = (64 << 10) + (1 << 20);
         assert_eq!(
-            b.plan(&k, 1, next, 1 << 20, false, 1 << 20),
+            b.plan(&k, 1, next, 1 << 20, false, false, MIN),
             Plan::Place {
                 no: 7,
                 offset: next
             }
         );
         b.done(7);
-        // Another file starts on the next page after everything reserved.
-        let after = next + (1 << 20);
+        let end = next + (1 << 20);
         assert_eq!(
-            b.plan(&k, 3, 0, 100, false, 1 << 20),
+            b.plan(&k, 1, end - (64 << 10), 100, false, true, MIN),
+            Plan::Place { no: 7, offset: end }
+        );
+        b.done(7);
+        // File 3 takes the end now, on the next page, after a hole for the
+        // 4 KiB it has in the container.
+        let hole_at = (end + 100).next_multiple_of(PAGE);
+        assert_eq!(
+            b.plan(&k, 3, 4096, 4096, false, false, MIN),
             Plan::Place {
                 no: 7,
-                offset: after
+                offset: hole_at + 4096
             }
         );
-        // File 1 again: interleaved now, on a page of its own.
-        let p = b.plan(&k, 1, next + (1 << 20), 4096, false, 1 << 20);
-        assert_eq!(
-            p,
-            Plan::Place {
-                no: 7,
-                offset: (after + 100).next_multiple_of(PAGE)
-            }
-        );
+        b.done(7);
+        // A writer dropped without its last chunk gives the end up too.
+        b.file_closed(&k, 3);
+        assert!(matches!(
+            b.plan(&k, 4, 0, 4096, false, false, MIN),
+            Plan::Place { no: 7, .. }
+        ));
+        b.done(7);
         assert_eq!(b.take_dirty(), vec![7]);
         assert!(b.take_dirty().is_empty());
-        // Not dead while chunks are pending or a writer is open.
-        assert!(b.dead(|_| true).is_empty());
-        b.done(7);
-        b.done(7);
         b.writer_closed(&k);
         assert!(b.dead(|_| true).is_empty(), "one writer still open");
         b.writer_closed(&k);
         // A file of the segment opened after every writer went joins it.
         b.writer_opened(&k);
+        b.file_closed(&k, 4);
         assert!(matches!(
-            b.plan(&k, 4, 0, 4096, false, 1 << 20),
+            b.plan(&k, 5, 0, 4096, false, false, MIN),
             Plan::Place { no: 7, .. }
         ));
+        assert!(b.dead(|_| true).is_empty(), "a chunk is on its way");
         b.done(7);
         b.writer_closed(&k);
         assert_eq!(b.dead(|_| true), vec![7]);

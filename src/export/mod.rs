@@ -200,7 +200,6 @@ impl Exporter<'_> {
             len,
             table,
             copied,
-            dead,
         } = match built {
             Some(_) => {
                 // No chunk goes there any more (its files are all terminated).
@@ -216,7 +215,6 @@ impl Exporter<'_> {
                         len,
                         table: t,
                         copied,
-                        dead: Vec::new(),
                     }
                 })
                 .map_err(|e| Error::io(&path, e))?,
@@ -296,11 +294,6 @@ impl Exporter<'_> {
             return Ok(());
         }
         self.0.container().sync()?;
-        // Chunks the export copied elsewhere are dead now that the move is
-        // durable: freed at once, or when the last mapping made for reads
-        // before the export goes.
-        self.0.builds().add_dead(no, dead);
-        self.0.punch_dead();
         // Served from the segment file now: the copy in the container (read
         // for the export) leaves memory and, unless mapped elsewhere, the cache.
         self.0.container().release(&old_extents);

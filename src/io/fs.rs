@@ -218,32 +218,6 @@ impl StorageFile for FsFile {
         Ok(done)
     }
 
-    fn punch_hole(&self, range: Range<u64>) {
-        let start = range.start.next_multiple_of(super::DIRECT_ALIGN as u64);
-        let end = range.end / super::DIRECT_ALIGN as u64 * super::DIRECT_ALIGN as u64;
-        if start >= end {
-            return;
-        }
-        // SAFETY: fallocate on a descriptor we own, integer arguments only;
-        // KEEP_SIZE: the length stays, the range reads zeros. Callers punch
-        // only bytes no mapping serves any more.
-        let rc = unsafe {
-            libc::fallocate(
-                self.file.as_raw_fd(),
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                start as libc::off_t,
-                (end - start) as libc::off_t,
-            )
-        };
-        if rc != 0 {
-            log::debug!(
-                "punching {start}..{end} of {:?}: {}",
-                self.path,
-                io::Error::last_os_error()
-            );
-        }
-    }
-
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
         if on_tmpfs(&self.file) {
             // On a tmpfs `fallocate` takes and zeroes memory for the whole

@@ -89,10 +89,6 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// Waits for write-back of `range` and drops its pages from the page cache
     /// (a hint; pages mapped by someone stay).
     fn drop_cached(&self, _range: Range<u64>) {}
-    /// Frees the disk blocks of whole pages in `range`, whose bytes are dead
-    /// and mapped by no one: the file keeps its length and reads zeros there
-    /// (a hint: a no-op where unsupported).
-    fn punch_hole(&self, _range: Range<u64>) {}
     /// Drops the clean pages of `range` from the page cache without waiting
     /// for anything (a hint; dirty pages and pages mapped by someone stay).
     fn forget_cached(&self, _range: Range<u64>) {}

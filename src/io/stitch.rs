@@ -86,31 +86,6 @@ pub fn stitch(parts: &[OwnedBytes], on_unmap: Option<OnUnmap>) -> io::Result<Own
     Ok(OwnedBytes::new(stitched))
 }
 
-/// `bytes`, holding `guard` until the last slice of them is gone (so that
-/// the guard's drop says no byte of them is reachable any more).
-pub fn guarded(bytes: OwnedBytes, guard: std::sync::Arc<dyn Send + Sync>) -> OwnedBytes {
-    OwnedBytes::new(Guarded {
-        bytes,
-        _guard: guard,
-    })
-}
-
-struct Guarded {
-    bytes: OwnedBytes,
-    _guard: std::sync::Arc<dyn Send + Sync>,
-}
-
-impl Deref for Guarded {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.bytes.as_slice()
-    }
-}
-
-// SAFETY: the slice is the inner `OwnedBytes`' data (a mapping or a heap
-// buffer it holds), whose address does not change when `Guarded` moves.
-unsafe impl StableDeref for Guarded {}
-
 fn unsuitable(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, format!("cannot stitch: {why}"))
 }
