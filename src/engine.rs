@@ -719,7 +719,10 @@ impl Engine {
             self.container.sync()?;
         }
         let storage = self.container.storage();
-        drop(storage.create(&name).map_err(|e| Error::io(&path, e))?);
+        {
+            let _io = lock(&self.builds.io);
+            drop(storage.create(&name).map_err(|e| Error::io(&path, e))?);
+        }
         if sync {
             storage.sync_dir().map_err(|e| Error::io(&path, e))?;
         }
@@ -834,18 +837,21 @@ impl Engine {
             .map(|c| c.seg_offset + c.len)
             .max()
             .unwrap_or(0);
-        let file = self.container.storage().open(&name)?;
-        let have = file.len()?;
-        if have < end {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "{name}: {have} bytes, but chunks placed in it reach {end} (lost or damaged)"
-                ),
-            ));
-        }
-        let view = file.view(end)?;
-        drop(file);
+        let view = {
+            // One descriptor of a segment file being built at a time.
+            let _io = lock(&self.builds.io);
+            let file = self.container.storage().open(&name)?;
+            let have = file.len()?;
+            if have < end {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{name}: {have} bytes, but chunks placed in it reach {end} (lost or damaged)"
+                    ),
+                ));
+            }
+            file.view(end)?
+        };
         let mapping = view.read(0..end)?;
         drop(view);
         for (a, b, range) in crate::table::runs(chunks) {

@@ -38,8 +38,11 @@
 //! written (its image has no place for chunks), and the container files
 //! holding its records are not reclaimed.
 //!
-//! Lock order: `creating` → the container's (append, sync); `state` is
-//! taken alone, for in-memory updates only.
+//! Lock order: `creating` → the container's (append, sync) → `io`; an
+//! export holds `io` while it writes and maps a segment file (and takes the
+//! container's read locks under it), so that one descriptor of a segment
+//! file being written is open at a time (the fd bound: 2 plus 1); `state`
+//! is taken alone, for in-memory updates only.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -341,6 +344,7 @@ pub(super) fn finish_in_place(
     storage: &dyn Storage,
     no: u64,
     group: &super::Group,
+    placed: &super::Placed,
     mut hot: Vec<HotRange>,
     sync: bool,
 ) -> std::io::Result<Finished> {
@@ -369,9 +373,17 @@ pub(super) fn finish_in_place(
             }
             _ => (0, None),
         };
-        // Chunks this process did not write are checked as they are read:
-        // damaged bytes never get a fresh checksum.
-        let parts = engine.read_entry(entry)?;
+        // Chunks this process did not write were checked as they were read
+        // (by the caller): damaged bytes never get a fresh checksum. Files in
+        // the container are read from its mappings (no descriptor).
+        let read;
+        let parts: &[ownedbytes::OwnedBytes] = match placed.get(&entry.id) {
+            Some(parts) => parts,
+            None => {
+                read = engine.read_entry(entry)?;
+                &read
+            }
+        };
         let mut crc = BlockHasher::new(BLOCK_LOG2);
         let offset = stays.unwrap_or(tail);
         let mut at = offset;

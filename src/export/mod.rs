@@ -195,6 +195,17 @@ impl Exporter<'_> {
                 _ => Vec::new(),
             }
         };
+        // The bytes of files built in place, mapped (and their chunks checked)
+        // before the segment file's descriptor opens: one such descriptor at
+        // a time in the process (placement, reads and export share the bound).
+        let placed: Placed = group
+            .files
+            .iter()
+            .filter(|(_, e)| matches!(e.loc, Location::Placed { .. }))
+            .map(|(_, e)| Ok((e.id, self.0.read_entry(e)?)))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| Error::io(&path, e))?;
+        let io = crate::sync::lock(&self.0.builds().io);
         let build::Finished {
             file,
             len,
@@ -204,10 +215,10 @@ impl Exporter<'_> {
             Some(_) => {
                 // No chunk goes there any more (its files are all terminated).
                 self.0.builds().finish(no);
-                build::finish_in_place(self.0, &*storage, no, &group, hot, sync)
+                build::finish_in_place(self.0, &*storage, no, &group, &placed, hot, sync)
                     .map_err(|e| Error::io(&path, e))?
             }
-            None => write_segment_file(self.0, &*storage, no, &group, hot, sync)
+            None => write_segment_file(self.0, &*storage, no, &group, &placed, hot, sync)
                 .map(|(f, len, t)| {
                     let copied = t.entries.iter().map(|e| e.len).sum();
                     build::Finished {
@@ -224,6 +235,7 @@ impl Exporter<'_> {
         }
         self.0.segments().insert(no, &*file, len, table.clone())?;
         drop(file); // the descriptor closes; the mapping stays.
+        drop(io);
 
         // Bytes copied inside the kernel as shared blocks (reflinks) are not
         // in the page cache under the new file: read its hot ranges ahead, so
@@ -400,11 +412,15 @@ fn committed_segment_ids(meta: &[u8]) -> Vec<String> {
 
 /// Writes segment file `no` whole and syncs it; returns the open file (for
 /// mapping), its length and its table. A failed write removes the file.
+/// The bytes of a group's files built in place, by file id (mapped, checked).
+pub(super) type Placed = std::collections::HashMap<u64, Vec<OwnedBytes>>;
+
 fn write_segment_file(
     engine: &Engine,
     storage: &dyn Storage,
     no: u64,
     group: &Group,
+    placed: &Placed,
     hot: Vec<HotRange>,
     sync: bool,
 ) -> std::io::Result<(std::sync::Arc<dyn StorageFile>, u64, SegTable)> {
@@ -431,7 +447,10 @@ fn write_segment_file(
                     // whose files were spread by a crash): copied.
                     let mut crc = BlockHasher::new(BLOCK_LOG2);
                     let mut at = *offset;
-                    for part in engine.read_entry(entry)? {
+                    let parts = placed
+                        .get(&entry.id)
+                        .ok_or_else(|| std::io::Error::other("a file built in place not read"))?;
+                    for part in parts {
                         file.write_at(at, part.as_slice())?;
                         crc.update(part.as_slice());
                         at += part.len() as u64;
