@@ -312,7 +312,9 @@ impl Engine {
         // table yet): present, and read only where the chunks are.
         let building = table.building_segments();
         for no in &building {
-            if !found.contains(no) {
+            // Beside a writer the file may have been created after the folder
+            // was listed: reads of it fail if it is really missing.
+            if !read_only && !found.contains(no) {
                 return Err(Error::Incomplete {
                     path: root.join(segment_file_name(*no)),
                     reason: format!(
@@ -364,10 +366,14 @@ impl Engine {
         let replayed = container.replayed_on_open();
         // Built in place only where every durable commit syncs what it names
         // (not on a timer, which syncs the container alone).
-        let build_min = ((eopts.build_in_place || eopts.build_any.is_some())
-            && !read_only
-            && container.sync_policy().interval().is_none())
-        .then(|| match (eopts.build_any, eopts.export) {
+        // And only where exports come by themselves: under `Manual` a file
+        // built in place would wait for an export that may never come, and
+        // no snapshot is written while one is.
+        let build_min = ((eopts.build_in_place && eopts.export != ExportPolicy::Manual)
+            || eopts.build_any.is_some())
+        .then_some(())
+        .filter(|()| !read_only && container.sync_policy().interval().is_none())
+        .map(|()| match (eopts.build_any, eopts.export) {
             (Some(min), _) => min.max(1),
             (None, export) => match export {
                 ExportPolicy::OnCommit { min_segment_bytes }
@@ -684,6 +690,13 @@ impl Engine {
                 }
                 placed
             }
+            Plan::Refuse => Err(Error::io(
+                self.container.root(),
+                std::io::Error::other(format!(
+                    "file id {id}: its chunks are in a segment file being built, and a \
+                     write of it failed before: it cannot go on"
+                )),
+            )),
             Plan::Container | Plan::Create => {
                 self.write_chunk(id, file_offset, bytes, finish_len, align)
             }
@@ -796,13 +809,28 @@ impl Engine {
         {
             return Ok(());
         }
+        // One sync of them at a time: a caller that finds nothing dirty
+        // because another took the files waits for that one's syncs.
+        let _one = lock(&self.builds.syncing);
         let storage = self.container.storage();
         for no in self.builds.take_dirty() {
             let name = segment_file_name(no);
+            let path = self.container.root().join(&name);
             let _io = lock(&self.builds.io);
-            if let Err(e) = storage.open(&name).and_then(|f| f.sync_data()) {
-                self.builds.mark_dirty(no);
-                return Err(Error::io(self.container.root().join(name), e));
+            match storage.open(&name) {
+                Ok(f) => {
+                    if let Err(e) = f.sync_data() {
+                        // Pages the kernel failed to write may be gone even
+                        // if a retry succeeds: refuse everything from now on.
+                        return Err(self.container.poison_for(&path, "fdatasync", e));
+                    }
+                }
+                // Dropped meanwhile (every file in it deleted): nothing to sync.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    self.builds.mark_dirty(no);
+                    return Err(Error::io(path, e));
+                }
             }
         }
         Ok(())

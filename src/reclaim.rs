@@ -207,7 +207,7 @@ impl Reclaimer<'_> {
                 report.more = true;
             }
         }
-        let dead_segments: Vec<u64> = {
+        let (dead_segments, hold) = {
             let table = self.0.table();
             let mut dead: Vec<u64> = self
                 .0
@@ -221,10 +221,22 @@ impl Reclaimer<'_> {
             dead.extend(
                 self.0
                     .builds()
-                    .dead(|no| table.building_use(no) == 0 && table.segment_use(no) == 0),
+                    .take_dead(|no| table.building_use(no) == 0 && table.segment_use(no) == 0),
             );
-            dead
+            let hold = self
+                .0
+                .builds()
+                .needs_its_evidence(|no| table.building_use(no) > 0);
+            (dead, hold)
         };
+        if hold {
+            // A segment file being built that no live record names but its
+            // `ExportBegin` (just created, or emptied while a writer of its
+            // segment is still open): no container file goes in this pass, so
+            // that record stays for an open after a crash (the next pass
+            // removes them; not at once: this may last).
+            dead.clear();
+        }
         // Copies count even when this pass removes nothing (it stopped at
         // its bound).
         MaintenanceCounters::add(
@@ -253,7 +265,6 @@ impl Reclaimer<'_> {
         }
         let storage = self.0.container().storage().clone();
         for no in &dead_segments {
-            self.0.builds().finish(*no);
             self.0.segments().forget(*no);
             self.0.table_mut().retain_logged_segments(|n| n != no);
             let name = segment_file_name(*no);

@@ -12,6 +12,10 @@
 //!
 //! engine.log_order → engine.removals / engine.pending (leaves)
 //! engine.table (read or write) → container.files / segments.map
+//! engine.table (read) → builds.state (reclamation asks which segment files
+//!   being built are dead; nothing holding builds.state takes the table)
+//! builds.creating → container (append, sync) → builds.io; an export holds
+//!   builds.io while it writes and maps a segment file (export/build.rs)
 //! engine.writers (leaf: taken alone)
 //! container.group (leaf: a sync round runs without it)
 //! maintenance pool queue → an engine's worker state (neither held during a

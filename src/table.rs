@@ -354,7 +354,8 @@ impl FileTable {
         }
         if let Payload::ExportBegin { export_no }
         | Payload::SegmentDrop { export_no }
-        | Payload::Export { export_no, .. } = rec.payload
+        | Payload::Export { export_no, .. }
+        | Payload::Placed { export_no, .. } = rec.payload
         {
             self.logged_segments.insert(export_no);
         }

@@ -394,6 +394,17 @@ impl Container {
         Error::io(path, e)
     }
 
+    /// A failed `fdatasync` of a file the log's records name (a segment file
+    /// being built in place): from now on every write and sync fails, as
+    /// after a failed sync of the container itself (a retried `fdatasync` may
+    /// report success for pages the kernel already dropped).
+    pub fn poison_for(&self, path: &std::path::Path, what: &str, e: std::io::Error) -> Error {
+        let msg = format!("{what} failed on {}: {e}", path.display());
+        log::error!("jocky container poisoned: {msg}");
+        lock(&self.poison).get_or_insert(msg);
+        Error::io(path, e)
+    }
+
     /// Where records other than the final `Continued` must end in a container
     /// file: its capacity less the room that record needs.
     fn records_end(&self) -> u64 {

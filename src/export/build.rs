@@ -76,6 +76,9 @@ pub(crate) fn segment_of(path: &str) -> Option<&str> {
 pub(crate) enum Plan {
     /// Into the container, as always.
     Container,
+    /// Nowhere: the file has chunks in a segment file being built and this
+    /// one cannot follow them (a write before it failed).
+    Refuse,
     /// The segment just became large enough: its segment file is to be
     /// created first, then the chunk planned again.
     Create,
@@ -94,6 +97,10 @@ pub(crate) struct Builds {
     /// Held around each write or sync of a segment file being built (with
     /// the descriptor it opens): at most one such descriptor at a time.
     pub io: Mutex<()>,
+    /// Held by a sync of the files being built from taking the dirty ones to
+    /// the end of their syncs: a second sync waits, then finds them clean,
+    /// instead of returning while the first one's syncs are under way.
+    pub syncing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -123,6 +130,9 @@ struct Build {
     pending: usize,
     /// Written since the last sync.
     dirty: bool,
+    /// A chunk of it is in the table (its `Placed` record names the file:
+    /// evidence an open needs, besides the `ExportBegin`).
+    placed: bool,
     /// The segment built in it.
     key: SegKey,
     /// File id to the end of its last chunk: a chunk that starts there
@@ -191,9 +201,10 @@ impl Builds {
         let offset = match (b.owner, b.last_end.get(&id)) {
             // The owner's next chunk, right after its last one.
             (Some(owner), Some(&last)) if owner == id && last == b.end => last,
-            // A file that was built here and lost the end (it cannot: it
-            // owns it until its last chunk) would be in pieces: never.
-            (_, Some(_)) => return Plan::Container,
+            // A file built here that lost the end: a write of its failed (the
+            // end was given up with it). It cannot go on in the container
+            // (its chunks are here) nor here (it would be in pieces).
+            (_, Some(_)) => return Plan::Refuse,
             // The end is someone else's, or this chunk cannot follow a hole:
             // the container, as before.
             (Some(_), None) => return Plan::Container,
@@ -225,7 +236,31 @@ impl Builds {
 
     /// The segment file of segment `key`, if it has one being built.
     pub fn file_of(&self, key: &SegKey) -> Option<u64> {
-        lock(&self.state).segments.get(key)?.no
+        let s = lock(&self.state);
+        s.segments
+            .get(key)?
+            .no
+            .filter(|no| s.files.contains_key(no))
+    }
+
+    /// Ends the building of segment file `no` for its export, if no chunk
+    /// can come any more: none is on its way and no writer of its segment is
+    /// open (else `false`, and the export waits for a later pass). Checked
+    /// and done under one lock, so no chunk is planned there after it.
+    pub fn try_finish(&self, no: u64) -> bool {
+        let mut s = lock(&self.state);
+        let Some(b) = s.files.get(&no) else {
+            // Not being built by this process (an open after a crash).
+            return true;
+        };
+        let open = s.segments.get(&b.key).is_some_and(|seg| seg.writers > 0);
+        if b.pending > 0 || open {
+            return false;
+        }
+        let key = b.key.clone();
+        s.files.remove(&no);
+        s.segments.remove(&key);
+        true
     }
 
     /// Segment file `no` was created for segment `key`.
@@ -239,6 +274,7 @@ impl Builds {
                 owner: None,
                 pending: 0,
                 dirty: false,
+                placed: false,
                 key: key.clone(),
                 last_end: HashMap::new(),
             },
@@ -250,7 +286,19 @@ impl Builds {
         if let Some(b) = lock(&self.state).files.get_mut(&no) {
             b.pending -= 1;
             b.dirty = true;
+            b.placed = true;
         }
+    }
+
+    /// Whether a segment file being built may have no live record naming it
+    /// but its `ExportBegin`: no chunk of it in the table yet, or none of a
+    /// live file (`is_live` says which have some) while it cannot be dropped
+    /// yet. The container files holding such records must stay.
+    pub fn needs_its_evidence(&self, is_live: impl Fn(u64) -> bool) -> bool {
+        lock(&self.state)
+            .files
+            .iter()
+            .any(|(no, b)| !b.placed || !is_live(*no))
     }
 
     /// A chunk reserved in `no` failed: its bytes were not (all) written.
@@ -281,29 +329,14 @@ impl Builds {
         }
     }
 
-    /// Segment file `no` is no longer being built (its export wrote its
-    /// table, or it is dropped): no chunk goes there any more.
-    pub fn finish(&self, no: u64) {
-        let mut s = lock(&self.state);
-        let Some(b) = s.files.remove(&no) else {
-            return;
-        };
-        if let Some(seg) = s.segments.get_mut(&b.key) {
-            if seg.writers == 0 {
-                s.segments.remove(&b.key);
-            } else {
-                // A later chunk of the segment starts over (in the container).
-                seg.no = None;
-                seg.bytes = 0;
-            }
-        }
-    }
-
     /// The segment files being built that no chunk can reach any more and
     /// `is_dead` says hold no live file: no writer of their segment is open
     /// and no chunk is on its way to the table.
-    pub fn dead(&self, is_dead: impl Fn(u64) -> bool) -> Vec<u64> {
-        let s = lock(&self.state);
+    ///
+    /// They are taken out of the books at once (under the same lock): a
+    /// writer of their segment opened from now on starts a new file.
+    pub fn take_dead(&self, is_dead: impl Fn(u64) -> bool) -> Vec<u64> {
+        let mut s = lock(&self.state);
         let mut v: Vec<u64> = s
             .files
             .iter()
@@ -315,6 +348,11 @@ impl Builds {
             .map(|(no, _)| *no)
             .collect();
         v.sort_unstable();
+        for no in &v {
+            if let Some(b) = s.files.remove(no) {
+                s.segments.remove(&b.key);
+            }
+        }
         v
     }
 }
@@ -533,7 +571,7 @@ mod tests {
         assert_eq!(b.take_dirty(), vec![7]);
         assert!(b.take_dirty().is_empty());
         b.writer_closed(&k);
-        assert!(b.dead(|_| true).is_empty(), "one writer still open");
+        assert!(b.take_dead(|_| true).is_empty(), "one writer still open");
         b.writer_closed(&k);
         // A file of the segment opened after every writer went joins it.
         b.writer_opened(&k);
@@ -542,16 +580,18 @@ mod tests {
             b.plan(&k, 5, 0, 4096, false, false, MIN),
             Plan::Place { no: 7, .. }
         ));
-        assert!(b.dead(|_| true).is_empty(), "a chunk is on its way");
+        assert!(b.take_dead(|_| true).is_empty(), "a chunk is on its way");
+        assert!(!b.try_finish(7), "a chunk is on its way");
         b.done(7);
+        assert!(!b.try_finish(7), "a writer is open");
         b.writer_closed(&k);
-        assert_eq!(b.dead(|_| true), vec![7]);
-        assert!(b.dead(|_| false).is_empty());
-        b.finish(7);
-        assert!(b.dead(|_| true).is_empty());
+        assert!(b.take_dead(|_| false).is_empty());
+        assert_eq!(b.take_dead(|_| true), vec![7]);
+        assert!(b.take_dead(|_| true).is_empty(), "taken once");
         assert!(
             lock(&b.state).segments.is_empty(),
             "forgotten with its file"
         );
+        assert_eq!(b.file_of(&k), None);
     }
 }

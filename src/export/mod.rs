@@ -213,8 +213,11 @@ impl Exporter<'_> {
             copied,
         } = match built {
             Some(_) => {
-                // No chunk goes there any more (its files are all terminated).
-                self.0.builds().finish(no);
+                // No chunk may go there any more: none on its way, no writer
+                // of the segment open (else a later pass finishes it).
+                if !self.0.builds().try_finish(no) {
+                    return Ok(());
+                }
                 build::finish_in_place(self.0, &*storage, no, &group, &placed, hot, sync)
                     .map_err(|e| Error::io(&path, e))?
             }
@@ -298,6 +301,12 @@ impl Exporter<'_> {
             }
         };
         if moved.is_empty() {
+            if built.is_some() {
+                // Everything was deleted meanwhile, but the deletions may not
+                // be durable, and the file held their chunks: reclamation
+                // drops it (`SegmentDrop` synced first).
+                return Ok(());
+            }
             // Everything was deleted meanwhile: the file is not referenced.
             self.0.segments().forget(no);
             if let Err(e) = storage.remove(&name) {

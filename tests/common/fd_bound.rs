@@ -67,10 +67,18 @@ pub fn run(copy: ExportCopy) -> (usize, Stats) {
     for c in 0..8u64 {
         for i in 0..2000u64 {
             let n = c * 2000 + i;
+            // Enough words that files of the merged segments pass a chunk
+            // (so that some are built in place).
+            let words: Vec<String> = (0..24)
+                .map(|k| format!("w{}", (n * 31 + k * 7919) % 20_011))
+                .collect();
             writer
-                .add_document(
-                    doc!(body => format!("doc {n} word{} word{} shared text", n % 97, n % 1013)),
-                )
+                .add_document(doc!(body => format!(
+                    "doc {n} word{} word{} shared text {}",
+                    n % 97,
+                    n % 1013,
+                    words.join(" ")
+                )))
                 .unwrap();
         }
         writer.commit().unwrap();
@@ -108,6 +116,9 @@ pub fn run(copy: ExportCopy) -> (usize, Stats) {
         "the run should rotate"
     );
     assert!(stats.segment_files > 0, "{stats:?}");
+    // Segments were built in place while others were exported: the bound
+    // covers both at once.
+    assert!(stats.segments_built_in_place > 0, "{stats:?}");
     assert_eq!(stats.fds_held, 2);
     (peak_extra, stats)
 }
