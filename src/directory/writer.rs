@@ -31,6 +31,9 @@ pub(crate) struct FileWriter {
     terminated: bool,
     /// The segment it is a file of, where segments are built in place.
     seg: Option<SegKey>,
+    /// Its CRCs (whole and per block) as its bytes go by, for the segment
+    /// file's table: an export in place then need not read them back.
+    crcs: Option<crate::format::segment_file::BlockHasher>,
 }
 
 impl FileWriter {
@@ -59,11 +62,19 @@ impl FileWriter {
                 && (max_chunk as u64).is_multiple_of(crate::container::PAGE),
             written: 0,
             terminated: false,
+            crcs: seg.as_ref().map(|_| {
+                crate::format::segment_file::BlockHasher::new(
+                    crate::format::segment_file::BLOCK_LOG2,
+                )
+            }),
             seg,
         }
     }
 
     fn flush_chunk(&mut self, finish: bool) -> io::Result<()> {
+        if let Some(h) = &mut self.crcs {
+            h.update(&self.buf);
+        }
         let len = self.buf.len() as u64;
         let finish_len = finish.then_some(self.written + len);
         self.engine
@@ -81,6 +92,9 @@ impl FileWriter {
             })?;
         self.written += len;
         self.buf.clear();
+        if let (true, Some(key), Some(h)) = (finish, &self.seg, self.crcs.take()) {
+            self.engine.builds().record_crcs(key, self.id, h.finish());
+        }
         if self.chunk < self.max_chunk {
             self.chunk = (self.chunk * 2).min(self.max_chunk);
             self.buf.shrink_to(self.chunk);

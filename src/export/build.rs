@@ -49,8 +49,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::engine::Engine;
 use crate::format::segment_file::{
-    encode_table, encode_trailer, segment_file_name, BlockHasher, HotRange, SegEntry, SegTable,
-    BLOCK_LOG2, PAGE,
+    block_count, encode_table, encode_trailer, segment_file_name, BlockHasher, HotRange, SegEntry,
+    SegTable, BLOCK_LOG2, PAGE,
 };
 use crate::io::{Storage, StorageFile};
 use crate::sync::lock;
@@ -111,8 +111,14 @@ struct State {
     files: HashMap<u64, Build>,
 }
 
+/// A file's CRC and its blocks' CRCs, computed as its writer handed its
+/// bytes over (what the segment file's table needs, without reading them back).
+pub(crate) type FileCrcs = (u32, Vec<u32>);
+
 #[derive(Default)]
 struct Seg {
+    /// CRCs of its files whose writers finished, by file id.
+    crcs: HashMap<u64, FileCrcs>,
     writers: usize,
     /// Bytes its files handed over so far.
     bytes: u64,
@@ -234,6 +240,13 @@ impl Builds {
         }
     }
 
+    /// File `id` of segment `key` was written whole, with these CRCs.
+    pub fn record_crcs(&self, key: &SegKey, id: u64, crcs: FileCrcs) {
+        if let Some(seg) = lock(&self.state).segments.get_mut(key) {
+            seg.crcs.insert(id, crcs);
+        }
+    }
+
     /// The segment file of segment `key`, if it has one being built.
     pub fn file_of(&self, key: &SegKey) -> Option<u64> {
         let s = lock(&self.state);
@@ -247,20 +260,25 @@ impl Builds {
     /// can come any more: none is on its way and no writer of its segment is
     /// open (else `false`, and the export waits for a later pass). Checked
     /// and done under one lock, so no chunk is planned there after it.
-    pub fn try_finish(&self, no: u64) -> bool {
+    /// Returns the CRCs its files' writers computed (none for a file not
+    /// built by this process: an open after a crash).
+    pub fn try_finish(&self, no: u64) -> Option<HashMap<u64, FileCrcs>> {
         let mut s = lock(&self.state);
         let Some(b) = s.files.get(&no) else {
-            // Not being built by this process (an open after a crash).
-            return true;
+            return Some(HashMap::new());
         };
         let open = s.segments.get(&b.key).is_some_and(|seg| seg.writers > 0);
         if b.pending > 0 || open {
-            return false;
+            return None;
         }
         let key = b.key.clone();
         s.files.remove(&no);
-        s.segments.remove(&key);
-        true
+        Some(
+            s.segments
+                .remove(&key)
+                .map(|seg| seg.crcs)
+                .unwrap_or_default(),
+        )
     }
 
     /// Segment file `no` was created for segment `key`.
@@ -357,6 +375,14 @@ impl Builds {
     }
 }
 
+/// What an export in place knows of a segment's files before it opens its
+/// file: the bytes of those built in place (mapped, checked) and the CRCs
+/// their writers computed.
+pub(super) struct Known<'a> {
+    pub placed: &'a super::Placed,
+    pub crcs: &'a HashMap<u64, FileCrcs>,
+}
+
 /// A segment file an export wrote: the open file, its length, its table and
 /// the bytes copied into it.
 pub(super) struct Finished {
@@ -382,10 +408,11 @@ pub(super) fn finish_in_place(
     storage: &dyn Storage,
     no: u64,
     group: &super::Group,
-    placed: &super::Placed,
+    known: Known<'_>,
     mut hot: Vec<HotRange>,
     sync: bool,
 ) -> std::io::Result<Finished> {
+    let Known { placed, crcs } = known;
     let file = storage.open(&segment_file_name(no))?;
     // Past every chunk (all were written: the files are terminated), and past
     // whatever an export a crash cut short left.
@@ -424,20 +451,32 @@ pub(super) fn finish_in_place(
         };
         let mut crc = BlockHasher::new(BLOCK_LOG2);
         let offset = stays.unwrap_or(tail);
+        // CRCs its writer computed, for a file that stays: its chunks are not
+        // read again (under memory pressure they would come from the disk).
+        let known = crcs.get(&entry.id).filter(|(_, b)| {
+            stays.is_some() && b.len() as u64 == block_count(entry.len, BLOCK_LOG2)
+        });
         let mut at = offset;
         for (i, part) in parts.iter().enumerate() {
             if stays.is_none() || i < prefix_parts {
                 file.write_at(at, part.as_slice())?;
                 smooth.wrote(&*file, no, at, at + part.len() as u64);
                 copied += part.len() as u64;
+            } else if known.is_some() {
+                break;
             }
-            crc.update(part.as_slice());
+            if known.is_none() {
+                crc.update(part.as_slice());
+            }
             at += part.len() as u64;
         }
         if stays.is_none() {
             tail = at.next_multiple_of(PAGE);
         }
-        let (crc, block_crcs) = crc.finish();
+        let (crc, block_crcs) = match known {
+            Some((crc, blocks)) => (*crc, blocks.clone()),
+            None => crc.finish(),
+        };
         entries.push(SegEntry {
             file_id: entry.id,
             path: path.clone(),
@@ -581,9 +620,9 @@ mod tests {
             Plan::Place { no: 7, .. }
         ));
         assert!(b.take_dead(|_| true).is_empty(), "a chunk is on its way");
-        assert!(!b.try_finish(7), "a chunk is on its way");
+        assert!(b.try_finish(7).is_none(), "a chunk is on its way");
         b.done(7);
-        assert!(!b.try_finish(7), "a writer is open");
+        assert!(b.try_finish(7).is_none(), "a writer is open");
         b.writer_closed(&k);
         assert!(b.take_dead(|_| false).is_empty());
         assert_eq!(b.take_dead(|_| true), vec![7]);

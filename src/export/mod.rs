@@ -215,10 +215,14 @@ impl Exporter<'_> {
             Some(_) => {
                 // No chunk may go there any more: none on its way, no writer
                 // of the segment open (else a later pass finishes it).
-                if !self.0.builds().try_finish(no) {
+                let Some(crcs) = self.0.builds().try_finish(no) else {
                     return Ok(());
-                }
-                build::finish_in_place(self.0, &*storage, no, &group, &placed, hot, sync)
+                };
+                let known = build::Known {
+                    placed: &placed,
+                    crcs: &crcs,
+                };
+                build::finish_in_place(self.0, &*storage, no, &group, known, hot, sync)
                     .map_err(|e| Error::io(&path, e))?
             }
             None => write_segment_file(self.0, &*storage, no, &group, &placed, hot, sync)
