@@ -232,21 +232,15 @@ impl FileTable {
                 };
                 match self.known(file_id)? {
                     None => {}
-                    Some(e) if e.state != FileState::Writing => {
-                        return Err(format!("data for file id {file_id} after it was finished"))
+                    Some(e) => {
+                        takes_chunk(e, file_id, file_offset)?;
+                        if matches!(e.loc, Location::Placed { .. }) {
+                            return Err(format!(
+                                "data for file id {file_id} in the log after chunks placed in a segment file"
+                            ));
+                        }
+                        self.add_extent(file_id, extent)
                     }
-                    Some(e) if e.len != file_offset => {
-                        return Err(format!(
-                            "data for file id {file_id} at offset {file_offset}, expected {}",
-                            e.len
-                        ))
-                    }
-                    Some(e) if matches!(e.loc, Location::Placed { .. }) => {
-                        return Err(format!(
-                            "data for file id {file_id} in the log after chunks placed in a segment file"
-                        ))
-                    }
-                    Some(_) => self.add_extent(file_id, extent),
                 }
             }
             Payload::Placed {
@@ -258,16 +252,8 @@ impl FileTable {
                 crc,
             } => match self.known(file_id)? {
                 None => {}
-                Some(e) if e.state != FileState::Writing => {
-                    return Err(format!("data for file id {file_id} after it was finished"))
-                }
-                Some(e) if e.len != file_offset => {
-                    return Err(format!(
-                        "data for file id {file_id} at offset {file_offset}, expected {}",
-                        e.len
-                    ))
-                }
                 Some(e) => {
+                    takes_chunk(e, file_id, file_offset)?;
                     if let Location::Placed { export_no: n, .. } = e.loc {
                         if n != export_no {
                             return Err(format!(
@@ -1197,6 +1183,21 @@ impl FileTable {
         v.sort();
         v
     }
+}
+
+/// Whether entry `e` (file `file_id`) takes a chunk at `file_offset` (a
+/// `Data` or `Placed` record): it is being written and ends there.
+fn takes_chunk(e: &Entry, file_id: u64, file_offset: u64) -> Result<(), String> {
+    if e.state != FileState::Writing {
+        return Err(format!("data for file id {file_id} after it was finished"));
+    }
+    if e.len != file_offset {
+        return Err(format!(
+            "data for file id {file_id} at offset {file_offset}, expected {}",
+            e.len
+        ));
+    }
+    Ok(())
 }
 
 /// What one entry (at `path`) adds to its namespace's books.

@@ -16,7 +16,7 @@ use jocky::{ExportPolicy, JockyDirectory};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::TermQuery;
-use tantivy::schema::{IndexRecordOption, Schema, Value, FAST, INDEXED, STORED, TEXT};
+use tantivy::schema::{IndexRecordOption, Schema, Value};
 use tantivy::{doc, Directory, Index, IndexWriter, TantivyDocument, Term};
 
 /// Simulated storage, nothing in the background; any `<name>.<ext>` file is
@@ -194,19 +194,7 @@ fn a_segment_deleted_before_its_export_leaves_no_file() {
 // A tantivy index on a real folder, built in place with the library's rules.
 // ---------------------------------------------------------------------------
 
-fn schema() -> Schema {
-    let mut b = Schema::builder();
-    b.add_u64_field("id", INDEXED | STORED | FAST);
-    b.add_text_field("body", TEXT | STORED);
-    b.build()
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
+use common::{id_body_schema as schema, splitmix};
 
 fn index_docs(dir: Box<dyn Directory>, schema: &Schema) -> Index {
     let index = Index::create(dir, schema.clone(), Default::default()).unwrap();

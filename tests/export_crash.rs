@@ -19,7 +19,7 @@ use jocky::testing::Storage;
 use jocky::{Error, ExportPolicy, JockyDirectory};
 use tantivy::directory::Directory;
 use tantivy::indexer::NoMergePolicy;
-use tantivy::schema::{Schema, FAST, INDEXED, STORED, TEXT};
+use tantivy::schema::Schema;
 use tantivy::{doc, Index, IndexWriter};
 
 fn open(s: &SimStorage) -> jocky::Result<JockyDirectory> {
@@ -373,19 +373,7 @@ fn a_deleted_file_spanning_a_reclaimed_container_file_does_not_break_open() {
 // 2. The same with a tantivy index.
 // ---------------------------------------------------------------------------
 
-fn schema() -> Schema {
-    let mut b = Schema::builder();
-    b.add_u64_field("id", INDEXED | STORED | FAST);
-    b.add_text_field("body", TEXT | STORED);
-    b.build()
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
+use common::{id_body_schema as schema, splitmix};
 
 /// Documents `from..from + count`: a common word and 40 of many rare ones (so
 /// the segments are large enough to spread over several container files).

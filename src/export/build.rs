@@ -49,8 +49,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::engine::Engine;
 use crate::format::segment_file::{
-    block_count, encode_table, encode_trailer, segment_file_name, BlockHasher, HotRange, SegEntry,
-    SegTable, BLOCK_LOG2, PAGE,
+    block_count, segment_file_name, BlockHasher, HotRange, SegEntry, SegTable, BLOCK_LOG2, PAGE,
 };
 use crate::io::{Storage, StorageFile};
 use crate::sync::lock;
@@ -507,16 +506,10 @@ pub(super) fn finish_in_place(
         entries,
         hot,
     };
-    let mut bytes = encode_table(&table);
-    let trailer = encode_trailer(tail, &bytes);
-    bytes.extend_from_slice(&trailer);
-    file.write_at(tail, &bytes)?;
-    if sync {
-        file.sync_data()?;
-    }
+    let len = super::write_table(&*file, tail, &table, sync)?;
     Ok(Finished {
         file,
-        len: tail + bytes.len() as u64,
+        len,
         table,
         copied,
     })

@@ -542,14 +542,8 @@ fn write_segment_file(
             entries,
             hot,
         };
-        let mut tail = encode_table(&table);
-        let trailer = encode_trailer(table_offset, &tail);
-        tail.extend_from_slice(&trailer);
-        file.write_at(table_offset, &tail)?;
-        if sync {
-            file.sync_data()?;
-        }
-        Ok((table_offset + tail.len() as u64, table))
+        let len = write_table(&*file, table_offset, &table, sync)?;
+        Ok((len, table))
     })();
     match result {
         Ok((len, table)) => Ok((file, len, table)),
@@ -559,6 +553,24 @@ fn write_segment_file(
             Err(e)
         }
     }
+}
+
+/// Writes `table` and the trailer at `table_offset` of a segment file whose
+/// files are all written, and syncs it (with `sync`); returns its length.
+pub(super) fn write_table(
+    file: &dyn StorageFile,
+    table_offset: u64,
+    table: &SegTable,
+    sync: bool,
+) -> std::io::Result<u64> {
+    let mut tail = encode_table(table);
+    let trailer = encode_trailer(table_offset, &tail);
+    tail.extend_from_slice(&trailer);
+    file.write_at(table_offset, &tail)?;
+    if sync {
+        file.sync_data()?;
+    }
+    Ok(table_offset + tail.len() as u64)
 }
 
 #[cfg(test)]

@@ -86,3 +86,20 @@ pub fn disk_of(files: &BTreeMap<String, Vec<u8>>) -> SimStorage {
     }
     s
 }
+
+/// A schema of an `id` (indexed, stored, fast) and a `body` (text, stored).
+pub fn id_body_schema() -> tantivy::schema::Schema {
+    use tantivy::schema::{FAST, INDEXED, STORED, TEXT};
+    let mut b = tantivy::schema::Schema::builder();
+    b.add_u64_field("id", INDEXED | STORED | FAST);
+    b.add_text_field("body", TEXT | STORED);
+    b.build()
+}
+
+/// SplitMix64: well-spread pseudo-random words from document numbers.
+pub fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
