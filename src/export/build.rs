@@ -472,18 +472,11 @@ pub(super) fn finish_in_place(
         if stays.is_none() {
             tail = at.next_multiple_of(PAGE);
         }
-        let (crc, block_crcs) = match known {
+        let crcs = match known {
             Some((crc, blocks)) => (*crc, blocks.clone()),
             None => crc.finish(),
         };
-        entries.push(SegEntry {
-            file_id: entry.id,
-            path: path.clone(),
-            offset,
-            len: entry.len,
-            crc,
-            block_crcs,
-        });
+        entries.push(super::seg_entry(path, entry, offset, crcs));
     }
     // The table lists files in offset order; hot ranges name entries by
     // their index in it.

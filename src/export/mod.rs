@@ -468,15 +468,7 @@ fn write_segment_file(
                         crc.update(part.as_slice());
                         at += part.len() as u64;
                     }
-                    let (crc, block_crcs) = crc.finish();
-                    entries.push(SegEntry {
-                        file_id: entry.id,
-                        path: path.clone(),
-                        offset: *offset,
-                        len: entry.len,
-                        crc,
-                        block_crcs,
-                    });
+                    entries.push(seg_entry(path, entry, *offset, crc.finish()));
                     continue;
                 }
                 Location::Segment { .. } => {
@@ -525,15 +517,7 @@ fn write_segment_file(
                 // the export is published reads those pages back from disk.
                 engine.container().page_out(std::slice::from_ref(x));
             }
-            let (crc, block_crcs) = crc.finish();
-            entries.push(SegEntry {
-                file_id: entry.id,
-                path: path.clone(),
-                offset: *offset,
-                len: entry.len,
-                crc,
-                block_crcs,
-            });
+            entries.push(seg_entry(path, entry, *offset, crc.finish()));
         }
         let table = SegTable {
             export_no: no,
@@ -552,6 +536,24 @@ fn write_segment_file(
             let _ = storage.remove(&name);
             Err(e)
         }
+    }
+}
+
+/// The table entry of file `path` (`entry`) written at `offset` of a segment
+/// file, with its CRCs (whole, per block).
+pub(super) fn seg_entry(
+    path: &str,
+    entry: &Entry,
+    offset: u64,
+    (crc, block_crcs): (u32, Vec<u32>),
+) -> SegEntry {
+    SegEntry {
+        file_id: entry.id,
+        path: path.to_string(),
+        offset,
+        len: entry.len,
+        crc,
+        block_crcs,
     }
 }
 
