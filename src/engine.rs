@@ -383,6 +383,12 @@ impl Engine {
                 _ => crate::policy::DEFAULT_MIN_EXPORT_BYTES,
             },
         });
+        let builds = Builds::default();
+        if !read_only {
+            for no in &building {
+                builds.adopt(*no);
+            }
+        }
         Ok(Engine {
             me: Weak::new(),
             replay_debt: Mutex::new((replayed, 0)),
@@ -403,7 +409,7 @@ impl Engine {
             pending: Mutex::new(HashMap::new()),
             worker: Worker::default(),
             counters: MaintenanceCounters::default(),
-            builds: Builds::default(),
+            builds,
             build_min,
             build_any: eopts.build_any.is_some(),
         })

@@ -190,6 +190,50 @@ fn a_segment_deleted_before_its_export_leaves_no_file() {
     assert!(dir.list_files().is_empty());
 }
 
+/// A segment file found being built by an open (its builder crashed) whose
+/// files are then all deleted (merged away): reclamation drops it, and the
+/// container files that held its records can go without the next open
+/// finding a segment file the log has no record of.
+#[test]
+fn a_segment_built_before_a_crash_and_deleted_after_is_dropped() {
+    let s = SimStorage::new();
+    {
+        let dir = open_sim(&s).unwrap();
+        write_file(&dir, "old.idx", &pattern(8, 300_000));
+        write_file(&dir, "old.pos", &pattern(9, 100_000));
+        dir.sync_directory().unwrap();
+    }
+    let s = s.crash();
+    let dir = open_sim(&s).unwrap();
+    assert_eq!(dir.stats().segment_files_being_built, 1);
+    dir.delete(Path::new("old.idx")).unwrap();
+    dir.delete(Path::new("old.pos")).unwrap();
+    // Enough churn that the container files holding its records die too.
+    for i in 0..6 {
+        let name = format!("filler{i}");
+        write_file(&dir, &name, &pattern(i, 300_000));
+        dir.delete(Path::new(&name)).unwrap();
+    }
+    write_file(&dir, "kept", &pattern(10, 1000));
+    dir.sync_directory().unwrap();
+    let mut dropped = 0;
+    let mut removed = 0;
+    for _ in 0..4 {
+        let r = dir.reclaim().unwrap();
+        dropped += r.segment_files_removed;
+        removed += r.container_files_removed;
+    }
+    assert_eq!(dropped, 1, "the file being built is dropped");
+    assert!(removed > 0, "the old container files went");
+    assert!(segment_files(&s).is_empty());
+    drop(dir);
+    for disk in [s.clone(), s.crash()] {
+        let dir = open_sim(&disk).unwrap();
+        assert_eq!(read(&dir, "kept"), pattern(10, 1000));
+        assert_eq!(dir.stats().segment_files_being_built, 0);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // A tantivy index on a real folder, built in place with the library's rules.
 // ---------------------------------------------------------------------------

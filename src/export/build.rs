@@ -298,6 +298,31 @@ impl Builds {
         );
     }
 
+    /// Takes over segment file `no`, found being built by an open (a crash
+    /// ended the process that built it): nothing is placed in it any more
+    /// (no writer's segment names it), but it is in the books, so that
+    /// reclamation drops it (`SegmentDrop`) once every file with chunks in
+    /// it is deleted, and an export finishes it otherwise. Without this, a
+    /// segment merged away after the open would leave its file with no record
+    /// once the container files holding its `ExportBegin` and `Placed`
+    /// records went: the next open refused the folder.
+    pub fn adopt(&self, no: u64) {
+        // A key no writer has (segment ids are 32 hex digits).
+        let key: SegKey = (Arc::from("\0adopted"), Arc::from(no.to_string()));
+        lock(&self.state).files.insert(
+            no,
+            Build {
+                end: 0,
+                owner: None,
+                pending: 0,
+                dirty: false,
+                placed: true,
+                key,
+                last_end: HashMap::new(),
+            },
+        );
+    }
+
     /// A chunk reserved in `no` is written and in the table.
     pub fn done(&self, no: u64) {
         if let Some(b) = lock(&self.state).files.get_mut(&no) {
