@@ -177,6 +177,25 @@ fn check_recovers(path: &Path, acknowledged: usize, what: &str) {
     assert_eq!(docs(dir), n + DOCS, "{what}");
 }
 
+/// Waits until the engine of the failed run closed: a writer killed by an
+/// I/O error returns from `wait_merging_threads` before its merges end, and
+/// their threads hold the directory, so an open in this process would share
+/// the poisoned engine (which refuses every write) until they let go.
+fn wait_until_closed(path: &Path, what: &str) {
+    let start = std::time::Instant::now();
+    while open(path, ExportPolicy::Manual)
+        .unwrap_or_else(|e| panic!("{what}: reopen: {e}"))
+        .stats()
+        .poisoned
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "{what}: the failed engine never closed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Indexing (exporting and reclaiming after every commit) until the disk is full.
 fn indexing_fills_the_disk(m: &Mount, what: &str) {
     let path = m.path.join("index");
@@ -204,11 +223,15 @@ fn indexing_fills_the_disk(m: &Mount, what: &str) {
             }
             dir.wait_for_background_work();
         }
+        // Merges still running hold the directory (and so the poisoned
+        // engine, which a reopen in this process would share): wait for them.
+        let _ = w.wait_merging_threads();
     }
     let failed = failed.unwrap_or_else(|| panic!("{what}: the disk never filled up"));
     eprintln!("{what}: full after {acknowledged} docs: {failed}");
     assert!(acknowledged > 0, "{what}: not even one commit fitted");
     std::fs::remove_file(filler).unwrap();
+    wait_until_closed(&path, what);
     check_recovers(&path, acknowledged, what);
 }
 
