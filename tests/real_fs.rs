@@ -299,3 +299,58 @@ fn tmpfs_export_and_reclaim_on_a_full_disk_lose_nothing() {
 fn ext4_export_and_reclaim_on_a_full_disk_lose_nothing() {
     with_mount(ext4, 40, maintenance_on_a_full_disk, "ext4 maintenance");
 }
+
+/// What a crash leaves on a tmpfs: the active container file grown ahead of
+/// its records (`set_len`, no memory behind it), then the disk full. An open
+/// reads past the last record to find the end; through a mapping, a page of
+/// that hole needs memory the full tmpfs does not have (SIGBUS, the process
+/// gone). It must open, serve what was committed, refuse a write with an
+/// error and accept it once there is room.
+fn open_a_crashed_folder_on_a_full_disk(m: &Mount, what: &str) {
+    let path = m.path.join("crashed");
+    let (schema, body) = schema();
+    {
+        let dir = open(&path, ExportPolicy::Manual).unwrap();
+        let index = Index::open_or_create(dir.clone(), schema).unwrap();
+        let mut w: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        commit(&mut w, body, 0).unwrap();
+        w.wait_merging_threads().unwrap();
+    }
+    let active = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max()
+        .unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&active)
+        .unwrap();
+    f.set_len(f.metadata().unwrap().len() + (1 << 20)).unwrap();
+    drop(f);
+    let filler = fill(m, 0);
+    let dir = open(&path, ExportPolicy::Manual).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+    assert_eq!(docs(dir.clone()), DOCS, "{what}");
+    let index = Index::open(dir.clone()).unwrap();
+    let mut w: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+    assert!(
+        commit(&mut w, body, 1).is_err(),
+        "{what}: a commit on a full disk"
+    );
+    drop(w);
+    drop(index);
+    drop(dir);
+    std::fs::remove_file(filler).unwrap();
+    wait_until_closed(&path, what);
+    check_recovers(&path, DOCS, what);
+}
+
+#[test]
+fn tmpfs_a_crashed_folder_opens_on_a_full_disk() {
+    with_mount(
+        tmpfs,
+        16,
+        open_a_crashed_folder_on_a_full_disk,
+        "tmpfs crashed, full",
+    );
+}

@@ -317,11 +317,7 @@ pub(super) fn recover(
             continue;
         }
         // What recovery reads to check records (the mapping serves file bytes).
-        let view = if read_only {
-            pread_view(&file)
-        } else {
-            map.clone()
-        };
+        let view = scan_view(&file, &map, read_only).map_err(|e| Error::io(&path, e))?;
         let mut seq = header.first_sequence;
         let base = base.is_some_and(|(b, _)| b == no);
         let (end, how, continued, sealed) = scan(
@@ -657,10 +653,51 @@ fn open_mapped(storage: &dyn Storage, root: &Path, no: u64, read_only: bool) -> 
     let view = if read_only {
         pread_view(&file)
     } else {
-        file.view(len.max(FILE_HEADER_LEN as u64))
-            .map_err(|e| Error::io(&path, e))?
+        let map = file
+            .view(len.max(FILE_HEADER_LEN as u64))
+            .map_err(|e| Error::io(&path, e))?;
+        scan_view(&file, &map, false).map_err(|e| Error::io(&path, e))?
     };
     Ok((name, path, file, len, view))
+}
+
+/// What recovery reads a container file through: its mapping, but `pread`
+/// beside a writer (see [`pread_view`]) and past the first hole of a file on
+/// a tmpfs. A killed process leaves its reservation there as a hole (the file
+/// grown, no memory behind it), and recovery reads it to find the end of the
+/// log: through a mapping each page of it would take memory, and on a full
+/// tmpfs the read would fault (SIGBUS: the process gone instead of an open).
+fn scan_view(
+    file: &Arc<dyn StorageFile>,
+    map: &Arc<dyn ReadView>,
+    read_only: bool,
+) -> std::io::Result<Arc<dyn ReadView>> {
+    if read_only {
+        return Ok(pread_view(file));
+    }
+    let Some(mappable) = file.mappable_len()? else {
+        return Ok(map.clone());
+    };
+    #[derive(Debug)]
+    struct HoleSafe {
+        map: Arc<dyn ReadView>,
+        pread: Arc<dyn ReadView>,
+        mappable: u64,
+    }
+    impl ReadView for HoleSafe {
+        fn read(&self, range: std::ops::Range<u64>) -> std::io::Result<OwnedBytes> {
+            if range.end <= self.mappable {
+                self.map.read(range)
+            } else {
+                self.pread.read(range)
+            }
+        }
+    }
+    Ok(Arc::new(HoleSafe {
+        map: map.clone(),
+        pread: pread_view(file),
+        mappable,
+    }))
 }
 
 /// Reads through `pread` instead of a mapping. A reader beside a writer

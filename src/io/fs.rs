@@ -156,6 +156,21 @@ impl StorageFile for FsFile {
         self.file.read_exact_at(buf, offset)
     }
 
+    fn mappable_len(&self) -> io::Result<Option<u64>> {
+        if !on_tmpfs(&self.file) {
+            // Elsewhere a mapped hole reads as the zero page.
+            return Ok(None);
+        }
+        // SAFETY: lseek on a descriptor we own; plain integer arguments. It
+        // moves the file offset, which nothing here uses (reads and writes
+        // are positional).
+        let at = unsafe { libc::lseek(self.file.as_raw_fd(), 0, libc::SEEK_HOLE) };
+        if at < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Some(at as u64))
+    }
+
     fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()
     }

@@ -83,6 +83,14 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     ) -> io::Result<u64> {
         Ok(0)
     }
+    /// How many bytes from the start a read through a mapping can fault in
+    /// without taking new memory: on a tmpfs the offset of the first hole
+    /// (a mapped hole faults in a page of memory, and on a full tmpfs the
+    /// read gets SIGBUS, the process gone; `read_at` of a hole reads zeros);
+    /// `None` where every byte below the length can (the default).
+    fn mappable_len(&self) -> io::Result<Option<u64>> {
+        Ok(None)
+    }
     /// Starts write-back of `range` to the disk without waiting for it (a hint;
     /// not a durability point).
     fn start_write_back(&self, _range: Range<u64>) {}

@@ -52,6 +52,9 @@ impl StorageFile for AtLength {
     fn set_direct(&self) -> io::Result<bool> {
         self.inner.set_direct()
     }
+    fn mappable_len(&self) -> io::Result<Option<u64>> {
+        self.inner.mappable_len()
+    }
     fn start_write_back(&self, range: Range<u64>) {
         self.inner.start_write_back(range)
     }
