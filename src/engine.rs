@@ -77,6 +77,23 @@ pub(crate) struct Engine {
     build_min: Option<u64>,
     /// Tests: any `<name>.<ext>` file is a segment's (`EngineOptions::build_any`).
     build_any: bool,
+    /// Last, so that it drops after every other field (the container, which
+    /// holds the folder's lock, among them).
+    on_close: OnClose,
+}
+
+/// Runs its callback when dropped: the engine's last field, so the callback
+/// runs once the engine is closed, on whichever thread let go of it last.
+#[derive(Default)]
+struct OnClose(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl Drop for OnClose {
+    fn drop(&mut self) {
+        let f = self.0.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(f) = f {
+            f();
+        }
+    }
 }
 
 /// What export and reclamation did since open.
@@ -412,6 +429,7 @@ impl Engine {
             builds,
             build_min,
             build_any: eopts.build_any.is_some(),
+            on_close: OnClose::default(),
         })
     }
 
@@ -500,6 +518,11 @@ impl Engine {
                 quiet,
             } => Some((min_segment_bytes, Some(quiet))),
         }
+    }
+
+    /// `f` runs once this engine is closed (its folder's lock released).
+    pub fn on_close(&self, f: impl FnOnce() + Send + 'static) {
+        *lock(&self.on_close.0) = Some(Box::new(f));
     }
 
     /// The engine in its `Arc` (what every owner holds).

@@ -25,6 +25,10 @@ use crate::error::{Error, Result};
 use crate::io::fs::FsStorage;
 use crate::sync::lock;
 
+/// How long the drop of a folder's last owner waits for its engine to close
+/// when something else holds it a moment longer.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A folder's place in the registry.
 #[derive(Default)]
 struct Slot {
@@ -87,12 +91,27 @@ impl Drop for Owner {
         if let Err(e) = engine.write_snapshot(crate::policy::SNAPSHOT_ON_CLOSE_AFTER) {
             log::warn!("no snapshot on close: {e}");
         }
-        // Its pass on the maintenance pool (if any) is over: this is the last reference, and
-        // the engine closes here.
+        // Its pass on the maintenance pool (if any) is over: this is the last
+        // reference but for a moment's (a mapping's release upgrading its
+        // weak one), and the engine closes here.
         drop(engine);
         if let Some(slot) = &self.slot {
-            lock(&slot.state).live = false;
-            slot.closed.notify_all();
+            // Closed by whoever let go last (see `open_shared`): wait for it,
+            // so that the folder's lock is released when this drop returns.
+            let deadline = std::time::Instant::now() + CLOSE_WAIT;
+            let mut state = lock(&slot.state);
+            while state.live {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    log::warn!("the engine of a folder was still held {CLOSE_WAIT:?} after its last owner went");
+                    break;
+                }
+                state = slot
+                    .closed
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
         }
     }
 }
@@ -126,12 +145,46 @@ pub(crate) fn open_shared(
         state = slot.closed.wait(state).unwrap_or_else(|e| e.into_inner());
     }
     let storage = FsStorage::open(root).map_err(|e| Error::io(root, e))?;
-    let engine = Engine::open(Arc::new(storage), root, opts, eopts)?;
+    let engine = Engine::open(Arc::new(storage), root, opts, eopts)?.into_arc();
+    // The folder is free again once the engine is closed, not once its last
+    // owner went: something may hold the engine a moment longer (a mapping's
+    // release), and an open meanwhile would fail on the folder's lock.
+    let signal = slot.clone();
+    engine.on_close(move || {
+        lock(&signal.state).live = false;
+        signal.closed.notify_all();
+    });
     let owner = Arc::new(Owner {
-        engine: Some(engine.into_arc()),
+        engine: Some(engine),
         slot: Some(slot.clone()),
     });
     state.owner = Arc::downgrade(&owner);
     state.live = true;
     Ok(owner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::JockyDirectory;
+
+    /// Something that holds the engine a moment after its last owner went
+    /// (a mapping's release upgrades its weak reference): the drop of that
+    /// owner returns once the engine closed, and an open right after gets
+    /// the folder instead of failing on its lock.
+    #[test]
+    fn an_engine_held_a_moment_longer_closes_before_the_next_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = JockyDirectory::builder(tmp.path()).open().unwrap();
+        let held = dir.engine.engine_arc().clone();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(held);
+        });
+        drop(dir);
+        let again = JockyDirectory::builder(tmp.path()).open();
+        assert!(again.is_ok(), "{:?}", again.err());
+        holder.join().unwrap();
+    }
 }
