@@ -321,6 +321,23 @@ fn a_tantivy_index_built_in_place_searches_as_on_mmap_and_reopens() {
     assert!(st.segments_built_in_place > 0, "{st:?}");
     assert!(st.bytes_built_in_place > 1 << 20, "{st:?}");
     assert_eq!(st.background_errors, 0, "{st:?}");
+    // Every exported segment file got hot ranges: its files matched their
+    // tantivy footers (for files built in place, checked from the CRCs
+    // their writers computed; a wrong combination would leave none).
+    let mut exported = 0;
+    for e in std::fs::read_dir(tmp.path()).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "seg") {
+            // A file still being built has no table yet.
+            if let Some(hot) =
+                jocky::testing::decode::segment_hot_ranges(&std::fs::read(&p).unwrap())
+            {
+                assert!(!hot.is_empty(), "{}", p.display());
+                exported += 1;
+            }
+        }
+    }
+    assert!(exported > 0);
     assert_eq!(answers(&index, &schema), want);
     assert!(index.validate_checksum().unwrap().is_empty());
     dir.verify_segments().unwrap();

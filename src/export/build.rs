@@ -298,6 +298,18 @@ impl Builds {
         );
     }
 
+    /// The CRCs the writers of the files built in segment file `no`
+    /// computed so far, by file id (none for a file this process did not
+    /// build).
+    pub fn crcs_of(&self, no: u64) -> HashMap<u64, FileCrcs> {
+        let s = lock(&self.state);
+        s.files
+            .get(&no)
+            .and_then(|b| s.segments.get(&b.key))
+            .map(|seg| seg.crcs.clone())
+            .unwrap_or_default()
+    }
+
     /// Takes over segment file `no`, found being built by an open (a crash
     /// ended the process that built it): nothing is placed in it any more
     /// (no writer's segment names it), but it is in the books, so that

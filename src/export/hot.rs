@@ -35,7 +35,8 @@ use tantivy::directory::{FileHandle, FileSlice, WatchCallback, WatchHandle, Writ
 use tantivy::{Directory, HasLen, Index, SegmentReader};
 
 use crate::engine::Engine;
-use crate::format::segment_file::{HotRange, MAX_HOT};
+use crate::export::build::FileCrcs;
+use crate::format::segment_file::{block_count, blocks_hasher, HotRange, BLOCK_LOG2, MAX_HOT};
 use crate::sync::lock;
 use crate::table::Location;
 
@@ -94,11 +95,20 @@ type Reads = Arc<Mutex<Vec<(String, Range<usize>)>>>;
 /// The hot ranges of the files `paths` (sorted; the entries of the segment
 /// file to be) of segment `segment_id` in namespace `ns`, merged where they
 /// touch or overlap.
-pub(crate) fn record(engine: &Engine, ns: &str, segment_id: &str, paths: &[&str]) -> Vec<HotRange> {
-    let Some(dir) = RecordingDirectory::capture(engine, ns, segment_id) else {
+/// `known`: the CRCs the writers of files built in place computed, by file
+/// id (their footers are checked without reading the files again).
+pub(crate) fn record(
+    engine: &Engine,
+    ns: &str,
+    segment_id: &str,
+    paths: &[&str],
+    known: &HashMap<u64, FileCrcs>,
+) -> Vec<HotRange> {
+    let Some((dir, ids)) = RecordingDirectory::capture(engine, ns, segment_id) else {
         return Vec::new();
     };
-    if let Err(why) = footers_match(&dir) {
+    let known = |path: &Path| ids.get(path).and_then(|id| known.get(id));
+    if let Err(why) = footers_match(&dir, known) {
         log::warn!("hot ranges of segment {segment_id} in {ns:?}: not recorded: {why}");
         return Vec::new();
     }
@@ -124,8 +134,14 @@ pub(crate) fn record(engine: &Engine, ns: &str, segment_id: &str, paths: &[&str]
 /// Whether each file of the segment matches the CRC in its tantivy footer
 /// (every file tantivy writes ends with one). Reads through the files' own
 /// handles, not the recording ones: the whole files are not hot. One CRC pass
-/// over bytes the export is about to copy, in the page cache.
-fn footers_match(dir: &RecordingDirectory) -> Result<(), String> {
+/// over bytes the export is about to copy, in the page cache; for a file
+/// whose writer computed its block CRCs as it wrote (`known`: built in place,
+/// where the export copies nothing and the bytes may have left the page
+/// cache), the CRC is combined from them and only the last block is read.
+fn footers_match<'a>(
+    dir: &RecordingDirectory,
+    known: impl Fn(&Path) -> Option<&'a FileCrcs>,
+) -> Result<(), String> {
     // tantivy's footer reader slices 8 bytes from the end unchecked.
     const FOOTER_TAIL: usize = 8;
     for (path, handle) in dir.files.iter() {
@@ -137,12 +153,29 @@ fn footers_match(dir: &RecordingDirectory) -> Result<(), String> {
                 slice.len()
             ));
         }
+        let blocks = known(path)
+            .map(|(_, blocks)| blocks)
+            .filter(|b| b.len() as u64 == block_count(slice.len() as u64, BLOCK_LOG2));
         let (footer, body) =
             Footer::extract_footer(slice).map_err(|e| format!("{}: {e}", path.display()))?;
-        let body = body
-            .read_bytes()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let crc = crc32fast::hash(body.as_slice());
+        let crc = match blocks {
+            Some(blocks) => {
+                let block = 1usize << BLOCK_LOG2;
+                let whole = body.len() / block;
+                let tail = body
+                    .slice_from(whole * block)
+                    .read_bytes()
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let mut h = blocks_hasher(&blocks[..whole], block as u64, 0);
+                h.update(tail.as_slice());
+                h.finalize()
+            }
+            None => crc32fast::hash(
+                body.read_bytes()
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+                    .as_slice(),
+            ),
+        };
         if crc != footer.crc {
             return Err(format!(
                 "{}: crc {crc:08x} of its bytes, its tantivy footer says {:08x}",
@@ -227,12 +260,23 @@ struct RecordingDirectory {
 }
 
 impl RecordingDirectory {
-    fn capture(engine: &Engine, ns: &str, segment_id: &str) -> Option<RecordingDirectory> {
+    /// The directory, and the id of each of its segment's files.
+    fn capture(
+        engine: &Engine,
+        ns: &str,
+        segment_id: &str,
+    ) -> Option<(RecordingDirectory, HashMap<PathBuf, u64>)> {
         let mut files = HashMap::new();
+        let mut ids = HashMap::new();
         // The table's guard must go before `open_handle` takes it again.
         let paths = engine.table().with_prefix(ns, &format!("{segment_id}."));
-        for (path, _) in paths {
+        for (path, entry) in paths {
             let handle = engine.open_handle(ns, &path)?.ok()?;
+            // The handle of the same file (not one written since).
+            if engine.table().get(ns, &path).map(|e| e.id) != Some(entry.id) {
+                return None;
+            }
+            ids.insert(PathBuf::from(&path), entry.id);
             files.insert(PathBuf::from(path), handle);
         }
         let mut atomic = HashMap::new();
@@ -242,11 +286,14 @@ impl RecordingDirectory {
                 atomic.insert(PathBuf::from(name), engine.read_whole(&entry).ok()?);
             }
         }
-        Some(RecordingDirectory {
-            files: Arc::new(files),
-            atomic: Arc::new(atomic),
-            reads: Reads::default(),
-        })
+        Some((
+            RecordingDirectory {
+                files: Arc::new(files),
+                atomic: Arc::new(atomic),
+                reads: Reads::default(),
+            },
+            ids,
+        ))
     }
 }
 

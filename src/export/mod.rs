@@ -188,9 +188,12 @@ impl Exporter<'_> {
         self.0.container().sync()?;
         let hot = {
             let paths: Vec<&str> = group.files.iter().map(|(p, _)| p.as_str()).collect();
+            let known = built
+                .map(|no| self.0.builds().crcs_of(no))
+                .unwrap_or_default();
             match paths[0].split_once('.') {
                 Some((id, _)) if paths.iter().all(|p| p.starts_with(&format!("{id}."))) => {
-                    hot::record(self.0, &group.ns, id, &paths)
+                    hot::record(self.0, &group.ns, id, &paths, &known)
                 }
                 _ => Vec::new(),
             }

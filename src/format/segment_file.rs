@@ -131,9 +131,10 @@ pub fn block_count(len: u64, block_log2: u8) -> u64 {
 }
 
 /// Accumulates a file's whole CRC and its block CRCs as its bytes stream by.
+/// Each byte is hashed once, into its block's CRC; the whole CRC is combined
+/// from the block CRCs at the end.
 pub struct BlockHasher {
     block: u64,
-    whole: crc32fast::Hasher,
     current: crc32fast::Hasher,
     in_block: u64,
     blocks: Vec<u32>,
@@ -143,7 +144,6 @@ impl BlockHasher {
     pub fn new(block_log2: u8) -> BlockHasher {
         BlockHasher {
             block: 1 << block_log2,
-            whole: crc32fast::Hasher::new(),
             current: crc32fast::Hasher::new(),
             in_block: 0,
             blocks: Vec::new(),
@@ -151,7 +151,6 @@ impl BlockHasher {
     }
 
     pub fn update(&mut self, mut bytes: &[u8]) {
-        self.whole.update(bytes);
         while !bytes.is_empty() {
             let take = ((self.block - self.in_block) as usize).min(bytes.len());
             self.current.update(&bytes[..take]);
@@ -167,11 +166,30 @@ impl BlockHasher {
 
     /// (whole-file CRC, block CRCs).
     pub fn finish(mut self) -> (u32, Vec<u32>) {
-        if self.in_block > 0 {
+        let last = self.in_block;
+        if last > 0 {
             self.blocks.push(self.current.finalize());
         }
-        (self.whole.finalize(), self.blocks)
+        let whole = blocks_hasher(&self.blocks, self.block, last).finalize();
+        (whole, self.blocks)
     }
+}
+
+/// A hasher that has taken the bytes whose consecutive blocks of `block`
+/// bytes have the CRCs `blocks` (the last one `last` bytes long, 0 meaning
+/// a whole block), without reading them: CRC-32 combination. Ready to take
+/// the bytes that follow.
+pub fn blocks_hasher(blocks: &[u32], block: u64, last: u64) -> crc32fast::Hasher {
+    let mut h = crc32fast::Hasher::new();
+    for (i, crc) in blocks.iter().enumerate() {
+        let len = if i + 1 == blocks.len() && last > 0 {
+            last
+        } else {
+            block
+        };
+        h.combine(&crc32fast::Hasher::new_with_initial_len(*crc, len));
+    }
+    h
 }
 
 /// Plans offsets: given file lengths in order, returns (offset of each file,
@@ -644,6 +662,20 @@ mod tests {
             assert_eq!(h.finish(), (crc32fast::hash(&data), want.clone()), "{step}");
         }
         assert_eq!(BlockHasher::new(12).finish(), (0, vec![]));
+    }
+
+    #[test]
+    fn blocks_hasher_continues_as_if_it_had_read_the_blocks() {
+        let data: Vec<u8> = (0..70_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for len in [0usize, 1, 4095, 4096, 4097, 12_288, 50_000, 70_000] {
+            let blocks: Vec<u32> = data[..len].chunks(4096).map(crc32fast::hash).collect();
+            let mut h = blocks_hasher(&blocks, 4096, (len % 4096) as u64);
+            assert_eq!(h.clone().finalize(), crc32fast::hash(&data[..len]), "{len}");
+            h.update(&data[len..]);
+            assert_eq!(h.finalize(), crc32fast::hash(&data), "{len} then the rest");
+        }
     }
 
     #[test]
