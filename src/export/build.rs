@@ -492,31 +492,12 @@ pub(super) fn finish_in_place(
         let known = crcs.get(&entry.id).filter(|(_, b)| {
             stays.is_some() && b.len() as u64 == block_count(entry.len, BLOCK_LOG2)
         });
-        // The parts that come from the container, one per extent (a file
-        // there, or the prefix of one built in place).
-        let from_container: &[crate::container::Extent] = match &entry.loc {
-            Location::Container(x) => x,
-            Location::Placed { prefix, .. } => prefix,
-            Location::Segment { .. } => &[],
-        };
         let mut at = offset;
         for (i, part) in parts.iter().enumerate() {
             if stays.is_none() || i < prefix_parts {
-                let x = from_container.get(i);
-                // Exactly this extent, asked for in one request (as the
-                // export of a file not built in place does).
-                if let Some(x) = x {
-                    engine.container().prefetch(std::slice::from_ref(x));
-                }
                 file.write_at(at, part.as_slice())?;
                 smooth.wrote(&*file, no, at, at + part.len() as u64);
                 copied += part.len() as u64;
-                // The container's copy leaves the page cache once copied, so
-                // the two copies are not cached side by side until the
-                // export releases it (see `write_segment_file`).
-                if let Some(x) = x {
-                    engine.container().page_out(std::slice::from_ref(x));
-                }
             } else if known.is_some() {
                 break;
             }
