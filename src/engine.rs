@@ -756,10 +756,13 @@ impl Engine {
             self.table_mut().note_segment(no);
             drop(appended);
         }
+        // The evidence that lets an open after a crash remove the file: in
+        // the container file before the file exists, under every policy (as
+        // an export's): under `SyncPolicy::Never` the record may still be in
+        // the write stage, which a killed process loses, and the next open
+        // would find a segment file the log has no record of.
+        self.container.sync()?;
         let sync = self.container.sync_policy() != crate::policy::SyncPolicy::Never;
-        if sync {
-            self.container.sync()?;
-        }
         let storage = self.container.storage();
         {
             let _io = lock(&self.builds.io);

@@ -234,6 +234,30 @@ fn a_segment_built_before_a_crash_and_deleted_after_is_dropped() {
     }
 }
 
+/// Under `SyncPolicy::Never` a process killed right after a segment file
+/// was created to build in: the `ExportBegin` record naming it reached the
+/// container file first (the stage a killed process loses held it before),
+/// so the next open knows the file and removes or keeps it, instead of
+/// refusing the folder.
+#[test]
+fn a_kill_under_sync_never_right_after_a_build_began_leaves_a_folder_that_opens() {
+    let s = SimStorage::new();
+    let dir = JockyDirectory::builder("/sim")
+        .storage(Arc::new(s.clone()))
+        .container_file_size(4 << 20)
+        .sync_policy(jocky::SyncPolicy::Never)
+        .export_policy(ExportPolicy::Manual)
+        .build_any_file_in_place(64 << 10)
+        .open()
+        .unwrap();
+    write_file(&dir, "k.store", &pattern(11, 300_000));
+    assert_eq!(dir.stats().segment_files_being_built, 1);
+    let killed = s.kill();
+    let reopened = open_sim(&killed);
+    assert!(reopened.is_ok(), "{:?}", reopened.err());
+    drop(dir);
+}
+
 // ---------------------------------------------------------------------------
 // A tantivy index on a real folder, built in place with the library's rules.
 // ---------------------------------------------------------------------------

@@ -145,6 +145,21 @@ struct Build {
     last_end: HashMap<u64, u64>,
 }
 
+impl Build {
+    /// Nothing reserved in it yet; `placed`: chunks of it are in the table.
+    fn new(key: SegKey, placed: bool) -> Build {
+        Build {
+            end: 0,
+            owner: None,
+            pending: 0,
+            dirty: false,
+            placed,
+            key,
+            last_end: HashMap::new(),
+        }
+    }
+}
+
 impl Builds {
     /// A writer of a file of segment `key` opened.
     pub fn writer_opened(&self, key: &SegKey) {
@@ -284,18 +299,7 @@ impl Builds {
     pub fn created(&self, key: &SegKey, no: u64) {
         let mut s = lock(&self.state);
         s.segments.entry(key.clone()).or_default().no = Some(no);
-        s.files.insert(
-            no,
-            Build {
-                end: 0,
-                owner: None,
-                pending: 0,
-                dirty: false,
-                placed: false,
-                key: key.clone(),
-                last_end: HashMap::new(),
-            },
-        );
+        s.files.insert(no, Build::new(key.clone(), false));
     }
 
     /// The CRCs the writers of the files built in segment file `no`
@@ -321,18 +325,7 @@ impl Builds {
     pub fn adopt(&self, no: u64) {
         // A key no writer has (segment ids are 32 hex digits).
         let key: SegKey = (Arc::from("\0adopted"), Arc::from(no.to_string()));
-        lock(&self.state).files.insert(
-            no,
-            Build {
-                end: 0,
-                owner: None,
-                pending: 0,
-                dirty: false,
-                placed: true,
-                key,
-                last_end: HashMap::new(),
-            },
-        );
+        lock(&self.state).files.insert(no, Build::new(key, true));
     }
 
     /// A chunk reserved in `no` is written and in the table.
