@@ -114,6 +114,12 @@ struct State {
 /// bytes over (what the segment file's table needs, without reading them back).
 pub(crate) type FileCrcs = (u32, Vec<u32>);
 
+/// Whether `crcs` can stand for a file of `len` bytes: one block CRC per
+/// block of the segment file's table.
+pub(crate) fn crcs_fit(crcs: &FileCrcs, len: u64) -> bool {
+    crcs.1.len() as u64 == block_count(len, BLOCK_LOG2)
+}
+
 #[derive(Default)]
 struct Seg {
     /// CRCs of its files whose writers finished, by file id.
@@ -482,9 +488,9 @@ pub(super) fn finish_in_place(
         let offset = stays.unwrap_or(tail);
         // CRCs its writer computed, for a file that stays: its chunks are not
         // read again (under memory pressure they would come from the disk).
-        let known = crcs.get(&entry.id).filter(|(_, b)| {
-            stays.is_some() && b.len() as u64 == block_count(entry.len, BLOCK_LOG2)
-        });
+        let known = crcs
+            .get(&entry.id)
+            .filter(|c| stays.is_some() && crcs_fit(c, entry.len));
         let mut at = offset;
         for (i, part) in parts.iter().enumerate() {
             if stays.is_none() || i < prefix_parts {

@@ -35,8 +35,8 @@ use tantivy::directory::{FileHandle, FileSlice, WatchCallback, WatchHandle, Writ
 use tantivy::{Directory, HasLen, Index, SegmentReader};
 
 use crate::engine::Engine;
-use crate::export::build::FileCrcs;
-use crate::format::segment_file::{block_count, blocks_hasher, HotRange, BLOCK_LOG2, MAX_HOT};
+use crate::export::build::{crcs_fit, FileCrcs};
+use crate::format::segment_file::{blocks_hasher, HotRange, BLOCK_LOG2, MAX_HOT};
 use crate::sync::lock;
 use crate::table::Location;
 
@@ -154,8 +154,8 @@ fn footers_match<'a>(
             ));
         }
         let blocks = known(path)
-            .map(|(_, blocks)| blocks)
-            .filter(|b| b.len() as u64 == block_count(slice.len() as u64, BLOCK_LOG2));
+            .filter(|c| crcs_fit(c, slice.len() as u64))
+            .map(|(_, blocks)| blocks);
         let (footer, body) =
             Footer::extract_footer(slice).map_err(|e| format!("{}: {e}", path.display()))?;
         let crc = match blocks {
