@@ -354,3 +354,89 @@ fn tmpfs_a_crashed_folder_opens_on_a_full_disk() {
         "tmpfs crashed, full",
     );
 }
+
+/// Bytes of the files in `dir` resident in the page cache (`fincore`).
+fn cached_bytes(dir: &Path) -> Result<u64, String> {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .map(|e| e.unwrap().path())
+        .collect();
+    let out = Command::new("fincore")
+        .args(["-b", "-n", "-o", "RES"])
+        .args(&files)
+        .output()
+        .map_err(|e| format!("fincore: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().parse::<u64>().unwrap())
+        .sum())
+}
+
+/// A deleted file's pages leave the page cache even where its chunks sat
+/// between a live file's in the container. Linux caches what one write brings
+/// in as folios up to 2 MiB and drops a folio only whole: written with one
+/// write per stage, the chunks of two files written side by side shared
+/// folios, and the dead one's pages stayed cached as long as the live one.
+fn a_deleted_file_leaves_the_page_cache(m: &Mount, what: &str) {
+    use std::io::Write;
+    use tantivy::directory::{Directory, TerminatingWrite};
+    const CHUNK: usize = 64 << 10;
+    const CHUNKS: usize = 32;
+    let path = m.path.join("idx");
+    let dir = open(&path, ExportPolicy::Manual).unwrap();
+    let mut a = dir.open_write(Path::new("a.bin")).unwrap();
+    let mut b = dir.open_write(Path::new("b.bin")).unwrap();
+    for i in 0..CHUNKS {
+        a.write_all(&vec![i as u8; CHUNK]).unwrap();
+        a.flush().unwrap();
+        b.write_all(&vec![!(i as u8); CHUNK]).unwrap();
+        b.flush().unwrap();
+    }
+    a.terminate().unwrap();
+    b.terminate().unwrap();
+    // Durable, so the pages are clean and may be dropped.
+    dir.sync_directory().unwrap();
+    let each = (CHUNK * CHUNKS) as u64;
+    let before = match cached_bytes(&path) {
+        Ok(n) => n,
+        Err(e) => return eprintln!("skipped {what}: {e}"),
+    };
+    assert!(
+        before >= 2 * each,
+        "{what}: {before} bytes cached after writing"
+    );
+    dir.delete(Path::new("a.bin")).unwrap();
+    let after = cached_bytes(&path).unwrap();
+    // b.bin, the records' headers and the file header stay.
+    assert!(
+        after <= each + each / 8,
+        "{what}: {after} bytes cached after deleting a.bin ({before} before; b.bin is {each})"
+    );
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(
+        &mut &dir
+            .open_read(Path::new("b.bin"))
+            .unwrap()
+            .read_bytes()
+            .unwrap()[..],
+        &mut back,
+    )
+    .unwrap();
+    assert!(back
+        .chunks(CHUNK)
+        .enumerate()
+        .all(|(i, c)| c.iter().all(|x| *x == !(i as u8))));
+}
+
+#[test]
+fn ext4_a_deleted_file_leaves_the_page_cache() {
+    with_mount(
+        ext4,
+        40,
+        a_deleted_file_leaves_the_page_cache,
+        "ext4 page cache",
+    );
+}
