@@ -112,6 +112,9 @@ pub(crate) struct MaintenanceCounters {
     /// chunks written into them.
     pub segments_built_in_place: AtomicU64,
     pub bytes_built_in_place: AtomicU64,
+    /// Bytes an export read only to compute checksums (see
+    /// `Stats::bytes_read_to_checksum`).
+    pub bytes_read_to_checksum: AtomicU64,
     /// What reads that span container extents cost.
     pub reads: Arc<crate::directory::ReadCounters>,
 }

@@ -216,7 +216,7 @@ struct Args {
     #[arg(long)]
     no_ram: bool,
     /// Print each round's memory samples (seconds, page cache of the index MB,
-    /// anonymous RSS MB), to see where the peak falls.
+    /// anonymous RSS MB, file-backed RSS MB), to see where the peak falls.
     #[arg(long)]
     memory_timeline: bool,
 }
@@ -421,8 +421,9 @@ impl Timeline {
 }
 
 /// (seconds since the start of indexing, index folder bytes in the page cache,
-/// the process's anonymous resident bytes at the same moment).
-type PageCacheSample = (f64, u64, u64);
+/// the process's anonymous resident bytes and its file-backed resident bytes —
+/// pages of its mappings, which the page cache holds too — at the same moment).
+type PageCacheSample = (f64, u64, u64, u64);
 
 /// Samples fds, mappings, RSS and the document counters every [`SAMPLE_INTERVAL`], and
 /// the page-cache residency of the index folder every [`PAGE_CACHE_EVERY_SECS`], on one
@@ -459,7 +460,8 @@ impl IndexSampler {
                     if tick.at >= next_page_cache {
                         let bytes = procstats::page_cache_bytes(&thread_path)?;
                         let anon = procstats::anon_rss_bytes();
-                        page_cache.push((start.elapsed().as_secs_f64(), bytes, anon));
+                        let mapped = procstats::rss_bytes().saturating_sub(anon);
+                        page_cache.push((start.elapsed().as_secs_f64(), bytes, anon, mapped));
                         while next_page_cache <= tick.at {
                             next_page_cache += PAGE_CACHE_EVERY_SECS;
                         }
@@ -493,10 +495,12 @@ impl IndexSampler {
         let mut ticks = vec![self.baseline];
         ticks.extend(samples);
         ticks.push(Tick::take(self.start, &self.progress));
+        let anon = procstats::anon_rss_bytes();
         page_cache.push((
             self.start.elapsed().as_secs_f64(),
             procstats::page_cache_bytes(&self.path)?,
-            procstats::anon_rss_bytes(),
+            anon,
+            procstats::rss_bytes().saturating_sub(anon),
         ));
         let end = ticks.last().map_or(0.0, |t| t.at);
         let all_indexed_at = ticks
@@ -715,10 +719,12 @@ fn run(args: &Args) -> BoxResult<()> {
                     .timeline
                     .page_cache
                     .iter()
-                    .map(|&(at, pc, anon)| format!("{at:.0}s {:.0}/{:.0}", mb(pc), mb(anon)))
+                    .map(|&(at, pc, anon, mapped)| {
+                        format!("{at:.0}s {:.0}/{:.0}/{:.0}", mb(pc), mb(anon), mb(mapped))
+                    })
                     .collect();
                 println!(
-                    "round {round} {:<9}: page cache / anon MB: {}",
+                    "round {round} {:<9}: page cache / anon / file-backed RSS MB: {}",
                     kind.name(),
                     samples.join(" ")
                 );
@@ -916,13 +922,14 @@ fn index_side(
         let st = dir.stats();
         background = format!(
             "built {} segments in place ({:.0} MB), exported {} segment files ({:.0} MB copied, \
-             {:.0} MB of it in the kernel), copied {:.0} MB forward, {:.0} MB copied to serve \
-             reads across extents, {} files mapped as one range",
+             {:.0} MB of it in the kernel, {:.1} MB read to checksum), copied {:.0} MB forward, \
+             {:.0} MB copied to serve reads across extents, {} files mapped as one range",
             st.segments_built_in_place,
             mb(st.bytes_built_in_place),
             st.segments_exported,
             mb(st.bytes_exported),
             mb(st.bytes_exported_in_kernel),
+            mb(st.bytes_read_to_checksum),
             mb(st.bytes_copied_forward),
             mb(st.read_bytes_assembled),
             st.files_stitched
@@ -1386,7 +1393,10 @@ fn write_chart(path: &Path, runs: &[(Kind, Vec<Measurement>)]) -> BoxResult<()> 
     });
     let rss = lines(runs, rss_points);
     let page_cache = lines(runs, |t| {
-        t.page_cache.iter().map(|&(at, b, _)| (at, mb(b))).collect()
+        t.page_cache
+            .iter()
+            .map(|&(at, b, _, _)| (at, mb(b)))
+            .collect()
     });
 
     let root = SVGBackend::new(path, (1100, 1000)).into_drawing_area();

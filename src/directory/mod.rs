@@ -123,6 +123,12 @@ pub struct Stats {
     /// Of those, bytes copied inside the kernel (`copy_file_range`; shared
     /// blocks instead of copies on XFS and btrfs), not through this process.
     pub bytes_exported_in_kernel: u64,
+    /// Bytes exports read since open to check files against their tantivy
+    /// footers and to checksum files built in place, beyond what they copied:
+    /// a file built in place by this process costs its last partial 64 KiB
+    /// block (its writer computed the block CRCs as it wrote); one built
+    /// before a crash, or still in the container, is read whole.
+    pub bytes_read_to_checksum: u64,
     /// Container files removed since open.
     pub container_files_reclaimed: u64,
     /// Segment files removed since open.
@@ -559,6 +565,7 @@ pub(crate) fn stats_of(engine: &Engine) -> Stats {
         segments_exported: m.segments_exported.load(Relaxed),
         bytes_exported: m.bytes_exported.load(Relaxed),
         bytes_exported_in_kernel: m.bytes_copied_in_kernel.load(Relaxed),
+        bytes_read_to_checksum: m.bytes_read_to_checksum.load(Relaxed),
         segments_built_in_place: m.segments_built_in_place.load(Relaxed),
         segment_files_being_built: table.building_segments().len(),
         segment_bytes_being_built: table.building_bytes(),

@@ -92,8 +92,12 @@ impl FileWriter {
             })?;
         self.written += len;
         self.buf.clear();
-        if let (true, Some(key), Some(h)) = (finish, &self.seg, self.crcs.take()) {
-            self.engine.builds().record_crcs(key, self.id, h.finish());
+        // Taken only by the last chunk: a tuple pattern would evaluate (and
+        // take) the hasher on every chunk, leaving CRCs for one-chunk files only.
+        if finish {
+            if let (Some(key), Some(h)) = (&self.seg, self.crcs.take()) {
+                self.engine.builds().record_crcs(key, self.id, h.finish());
+            }
         }
         if self.chunk < self.max_chunk {
             self.chunk = (self.chunk * 2).min(self.max_chunk);

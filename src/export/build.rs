@@ -502,6 +502,13 @@ pub(super) fn finish_in_place(
             }
             if known.is_none() {
                 crc.update(part.as_slice());
+                if stays.is_some() && i >= prefix_parts {
+                    // Read only to be hashed (not copied).
+                    crate::engine::MaintenanceCounters::add(
+                        &engine.counters().bytes_read_to_checksum,
+                        part.len() as u64,
+                    );
+                }
             }
             at += part.len() as u64;
         }

@@ -108,7 +108,10 @@ pub(crate) fn record(
         return Vec::new();
     };
     let known = |path: &Path| ids.get(path).and_then(|id| known.get(id));
-    if let Err(why) = footers_match(&dir, known) {
+    let read = |n: usize| {
+        crate::engine::MaintenanceCounters::add(&engine.counters().bytes_read_to_checksum, n as u64)
+    };
+    if let Err(why) = footers_match(&dir, known, read) {
         log::warn!("hot ranges of segment {segment_id} in {ns:?}: not recorded: {why}");
         return Vec::new();
     }
@@ -141,6 +144,7 @@ pub(crate) fn record(
 fn footers_match<'a>(
     dir: &RecordingDirectory,
     known: impl Fn(&Path) -> Option<&'a FileCrcs>,
+    read: impl Fn(usize),
 ) -> Result<(), String> {
     // tantivy's footer reader slices 8 bytes from the end unchecked.
     const FOOTER_TAIL: usize = 8;
@@ -166,15 +170,18 @@ fn footers_match<'a>(
                     .slice_from(whole * block)
                     .read_bytes()
                     .map_err(|e| format!("{}: {e}", path.display()))?;
+                read(tail.len());
                 let mut h = blocks_hasher(&blocks[..whole], block as u64, 0);
                 h.update(tail.as_slice());
                 h.finalize()
             }
-            None => crc32fast::hash(
-                body.read_bytes()
-                    .map_err(|e| format!("{}: {e}", path.display()))?
-                    .as_slice(),
-            ),
+            None => {
+                let bytes = body
+                    .read_bytes()
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                read(bytes.len());
+                crc32fast::hash(bytes.as_slice())
+            }
         };
         if crc != footer.crc {
             return Err(format!(
