@@ -1264,6 +1264,16 @@ impl Engine {
     /// The bytes of a file, zero-copy: one piece per extent in the container, one
     /// piece for a file in a segment file.
     pub fn read_entry(&self, entry: &Entry) -> std::io::Result<Vec<OwnedBytes>> {
+        // Read whole (an export, a copy, verification): each container extent
+        // is asked for exactly, in one request. A fault on a page the kernel
+        // dropped meanwhile would read the device's read-around window around
+        // it (8 MiB on this disk), most of it other files' chunks.
+        match &entry.loc {
+            Location::Container(x) | Location::Placed { prefix: x, .. } => {
+                self.container.prefetch(x)
+            }
+            Location::Segment { .. } => {}
+        }
         match &entry.loc {
             Location::Container(extents) => self.read_extents(extents),
             Location::Segment { export_no, offset } => Ok(vec![self
