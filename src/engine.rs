@@ -1268,11 +1268,8 @@ impl Engine {
         // is asked for exactly, in one request. A fault on a page the kernel
         // dropped meanwhile would read the device's read-around window around
         // it (8 MiB on this disk), most of it other files' chunks.
-        match &entry.loc {
-            Location::Container(x) | Location::Placed { prefix: x, .. } => {
-                self.container.prefetch(x)
-            }
-            Location::Segment { .. } => {}
+        if let Location::Container(x) | Location::Placed { prefix: x, .. } = &entry.loc {
+            self.container.prefetch(x);
         }
         match &entry.loc {
             Location::Container(extents) => self.read_extents(extents),

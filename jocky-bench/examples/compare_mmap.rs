@@ -425,6 +425,14 @@ impl Timeline {
 /// pages of its mappings, which the page cache holds too — at the same moment).
 type PageCacheSample = (f64, u64, u64, u64);
 
+/// A [`PageCacheSample`] of the index folder at `path`, now.
+fn memory_sample(start: Instant, path: &Path) -> io::Result<PageCacheSample> {
+    let page_cache = procstats::page_cache_bytes(path)?;
+    let anon = procstats::anon_rss_bytes();
+    let mapped = procstats::rss_bytes().saturating_sub(anon);
+    Ok((start.elapsed().as_secs_f64(), page_cache, anon, mapped))
+}
+
 /// Samples fds, mappings, RSS and the document counters every [`SAMPLE_INTERVAL`], and
 /// the page-cache residency of the index folder every [`PAGE_CACHE_EVERY_SECS`], on one
 /// thread, and moves the progress bar.
@@ -458,10 +466,7 @@ impl IndexSampler {
                     bar.set_position(tick.indexed);
                     ticks.push(tick);
                     if tick.at >= next_page_cache {
-                        let bytes = procstats::page_cache_bytes(&thread_path)?;
-                        let anon = procstats::anon_rss_bytes();
-                        let mapped = procstats::rss_bytes().saturating_sub(anon);
-                        page_cache.push((start.elapsed().as_secs_f64(), bytes, anon, mapped));
+                        page_cache.push(memory_sample(start, &thread_path)?);
                         while next_page_cache <= tick.at {
                             next_page_cache += PAGE_CACHE_EVERY_SECS;
                         }
@@ -495,13 +500,7 @@ impl IndexSampler {
         let mut ticks = vec![self.baseline];
         ticks.extend(samples);
         ticks.push(Tick::take(self.start, &self.progress));
-        let anon = procstats::anon_rss_bytes();
-        page_cache.push((
-            self.start.elapsed().as_secs_f64(),
-            procstats::page_cache_bytes(&self.path)?,
-            anon,
-            procstats::rss_bytes().saturating_sub(anon),
-        ));
+        page_cache.push(memory_sample(self.start, &self.path)?);
         let end = ticks.last().map_or(0.0, |t| t.at);
         let all_indexed_at = ticks
             .iter()
