@@ -114,6 +114,87 @@ fn open_candidate(path: &Path, indexing: bool) -> BoxResult<Box<dyn Directory>> 
     Ok(Box::new(dir))
 }
 
+/// With `--count-heap`: the bytes this process has allocated and not freed
+/// (live heap), and their peak since the last [`heap::reset_peak`]. Unlike RSS
+/// it does not move with how glibc's arenas keep freed memory, so it tells a
+/// directory's own allocations from the allocator's retention.
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+
+    pub static ON: AtomicBool = AtomicBool::new(false);
+    static LIVE: AtomicIsize = AtomicIsize::new(0);
+    static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+    pub struct Counting;
+
+    fn add(n: usize) {
+        if ON.load(Ordering::Relaxed) {
+            let live = LIVE.fetch_add(n as isize, Ordering::Relaxed) + n as isize;
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+    }
+
+    fn sub(n: usize) {
+        if ON.load(Ordering::Relaxed) {
+            LIVE.fetch_sub(n as isize, Ordering::Relaxed);
+        }
+    }
+
+    // SAFETY: every call is passed to the system allocator unchanged; the
+    // counters only observe sizes.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller's contract for `alloc`, forwarded.
+            let p = unsafe { System.alloc(layout) };
+            if !p.is_null() {
+                add(layout.size());
+            }
+            p
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller's contract for `alloc_zeroed`, forwarded.
+            let p = unsafe { System.alloc_zeroed(layout) };
+            if !p.is_null() {
+                add(layout.size());
+            }
+            p
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the caller's contract for `dealloc`, forwarded.
+            unsafe { System.dealloc(ptr, layout) };
+            sub(layout.size());
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: the caller's contract for `realloc`, forwarded.
+            let p = unsafe { System.realloc(ptr, layout, new_size) };
+            if !p.is_null() {
+                add(new_size);
+                sub(layout.size());
+            }
+            p
+        }
+    }
+
+    /// Starts a new peak from the current live heap; returns it.
+    pub fn reset_peak() -> isize {
+        let live = LIVE.load(Ordering::Relaxed);
+        PEAK.store(live, Ordering::Relaxed);
+        live
+    }
+
+    /// The peak live heap since [`reset_peak`].
+    pub fn peak() -> isize {
+        PEAK.load(Ordering::Relaxed)
+    }
+}
+
+#[global_allocator]
+static ALLOC: heap::Counting = heap::Counting;
+
 /// `--write-mode`, when given.
 static WRITE_MODE: std::sync::OnceLock<Option<jocky::WriteMode>> = std::sync::OnceLock::new();
 
@@ -219,6 +300,10 @@ struct Args {
     /// anonymous RSS MB, file-backed RSS MB), to see where the peak falls.
     #[arg(long)]
     memory_timeline: bool,
+    /// Count the live heap (every allocation through a counting allocator) and
+    /// report its peak per side.
+    #[arg(long)]
+    count_heap: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,6 +392,21 @@ struct Measurement {
     page_cache_end_mb: f64,
     /// Peak of anonymous RSS (above the level before indexing) plus page cache.
     memory_peak_mb: f64,
+    /// Wall time the feeding thread spent inside `commit` (tantivy's indexing threads
+    /// finishing the queued documents included), s, and the longest commit, ms.
+    commit_secs: f64,
+    slowest_commit_ms: f64,
+    /// CPU seconds of this process while indexing (user + system).
+    cpu_secs: f64,
+    /// CPU seconds the whole machine was busy while indexing (this process plus the
+    /// kernel's write-back, journal and block threads).
+    machine_cpu_secs: f64,
+    /// CPU seconds the machine's cores sat idle while indexing (waiting for the disk
+    /// included): cores × wall time − busy.
+    machine_idle_secs: f64,
+    /// With `--count-heap`: the live heap's peak above its level before indexing, MB
+    /// (NaN otherwise).
+    peak_heap_mb: f64,
     timeline: Timeline,
 }
 
@@ -546,6 +646,9 @@ const METRICS: &[Metric] = &[
     ("peak extra fds (index)", |m| m.peak_fds),
     ("peak extra maps (index)", |m| m.peak_maps),
     ("peak extra RSS MB (index)", |m| m.peak_rss_mb),
+    ("peak live heap MB (index, --count-heap)", |m| {
+        m.peak_heap_mb
+    }),
     ("index size MB", |m| m.index_mb),
     ("index disk usage MB", |m| m.disk_mb),
     ("open index+reader ms", |m| m.open_ms),
@@ -561,6 +664,11 @@ const METRICS: &[Metric] = &[
     ("peak page cache MB (index)", |m| m.page_cache_peak_mb),
     ("page cache MB at end of index", |m| m.page_cache_end_mb),
     ("peak anon RSS + page cache MB", |m| m.memory_peak_mb),
+    ("time inside commit s", |m| m.commit_secs),
+    ("slowest commit ms", |m| m.slowest_commit_ms),
+    ("process CPU s (index)", |m| m.cpu_secs),
+    ("machine busy CPU s (index)", |m| m.machine_cpu_secs),
+    ("machine idle CPU s (index)", |m| m.machine_idle_secs),
 ];
 
 fn main() {
@@ -572,6 +680,7 @@ fn main() {
 }
 
 fn run(args: &Args) -> BoxResult<()> {
+    heap::ON.store(args.count_heap, Ordering::Relaxed);
     let _ = EXPORT_MIN_MB.set(args.export_min_mb);
     let _ = NO_EXPORT.set(args.no_export);
     let _ = WRITE_BUFFER_KB.set(args.write_buffer_kb);
@@ -683,7 +792,8 @@ fn run(args: &Args) -> BoxResult<()> {
                 .map_err(|e| format!("{} round {round}: {e}", kind.name()))?;
             println!(
                 "round {round} {:<9}: index {:.2} s ({:.0} docs/s, {:.1} MB/s), written {:.0} MB, \
-                 read {:.0} MB ({:.0} MB after indexing), index {:.0} MB, fds +{}, maps +{}",
+                 read {:.0} MB ({:.0} MB after indexing), index {:.0} MB, fds +{}, maps +{}, \
+                 RSS +{:.0} MB{}, CPU {:.1} s (machine busy {:.1} s, idle {:.1} s)",
                 kind.name(),
                 m.index_secs,
                 m.docs_per_sec,
@@ -694,12 +804,22 @@ fn run(args: &Args) -> BoxResult<()> {
                 m.index_mb,
                 m.peak_fds,
                 m.peak_maps,
+                m.peak_rss_mb,
+                if m.peak_heap_mb.is_nan() {
+                    String::new()
+                } else {
+                    format!(" (live heap +{:.0} MB)", m.peak_heap_mb)
+                },
+                m.cpu_secs,
+                m.machine_cpu_secs,
+                m.machine_idle_secs,
             );
             let (_, handed_cv) = mean_cv(m.timeline.steady_handed_windows());
             println!(
                 "round {round} {:<9}: {} 1 s windows until the last doc was indexed at {:.1} s: \
                  mean {:.0} docs/s, CV {:.3} (of docs handed to the writer: {:.3}), slowest \
-                 {:.0} docs/s; page cache peak {:.0} MB, at end {:.0} MB",
+                 {:.0} docs/s; page cache peak {:.0} MB, at end {:.0} MB; {:.2} s inside commit \
+                 (slowest {:.0} ms)",
                 kind.name(),
                 m.timeline.steady_len(),
                 m.timeline.all_indexed_at,
@@ -708,7 +828,9 @@ fn run(args: &Args) -> BoxResult<()> {
                 handed_cv,
                 m.window_min,
                 m.page_cache_peak_mb,
-                m.page_cache_end_mb
+                m.page_cache_end_mb,
+                m.commit_secs,
+                m.slowest_commit_ms
             );
             if !m.background.is_empty() {
                 println!("round {round} {:<9}: {}", kind.name(), m.background);
@@ -880,11 +1002,19 @@ fn index_side(
     // Indexing.
     let bar = progress_bar(docs.len(), label);
     let progress = Arc::new(Progress::default());
+    // The previous side's freed heap (the ram side's index above all) stays resident
+    // in malloc's arenas unless returned; a side that reused it would show less RSS
+    // growth than one that had to fault its memory in. Every side starts trimmed.
+    procstats::trim_heap();
+    let heap_before = heap::reset_peak();
     let sampler = IndexSampler::start(path, Arc::clone(&progress), bar.clone())?;
     let written_before = procstats::io_write_bytes();
     let read_before = procstats::io_read_bytes();
     let cancelled_before = procstats::io_cancelled_write_bytes();
+    let cpu_before = procstats::process_cpu_secs();
+    let machine_before = procstats::machine_cpu_busy_secs();
     let start = Instant::now();
+    let indexing;
     {
         let (schema, fields) = harness::schema();
         let index = Index::create(
@@ -894,7 +1024,7 @@ fn index_side(
         )?;
         let mut writer: IndexWriter<CountedDocument> =
             index.writer_with_num_threads(args.threads, args.heap_mb * 1_000_000)?;
-        harness::index_docs_as(
+        indexing = harness::index_docs_as(
             &mut writer,
             docs,
             args.commit_every,
@@ -910,6 +1040,13 @@ fn index_side(
         writer.wait_merging_threads()?;
     }
     let index_secs = start.elapsed().as_secs_f64();
+    let peak_heap_mb = if args.count_heap {
+        (heap::peak() - heap_before) as f64 / 1e6
+    } else {
+        f64::NAN
+    };
+    let cpu_secs = procstats::process_cpu_secs() - cpu_before;
+    let machine_cpu_secs = procstats::machine_cpu_busy_secs() - machine_before;
     let read_while_indexing = procstats::io_read_bytes().saturating_sub(read_before);
     // jocky exports committed segments and reclaims space in the background: let it
     // finish so that bytes written and disk use include it.
@@ -1006,6 +1143,12 @@ fn index_side(
             page_cache_peak_mb: mb(page_cache_peak),
             memory_peak_mb: mb(memory_peak),
             page_cache_end_mb: mb(page_cache_end),
+            commit_secs: indexing.commit_secs,
+            slowest_commit_ms: indexing.slowest_commit_secs * 1000.0,
+            cpu_secs,
+            machine_cpu_secs,
+            peak_heap_mb,
+            machine_idle_secs: (procstats::cpus() as f64 * index_secs - machine_cpu_secs).max(0.0),
             timeline,
         },
         ram,
@@ -1209,6 +1352,11 @@ fn print_summary(runs: &[(Kind, Vec<Measurement>)]) {
     header.extend(ratio_names.iter().cloned());
     let rows: Vec<Vec<String>> = METRICS
         .iter()
+        // Rows of a measurement this run did not take (all NaN) are left out.
+        .filter(|(_, get)| {
+            runs.iter()
+                .any(|(_, side)| side.iter().any(|m| !get(m).is_nan()))
+        })
         .map(|(label, get)| {
             let mut row = vec![label.to_string()];
             row.extend(

@@ -89,7 +89,7 @@ pub fn to_tantivy(fields: &Fields, doc: &Doc) -> TantivyDocument {
 }
 
 /// Figures of an [`index_docs`] call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct IndexingStats {
     /// Documents added.
     pub docs: u64,
@@ -97,6 +97,25 @@ pub struct IndexingStats {
     pub text_bytes: u64,
     /// Commits made (including the final one).
     pub commits: u64,
+    /// Wall time spent inside `IndexWriter::commit`, which the feeding thread waits
+    /// for (tantivy's indexing threads finish their segments, the directory makes them
+    /// durable and writes `meta.json`), seconds.
+    pub commit_secs: f64,
+    /// The longest single commit, seconds.
+    pub slowest_commit_secs: f64,
+}
+
+impl IndexingStats {
+    /// Commits and times it.
+    fn commit<D: Document>(&mut self, writer: &mut IndexWriter<D>) -> tantivy::Result<()> {
+        let start = std::time::Instant::now();
+        writer.commit()?;
+        let secs = start.elapsed().as_secs_f64();
+        self.commits += 1;
+        self.commit_secs += secs;
+        self.slowest_commit_secs = self.slowest_commit_secs.max(secs);
+        Ok(())
+    }
 }
 
 /// Adds `docs` to `writer`, committing after every `commit_every` documents and once at
@@ -210,14 +229,12 @@ where
         stats.text_bytes += doc.text_len() as u64;
         since_commit += 1;
         if commit_every > 0 && since_commit >= commit_every {
-            writer.commit()?;
-            stats.commits += 1;
+            stats.commit(writer)?;
             since_commit = 0;
         }
     }
     if since_commit > 0 {
-        writer.commit()?;
-        stats.commits += 1;
+        stats.commit(writer)?;
     }
     Ok(stats)
 }

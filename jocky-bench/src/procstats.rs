@@ -73,6 +73,27 @@ pub fn process_cpu_secs() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
+/// Returns the heap memory malloc holds free to the kernel (`malloc_trim(0)`), so that
+/// RSS measured next starts from what is in use. A no-op off glibc.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; no pointer is handed over.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// CPUs the machine has online (`/proc/stat`'s `cpuN` lines, what
+/// [`machine_cpu_busy_secs`] adds up).
+pub fn cpus() -> usize {
+    fs::read_to_string("/proc/stat").map_or(1, |text| {
+        text.lines()
+            .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+            .count()
+            .max(1)
+    })
+}
+
 /// Threads of this process.
 pub fn threads() -> usize {
     fs::read_dir("/proc/self/task").map_or(0, |d| d.count())

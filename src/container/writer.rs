@@ -43,6 +43,8 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use memmap2::MmapMut;
+
 use crate::format::file_header::log_position;
 use crate::io::{StorageFile, DIRECT_ALIGN};
 
@@ -57,55 +59,56 @@ fn align_up(n: usize) -> usize {
     n.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN
 }
 
-/// A byte buffer whose start is [`DIRECT_ALIGN`]ed in memory (over-allocated
-/// and sliced, no unsafe), with room for whole blocks. Its memory grows with
-/// what it holds, doubling from [`BUF_FIRST_ALLOC`] up to its capacity, and is
-/// never zeroed in advance: a buffer that only ever holds small commits
-/// costs a few pages, not its capacity. (It used to allocate its whole
-/// capacity at once and count on untouched pages not being resident; but the
-/// allocator serves a 2 MiB request from memory tantivy's indexing freed and
-/// touched, so every open index held its stage's full 2 MiB: 2.6 MB of RSS per
-/// `JockyDirectory` with a small index, `examples/tenants.rs`.)
+/// A stage's byte buffer, its start [`DIRECT_ALIGN`]ed (fit for direct I/O).
+/// Its memory grows with what it holds and is never taken in advance: on the
+/// heap while it holds at most [`HEAP_MAX`] (doubling from
+/// [`BUF_FIRST_ALLOC`]), so a buffer that only ever holds small commits costs a
+/// few KiB and no mapping (a tenant's index); past that, an anonymous mapping
+/// of its whole capacity, backed by the kernel only where written, kept for the
+/// buffer's life.
+///
+/// Large buffers are not `malloc`'d: a pool buffer lives as long as its
+/// container, and as a `Vec` it lived in the arena of the indexing thread that
+/// first filled it, among tantivy's short-lived allocations, where glibc could
+/// not give back the memory below it. Measured with `malloc_stats` at the end
+/// of indexing in `examples/compare_mmap.rs` (2026-11-29): three arenas of ~31
+/// MB with 2–3 MB in use each (the pool's buffers). (Earlier still, a `Vec` of
+/// the whole capacity was served from memory tantivy's indexing had freed and
+/// touched: 2.6 MB of RSS per `JockyDirectory` with a small index,
+/// `examples/tenants.rs`.)
 #[derive(Debug)]
 pub(crate) struct Buf {
-    /// `raw[off..off + len]` are the bytes; `raw` may run past them (padding
-    /// of a direct write), never past its capacity, so it only moves when
-    /// [`Buf::reserve`] grows it.
-    raw: Vec<u8>,
-    off: usize,
+    mem: Mem,
     cap: usize,
     len: usize,
+}
+
+#[derive(Debug)]
+enum Mem {
+    Empty,
+    /// `raw[off..off + usable]` is the buffer (`off` aligns it).
+    Heap {
+        raw: Vec<u8>,
+        off: usize,
+        usable: usize,
+    },
+    /// `cap` bytes, page-aligned.
+    Map(MmapMut),
 }
 
 /// What a buffer allocates first.
 pub(crate) const BUF_FIRST_ALLOC: usize = 16 << 10;
 
+/// The most a buffer holds on the heap before it moves to a mapping.
+pub(crate) const HEAP_MAX: usize = 64 << 10;
+
 impl Buf {
     pub fn with_capacity(cap: usize) -> Buf {
         Buf {
-            raw: Vec::new(),
-            off: 0,
+            mem: Mem::Empty,
             cap: align_up(cap.max(1)),
             len: 0,
         }
-    }
-
-    /// Room for `n` bytes in all and their block padding: a new allocation,
-    /// at least twice the last, with the bytes moved over, when the current
-    /// one is too small.
-    fn reserve(&mut self, n: usize) {
-        let want = align_up(n).min(self.cap);
-        if self.raw.capacity() > 0 && self.raw.capacity() >= self.off + want {
-            return;
-        }
-        let had = self.raw.capacity().saturating_sub(self.off + DIRECT_ALIGN);
-        let size = want.max(had * 2).max(BUF_FIRST_ALLOC).min(self.cap);
-        let mut raw: Vec<u8> = Vec::with_capacity(size + DIRECT_ALIGN);
-        let off = raw.as_ptr().align_offset(DIRECT_ALIGN);
-        raw.resize(off, 0);
-        raw.extend_from_slice(self.bytes());
-        self.raw = raw;
-        self.off = off;
     }
 
     pub fn len(&self) -> usize {
@@ -116,39 +119,78 @@ impl Buf {
         self.cap
     }
 
+    /// The whole usable memory (past `len` too).
+    fn mem(&self) -> &[u8] {
+        match &self.mem {
+            Mem::Empty => &[],
+            Mem::Heap { raw, off, usable } => &raw[*off..*off + *usable],
+            Mem::Map(m) => &m[..],
+        }
+    }
+
+    /// The usable memory, grown first to hold `n` bytes in all and their block
+    /// padding (bytes held move over).
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        let want = align_up(n).min(self.cap);
+        let have = self.mem().len();
+        if have < want {
+            let mem = if want <= HEAP_MAX {
+                let size = want
+                    .max(have * 2)
+                    .clamp(BUF_FIRST_ALLOC, HEAP_MAX)
+                    .min(self.cap);
+                let mut raw = vec![0u8; size + DIRECT_ALIGN];
+                let off = raw.as_ptr().align_offset(DIRECT_ALIGN);
+                raw[off..off + self.len].copy_from_slice(self.bytes());
+                Mem::Heap {
+                    raw,
+                    off,
+                    usable: size,
+                }
+            } else {
+                // An anonymous mapping fails only when the process is out of
+                // address space or mappings; an allocation would abort then.
+                let mut map = MmapMut::map_anon(self.cap)
+                    .unwrap_or_else(|e| panic!("mapping a {}-byte write buffer: {e}", self.cap));
+                map[..self.len].copy_from_slice(self.bytes());
+                Mem::Map(map)
+            };
+            self.mem = mem;
+        }
+        match &mut self.mem {
+            Mem::Empty => &mut [],
+            Mem::Heap { raw, off, usable } => &mut raw[*off..*off + *usable],
+            Mem::Map(m) => &mut m[..],
+        }
+    }
+
     pub fn bytes(&self) -> &[u8] {
-        &self.raw[self.off..self.off + self.len]
+        &self.mem()[..self.len]
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
         assert!(self.len + bytes.len() <= self.cap, "stage overflow");
-        self.reserve(self.len + bytes.len());
-        let at = self.off + self.len;
-        self.raw.truncate(at);
-        self.raw.extend_from_slice(bytes);
+        let at = self.len;
+        self.room(at + bytes.len())[at..at + bytes.len()].copy_from_slice(bytes);
         self.len += bytes.len();
-        debug_assert_eq!(self.raw.as_ptr().align_offset(DIRECT_ALIGN), self.off);
     }
 
     /// Empties the buffer (its bytes were written).
     pub fn clear(&mut self) {
         self.len = 0;
-        self.raw.truncate(self.off);
     }
 
     /// Zeroes the rest of the last block, for a direct write.
     fn zero_padding(&mut self) {
-        self.reserve(self.len);
-        let (at, end) = (self.off + self.len, self.off + align_up(self.len));
-        self.raw.truncate(at);
-        self.raw.resize(end, 0);
+        let (at, end) = (self.len, align_up(self.len));
+        self.room(at)[at..end].fill(0);
     }
 
     /// The bytes a write of this buffer covers: up to the next block boundary
     /// (zero padded by [`Buf::zero_padding`]) for direct I/O.
     fn to_write(&self, direct: bool) -> &[u8] {
         let end = if direct { align_up(self.len) } else { self.len };
-        &self.raw[self.off..self.off + end]
+        &self.mem()[..end]
     }
 }
 
@@ -780,24 +822,31 @@ mod tests {
     #[test]
     fn a_buffer_allocates_what_it_holds_and_keeps_its_bytes_as_it_grows() {
         let mut b = Buf::with_capacity(2 << 20);
-        assert_eq!(
-            b.raw.capacity(),
-            0,
+        assert!(
+            matches!(b.mem, Mem::Empty),
             "nothing allocated before the first byte"
         );
+        assert_eq!(b.bytes(), b"");
         b.push(b"commit");
-        assert!(b.raw.capacity() <= BUF_FIRST_ALLOC + DIRECT_ALIGN);
+        assert!(
+            matches!(&b.mem, Mem::Heap { usable, .. } if *usable == BUF_FIRST_ALLOC),
+            "a small commit costs a small allocation, no mapping: {:?}",
+            b.mem().len()
+        );
         let mut want = b"commit".to_vec();
         for i in 0..300u32 {
             let chunk = vec![i as u8; 5000];
             b.push(&chunk);
             want.extend_from_slice(&chunk);
             assert_eq!(b.bytes().as_ptr() as usize % DIRECT_ALIGN, 0);
+            if want.len() > HEAP_MAX {
+                assert!(matches!(b.mem, Mem::Map(_)), "mapped past {HEAP_MAX}");
+            }
         }
         assert_eq!(b.bytes(), &want[..]);
-        assert!(b.raw.capacity() <= b.capacity() + DIRECT_ALIGN);
         b.zero_padding();
         assert_eq!(b.to_write(true).len(), align_up(want.len()));
+        assert_eq!(b.to_write(false), &want[..]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! table). This layer owns path validation, the mapping of jocky's errors onto
 //! tantivy's per-operation errors, and the options a user can set.
 
+mod chunk;
 mod handle;
 mod registry;
 mod writer;

@@ -2,7 +2,9 @@
 //! `min_chunk` to `max_chunk` and go to the container as one `Data` record each
 //! time it fills, so a file is a few large extents, not thousands of 8 KiB pieces.
 //! `terminate` appends the last chunk and the `Finish` record in one write.
-//! Memory per open writer is bounded by `max_chunk` (plus one incoming write).
+//! Memory per open writer is bounded by `max_chunk`: its buffer is a
+//! [`ChunkBuf`] (an anonymous mapping of `max_chunk`, only the written pages
+//! backed, recycled process-wide), given back when the file is finished.
 //! The extents of a file of several chunks start on container pages (see
 //! `Container::append_aligned`), so the file can be mapped as one range.
 
@@ -12,6 +14,7 @@ use std::sync::Arc;
 
 use tantivy::directory::{AntiCallToken, TerminatingWrite};
 
+use super::chunk::ChunkBuf;
 use super::registry::Owner;
 use crate::export::build::SegKey;
 
@@ -21,7 +24,7 @@ pub(crate) struct FileWriter {
     ns: Arc<str>,
     id: u64,
     path: PathBuf,
-    buf: Vec<u8>,
+    buf: ChunkBuf,
     chunk: usize,
     max_chunk: usize,
     /// Whether a file of several chunks gets page-aligned extents (every chunk
@@ -55,7 +58,7 @@ impl FileWriter {
             ns,
             id,
             path,
-            buf: Vec::new(),
+            buf: ChunkBuf::new(),
             chunk: min_chunk,
             max_chunk,
             align: (min_chunk as u64).is_multiple_of(crate::container::PAGE)
@@ -73,7 +76,7 @@ impl FileWriter {
 
     fn flush_chunk(&mut self, finish: bool) -> io::Result<()> {
         if let Some(h) = &mut self.crcs {
-            h.update(&self.buf);
+            h.update(self.buf.as_slice());
         }
         let len = self.buf.len() as u64;
         let finish_len = finish.then_some(self.written + len);
@@ -82,7 +85,7 @@ impl FileWriter {
                 self.seg.as_ref(),
                 self.id,
                 self.written,
-                &self.buf,
+                self.buf.as_slice(),
                 finish_len,
                 self.align,
             )
@@ -91,7 +94,11 @@ impl FileWriter {
                 io::Error::new(e.kind(), format!("writing {:?}: {e}", self.path))
             })?;
         self.written += len;
-        self.buf.clear();
+        if finish {
+            self.buf.release();
+        } else {
+            self.buf.clear();
+        }
         // Taken only by the last chunk: a tuple pattern would evaluate (and
         // take) the hasher on every chunk, leaving CRCs for one-chunk files only.
         if finish {
@@ -101,7 +108,6 @@ impl FileWriter {
         }
         if self.chunk < self.max_chunk {
             self.chunk = (self.chunk * 2).min(self.max_chunk);
-            self.buf.shrink_to(self.chunk);
         }
         Ok(())
     }
@@ -115,12 +121,13 @@ impl Write for FileWriter {
                 self.path
             )));
         }
-        let room = self.chunk.saturating_sub(self.buf.len()).max(1);
-        let n = room.min(data.len());
-        if self.buf.capacity() < self.chunk {
-            self.buf.reserve_exact(self.chunk - self.buf.len());
+        if data.is_empty() {
+            return Ok(0);
         }
-        self.buf.extend_from_slice(&data[..n]);
+        let n = self
+            .buf
+            .fill(data, self.chunk, self.max_chunk)
+            .map_err(|e| io::Error::new(e.kind(), format!("buffering {:?}: {e}", self.path)))?;
         if self.buf.len() >= self.chunk {
             self.flush_chunk(false)?;
         }
