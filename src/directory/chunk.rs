@@ -7,9 +7,10 @@
 //! in one round of `examples/compare_mmap.rs`), in the indexing threads'
 //! arenas, among tantivy's own allocations.
 //!
-//! A buffer here is one anonymous mapping of the writer's largest chunk: the
-//! kernel backs only the pages written, the chunk's growth needs no
-//! reallocation, and a finished writer's mapping goes to a small process-wide
+//! A buffer here is one anonymous mapping of the writer's current chunk size
+//! (a larger one taken when the chunk grows, between chunks, with nothing to
+//! copy): the kernel backs only the pages written, and a finished writer's
+//! mapping goes to a small process-wide
 //! free list ([`KEEP_BYTES`] at most) for the next writer, or back to the
 //! kernel. With the stage buffers also out of `malloc` (`container::writer::Buf`),
 //! jocky's live heap while indexing is `MmapDirectory`'s: +65.8 MB against
@@ -40,16 +41,20 @@ impl ChunkBuf {
     }
 
     /// Appends the part of `data` that fits below `limit` bytes in all and
-    /// returns its length. `capacity`: the largest `limit` this buffer will be
-    /// given (mapped at the first fill).
-    pub fn fill(&mut self, data: &[u8], limit: usize, capacity: usize) -> io::Result<usize> {
-        debug_assert!(limit <= capacity);
-        if self.map.is_none() {
-            self.map = Some(FREE.take(capacity)?);
+    /// returns its length. The mapping is at least `limit` bytes: made at the
+    /// first fill, and replaced by a larger one when `limit` grows past it (a
+    /// writer raises its chunk size only when its buffer is empty, so nothing
+    /// is copied then).
+    pub fn fill(&mut self, data: &[u8], limit: usize) -> io::Result<usize> {
+        if self.map.as_ref().is_none_or(|m| m.len() < limit) {
+            let mut bigger = FREE.take(limit)?;
+            bigger[..self.len].copy_from_slice(self.as_slice());
+            if let Some(old) = self.map.replace(bigger) {
+                FREE.give_back(old);
+            }
         }
         let map = self.map.as_mut().expect("mapped above");
-        let end = limit.min(map.len());
-        let n = end.saturating_sub(self.len).min(data.len());
+        let n = limit.saturating_sub(self.len).min(data.len());
         map[self.len..self.len + n].copy_from_slice(&data[..n]);
         self.len += n;
         Ok(n)
@@ -139,18 +144,14 @@ mod tests {
         let mut b = ChunkBuf::new();
         assert!(b.is_empty());
         assert_eq!(b.as_slice(), b"");
-        assert_eq!(b.fill(b"hello ", 8, 16).unwrap(), 6);
-        assert_eq!(b.fill(b"world", 8, 16).unwrap(), 2, "stops at the limit");
+        assert_eq!(b.fill(b"hello ", 8).unwrap(), 6);
+        assert_eq!(b.fill(b"world", 8).unwrap(), 2, "stops at the limit");
         assert_eq!(b.as_slice(), b"hello wo");
-        assert_eq!(
-            b.fill(b"rld!", 12, 16).unwrap(),
-            4,
-            "a raised limit takes more"
-        );
+        assert_eq!(b.fill(b"rld!", 12).unwrap(), 4, "a raised limit takes more");
         assert_eq!(b.as_slice(), b"hello world!");
         b.clear();
         assert_eq!(b.len(), 0);
-        assert_eq!(b.fill(b"again", 16, 16).unwrap(), 5);
+        assert_eq!(b.fill(b"again", 16).unwrap(), 5);
         assert_eq!(b.as_slice(), b"again");
     }
 
@@ -184,11 +185,11 @@ mod tests {
     fn a_buffer_maps_at_its_first_fill_and_gives_its_mapping_back() {
         let mut b = ChunkBuf::new();
         assert!(b.map.is_none(), "nothing mapped before the first byte");
-        b.fill(b"z", 1 << 16, 1 << 16).unwrap();
+        b.fill(b"z", 1 << 16).unwrap();
         assert!(b.map.as_ref().is_some_and(|m| m.len() >= 1 << 16));
         b.release();
         assert!(b.map.is_none() && b.is_empty());
-        assert_eq!(b.fill(b"again", 1 << 16, 1 << 16).unwrap(), 5);
+        assert_eq!(b.fill(b"again", 1 << 16).unwrap(), 5);
         assert_eq!(b.as_slice(), b"again");
     }
 }

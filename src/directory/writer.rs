@@ -3,8 +3,9 @@
 //! time it fills, so a file is a few large extents, not thousands of 8 KiB pieces.
 //! `terminate` appends the last chunk and the `Finish` record in one write.
 //! Memory per open writer is bounded by `max_chunk`: its buffer is a
-//! [`ChunkBuf`] (an anonymous mapping of `max_chunk`, only the written pages
-//! backed, recycled process-wide), given back when the file is finished.
+//! [`ChunkBuf`] (an anonymous mapping of its current chunk size, only the
+//! written pages backed, recycled process-wide), given back when the file is
+//! finished.
 //! The extents of a file of several chunks start on container pages (see
 //! `Container::append_aligned`), so the file can be mapped as one range.
 
@@ -126,7 +127,7 @@ impl Write for FileWriter {
         }
         let n = self
             .buf
-            .fill(data, self.chunk, self.max_chunk)
+            .fill(data, self.chunk)
             .map_err(|e| io::Error::new(e.kind(), format!("buffering {:?}: {e}", self.path)))?;
         if self.buf.len() >= self.chunk {
             self.flush_chunk(false)?;
