@@ -65,7 +65,7 @@ fn align_up(n: usize) -> usize {
 /// [`BUF_FIRST_ALLOC`]), so a buffer that only ever holds small commits costs a
 /// few KiB and no mapping (a tenant's index); past that, an anonymous mapping
 /// of its whole capacity, backed by the kernel only where written, kept for the
-/// buffer's life.
+/// buffer's life (the heap again if the process is out of mappings).
 ///
 /// Large buffers are not `malloc`'d: a pool buffer lives as long as its
 /// container, and as a `Vec` it lived in the arena of the indexing thread that
@@ -134,26 +134,38 @@ impl Buf {
         let want = align_up(n).min(self.cap);
         let have = self.mem().len();
         if have < want {
-            let mem = if want <= HEAP_MAX {
-                let size = want
-                    .max(have * 2)
-                    .clamp(BUF_FIRST_ALLOC, HEAP_MAX)
-                    .min(self.cap);
-                let mut raw = vec![0u8; size + DIRECT_ALIGN];
-                let off = raw.as_ptr().align_offset(DIRECT_ALIGN);
-                raw[off..off + self.len].copy_from_slice(self.bytes());
-                Mem::Heap {
-                    raw,
-                    off,
-                    usable: size,
-                }
+            let mapped = if want <= HEAP_MAX {
+                None
             } else {
-                // An anonymous mapping fails only when the process is out of
-                // address space or mappings; an allocation would abort then.
-                let mut map = MmapMut::map_anon(self.cap)
-                    .unwrap_or_else(|e| panic!("mapping a {}-byte write buffer: {e}", self.cap));
-                map[..self.len].copy_from_slice(self.bytes());
-                Mem::Map(map)
+                // Out of mappings (`vm.max_map_count`) or address space: the
+                // heap serves instead, as it did before.
+                MmapMut::map_anon(self.cap)
+                    .inspect_err(|e| {
+                        log::debug!("a {}-byte write buffer stays on the heap: {e}", self.cap)
+                    })
+                    .ok()
+            };
+            let mem = match mapped {
+                Some(mut map) => {
+                    map[..self.len].copy_from_slice(self.bytes());
+                    Mem::Map(map)
+                }
+                None => {
+                    let limit = if want <= HEAP_MAX { HEAP_MAX } else { self.cap };
+                    let size = want
+                        .max(have * 2)
+                        .max(BUF_FIRST_ALLOC)
+                        .min(limit)
+                        .min(self.cap);
+                    let mut raw = vec![0u8; size + DIRECT_ALIGN];
+                    let off = raw.as_ptr().align_offset(DIRECT_ALIGN);
+                    raw[off..off + self.len].copy_from_slice(self.bytes());
+                    Mem::Heap {
+                        raw,
+                        off,
+                        usable: size,
+                    }
+                }
             };
             self.mem = mem;
         }

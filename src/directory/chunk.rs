@@ -10,9 +10,9 @@
 //! A buffer here is one anonymous mapping of the writer's current chunk size
 //! (a larger one taken when the chunk grows, between chunks, with nothing to
 //! copy): the kernel backs only the pages written, and a finished writer's
-//! mapping goes to a small process-wide
-//! free list ([`KEEP_BYTES`] at most) for the next writer, or back to the
-//! kernel. With the stage buffers also out of `malloc` (`container::writer::Buf`),
+//! mapping goes to a small process-wide free list ([`KEEP_BYTES`] at most)
+//! for the next writer, or back to the kernel. A process out of mappings
+//! (`vm.max_map_count`) gets a heap block instead. With the stage buffers also out of `malloc` (`container::writer::Buf`),
 //! jocky's live heap while indexing is `MmapDirectory`'s: +65.8 MB against
 //! +65.0 (`compare_mmap --count-heap`, 2026-11-29; +81.6 against +65.2
 //! before).
@@ -30,14 +30,57 @@ static FREE: FreeList = FreeList::new(KEEP_BYTES);
 
 /// Bytes gathered for the next chunk of one file.
 pub(crate) struct ChunkBuf {
-    map: Option<MmapMut>,
+    block: Option<Block>,
     len: usize,
+}
+
+/// A buffer's memory: a mapping, or (when the process is out of mappings or
+/// address space) a heap block, as every buffer was before.
+enum Block {
+    Map(MmapMut),
+    Heap(Box<[u8]>),
+}
+
+impl Block {
+    fn get(&self) -> &[u8] {
+        match self {
+            Block::Map(m) => m,
+            Block::Heap(b) => b,
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut [u8] {
+        match self {
+            Block::Map(m) => m,
+            Block::Heap(b) => b,
+        }
+    }
+
+    /// At least `size` bytes: a free or new mapping, else the heap.
+    fn take(size: usize) -> Block {
+        match FREE.take(size) {
+            Ok(map) => Block::Map(map),
+            Err(e) => {
+                log::debug!("a {size}-byte file write buffer goes on the heap: {e}");
+                Block::Heap(vec![0u8; size].into_boxed_slice())
+            }
+        }
+    }
+
+    fn give_back(self) {
+        if let Block::Map(map) = self {
+            FREE.give_back(map);
+        }
+    }
 }
 
 impl ChunkBuf {
     /// An empty buffer; nothing is mapped before the first [`ChunkBuf::fill`].
     pub const fn new() -> ChunkBuf {
-        ChunkBuf { map: None, len: 0 }
+        ChunkBuf {
+            block: None,
+            len: 0,
+        }
     }
 
     /// Appends the part of `data` that fits below `limit` bytes in all and
@@ -45,23 +88,23 @@ impl ChunkBuf {
     /// first fill, and replaced by a larger one when `limit` grows past it (a
     /// writer raises its chunk size only when its buffer is empty, so nothing
     /// is copied then).
-    pub fn fill(&mut self, data: &[u8], limit: usize) -> io::Result<usize> {
-        if self.map.as_ref().is_none_or(|m| m.len() < limit) {
-            let mut bigger = FREE.take(limit)?;
-            bigger[..self.len].copy_from_slice(self.as_slice());
-            if let Some(old) = self.map.replace(bigger) {
-                FREE.give_back(old);
+    pub fn fill(&mut self, data: &[u8], limit: usize) -> usize {
+        if self.block.as_ref().is_none_or(|b| b.get().len() < limit) {
+            let mut bigger = Block::take(limit);
+            bigger.get_mut()[..self.len].copy_from_slice(self.as_slice());
+            if let Some(old) = self.block.replace(bigger) {
+                old.give_back();
             }
         }
-        let map = self.map.as_mut().expect("mapped above");
+        let block = self.block.as_mut().expect("made above").get_mut();
         let n = limit.saturating_sub(self.len).min(data.len());
-        map[self.len..self.len + n].copy_from_slice(&data[..n]);
+        block[self.len..self.len + n].copy_from_slice(&data[..n]);
         self.len += n;
-        Ok(n)
+        n
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        self.map.as_ref().map_or(&[], |m| &m[..self.len])
+        self.block.as_ref().map_or(&[], |b| &b.get()[..self.len])
     }
 
     pub fn len(&self) -> usize {
@@ -81,8 +124,8 @@ impl ChunkBuf {
     /// empty and maps again if filled.
     pub fn release(&mut self) {
         self.len = 0;
-        if let Some(map) = self.map.take() {
-            FREE.give_back(map);
+        if let Some(block) = self.block.take() {
+            block.give_back();
         }
     }
 }
@@ -144,14 +187,14 @@ mod tests {
         let mut b = ChunkBuf::new();
         assert!(b.is_empty());
         assert_eq!(b.as_slice(), b"");
-        assert_eq!(b.fill(b"hello ", 8).unwrap(), 6);
-        assert_eq!(b.fill(b"world", 8).unwrap(), 2, "stops at the limit");
+        assert_eq!(b.fill(b"hello ", 8), 6);
+        assert_eq!(b.fill(b"world", 8), 2, "stops at the limit");
         assert_eq!(b.as_slice(), b"hello wo");
-        assert_eq!(b.fill(b"rld!", 12).unwrap(), 4, "a raised limit takes more");
+        assert_eq!(b.fill(b"rld!", 12), 4, "a raised limit takes more");
         assert_eq!(b.as_slice(), b"hello world!");
         b.clear();
         assert_eq!(b.len(), 0);
-        assert_eq!(b.fill(b"again", 16).unwrap(), 5);
+        assert_eq!(b.fill(b"again", 16), 5);
         assert_eq!(b.as_slice(), b"again");
     }
 
@@ -184,12 +227,29 @@ mod tests {
     #[test]
     fn a_buffer_maps_at_its_first_fill_and_gives_its_mapping_back() {
         let mut b = ChunkBuf::new();
-        assert!(b.map.is_none(), "nothing mapped before the first byte");
-        b.fill(b"z", 1 << 16).unwrap();
-        assert!(b.map.as_ref().is_some_and(|m| m.len() >= 1 << 16));
+        assert!(b.block.is_none(), "nothing mapped before the first byte");
+        b.fill(b"z", 1 << 16);
+        assert!(matches!(&b.block, Some(Block::Map(m)) if m.len() >= 1 << 16));
         b.release();
-        assert!(b.map.is_none() && b.is_empty());
-        assert_eq!(b.fill(b"again", 1 << 16).unwrap(), 5);
+        assert!(b.block.is_none() && b.is_empty());
+        assert_eq!(b.fill(b"again", 1 << 16), 5);
         assert_eq!(b.as_slice(), b"again");
+    }
+
+    #[test]
+    fn a_heap_block_serves_like_a_mapping_and_is_not_kept() {
+        // What a buffer gets when the process is out of mappings.
+        let mut b = ChunkBuf {
+            block: Some(Block::Heap(vec![0u8; 8].into_boxed_slice())),
+            len: 0,
+        };
+        assert_eq!(b.fill(b"12345678", 8), 8);
+        b.clear();
+        assert_eq!(b.fill(b"abc", 8), 3);
+        // Growing past it replaces it (a fresh block: the bytes move over).
+        assert_eq!(b.fill(b"defghijklm", 13), 10);
+        assert_eq!(b.as_slice(), b"abcdefghijklm");
+        b.release();
+        assert!(b.block.is_none());
     }
 }

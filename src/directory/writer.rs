@@ -125,10 +125,7 @@ impl Write for FileWriter {
         if data.is_empty() {
             return Ok(0);
         }
-        let n = self
-            .buf
-            .fill(data, self.chunk)
-            .map_err(|e| io::Error::new(e.kind(), format!("buffering {:?}: {e}", self.path)))?;
+        let n = self.buf.fill(data, self.chunk);
         if self.buf.len() >= self.chunk {
             self.flush_chunk(false)?;
         }
