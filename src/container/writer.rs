@@ -96,6 +96,24 @@ enum Mem {
     Map(MmapMut),
 }
 
+impl Mem {
+    fn get(&self) -> &[u8] {
+        match self {
+            Mem::Empty => &[],
+            Mem::Heap { raw, off, usable } => &raw[*off..*off + *usable],
+            Mem::Map(m) => m,
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut [u8] {
+        match self {
+            Mem::Empty => &mut [],
+            Mem::Heap { raw, off, usable } => &mut raw[*off..*off + *usable],
+            Mem::Map(m) => m,
+        }
+    }
+}
+
 /// What a buffer allocates first.
 pub(crate) const BUF_FIRST_ALLOC: usize = 16 << 10;
 
@@ -121,11 +139,7 @@ impl Buf {
 
     /// The whole usable memory (past `len` too).
     fn mem(&self) -> &[u8] {
-        match &self.mem {
-            Mem::Empty => &[],
-            Mem::Heap { raw, off, usable } => &raw[*off..*off + *usable],
-            Mem::Map(m) => &m[..],
-        }
+        self.mem.get()
     }
 
     /// The usable memory, grown first to hold `n` bytes in all and their block
@@ -169,11 +183,7 @@ impl Buf {
             };
             self.mem = mem;
         }
-        match &mut self.mem {
-            Mem::Empty => &mut [],
-            Mem::Heap { raw, off, usable } => &mut raw[*off..*off + *usable],
-            Mem::Map(m) => &mut m[..],
-        }
+        self.mem.get_mut()
     }
 
     pub fn bytes(&self) -> &[u8] {
